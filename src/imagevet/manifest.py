@@ -1,0 +1,197 @@
+"""Manifests as raw bytes with read-only parsed views: descriptors, platforms, children, blobs.
+
+A manifest is never re-serialised for a push: :class:`RawManifest` keeps the exact bytes the
+source served, and its digest is computed from those bytes, so every digest (and every signature
+over one) survives a copy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from imagevet import mediatype
+from imagevet.digest import Digest
+from imagevet.errors import DigestMismatchError, ImagevetError
+
+__all__ = ["Descriptor", "ManifestFormatError", "Platform", "RawManifest"]
+
+
+class ManifestFormatError(ImagevetError):
+    """Manifest bytes that are not a JSON object of the kind their media type says."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Platform:
+    """An image platform: ``os/architecture[/variant]``."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """Parse ``linux/amd64`` or ``linux/arm64/v8``; raise ValueError otherwise."""
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"invalid platform {text!r}: expected os/architecture[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Platform:
+        return cls(str(obj.get("os", "")), str(obj.get("architecture", "")), obj.get("variant"))
+
+    def matches(self, other: Platform) -> bool:
+        """Whether ``other`` satisfies this platform (a missing variant here matches any variant)."""
+        return (
+            self.os == other.os
+            and self.architecture == other.architecture
+            and (self.variant is None or self.variant == other.variant)
+        )
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """An OCI content descriptor: what a manifest says about one piece of content."""
+
+    media_type: str
+    digest: Digest
+    size: int
+    platform: Platform | None = None
+    artifact_type: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Descriptor:
+        if not isinstance(obj, Mapping):
+            raise ManifestFormatError(f"descriptor is not an object: {obj!r}"[:200])
+        try:
+            digest = Digest.parse(str(obj["digest"]))
+            size = obj["size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ManifestFormatError(f"descriptor {digest} has invalid size {size!r}")
+        except KeyError as e:
+            raise ManifestFormatError(f"descriptor is missing {e.args[0]!r}") from None
+        platform = obj.get("platform")
+        return cls(
+            media_type=str(obj.get("mediaType", "")),
+            digest=digest,
+            size=size,
+            platform=Platform.from_json(platform) if isinstance(platform, Mapping) else None,
+            artifact_type=obj.get("artifactType"),
+            annotations=dict(obj.get("annotations") or {}),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The descriptor as JSON, for manifests imagevet writes itself (referrers tag indexes)."""
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            p: dict[str, str] = {"architecture": self.platform.architecture, "os": self.platform.os}
+            if self.platform.variant:
+                p["variant"] = self.platform.variant
+            out["platform"] = p
+        return out
+
+
+@dataclass(frozen=True)
+class RawManifest:
+    """The exact bytes of a manifest, its media type and its digest (computed from the bytes)."""
+
+    media_type: str
+    data: bytes
+    digest: Digest
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, media_type: str | None = None, *, algorithm: str = "sha256"
+    ) -> RawManifest:
+        """Wrap ``data``; the media type defaults to the ``mediaType`` field inside it."""
+        raw = cls(media_type or "", data, Digest.of(data, algorithm))
+        if not media_type:
+            found = raw.json.get("mediaType")
+            if not isinstance(found, str) or not found:
+                raise ManifestFormatError("manifest has no mediaType and none was given")
+            object.__setattr__(raw, "media_type", found)
+        return raw
+
+    def verify(self, expected: Digest, what: str = "manifest") -> None:
+        """Raise DigestMismatchError unless these bytes hash to ``expected``."""
+        actual = Digest.of(self.data, expected.algorithm)
+        if actual != expected:
+            raise DigestMismatchError(what, str(expected), str(actual))
+
+    @cached_property
+    def json(self) -> Mapping[str, Any]:
+        """The parsed JSON object (read-only use; never re-serialised for a push)."""
+        try:
+            obj = json.loads(self.data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ManifestFormatError(f"manifest {self.digest} is not JSON: {e}") from None
+        if not isinstance(obj, dict):
+            raise ManifestFormatError(f"manifest {self.digest} is not a JSON object")
+        return obj
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def is_index(self) -> bool:
+        return mediatype.is_index(self.media_type) or (
+            self.media_type not in mediatype.MANIFEST_TYPES and "manifests" in self.json
+        )
+
+    @property
+    def descriptor(self) -> Descriptor:
+        """A descriptor pointing at this manifest."""
+        at = self.json.get("artifactType") if self.data else None
+        return Descriptor(self.media_type, self.digest, self.size, artifact_type=at)
+
+    def children(self) -> list[Descriptor]:
+        """The manifests an index lists (empty for an image manifest)."""
+        if not self.is_index:
+            return []
+        return [Descriptor.from_json(d) for d in self.json.get("manifests") or []]
+
+    def blobs(self) -> list[Descriptor]:
+        """The config and layers of an image manifest (empty for an index)."""
+        if self.is_index:
+            return []
+        out: list[Descriptor] = []
+        if "config" in self.json:
+            out.append(Descriptor.from_json(self.json["config"]))
+        out.extend(Descriptor.from_json(d) for d in self.json.get("layers") or [])
+        out.extend(Descriptor.from_json(d) for d in self.json.get("blobs") or [])  # artifact manifest
+        return out
+
+    @property
+    def subject(self) -> Descriptor | None:
+        """The manifest this one refers to (OCI 1.1 ``subject``), if any."""
+        s = self.json.get("subject")
+        return Descriptor.from_json(s) if s is not None else None
+
+    @property
+    def artifact_type(self) -> str | None:
+        """``artifactType``, or for an image manifest the config media type, as the referrers API reports."""
+        at = self.json.get("artifactType")
+        if isinstance(at, str):
+            return at
+        config = self.json.get("config")
+        if isinstance(config, Mapping) and not self.is_index:
+            mt = config.get("mediaType")
+            return str(mt) if mt else None
+        return None
