@@ -1,0 +1,136 @@
+"""What every command shares: consoles, logging with redaction, exit codes, running coroutines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from imagevet.errors import (
+    CopyError,
+    CredentialsError,
+    DigestMismatchError,
+    HubError,
+    ImagevetError,
+    InvalidDigestError,
+    InvalidReferenceError,
+    PolicyError,
+    RegistryError,
+    SecurityError,
+    TransportError,
+)
+
+__all__ = [
+    "EXIT_CHANGES",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "console",
+    "configure_logging",
+    "err_console",
+    "fail",
+    "handle_errors",
+    "print_json",
+    "run",
+]
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # an operation failed (registry, copy, Hub)
+EXIT_USAGE = 2  # bad arguments or bad input files
+EXIT_CHANGES = 3  # plan --detailed-exitcode: changes pending
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Error class -> exit code; the first match wins, so subclasses come first.
+_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (InvalidReferenceError, EXIT_USAGE),
+    (InvalidDigestError, EXIT_USAGE),
+    (PolicyError, EXIT_USAGE),
+    (CredentialsError, EXIT_FAILURE),
+    (DigestMismatchError, EXIT_FAILURE),
+    (SecurityError, EXIT_FAILURE),
+    (CopyError, EXIT_FAILURE),
+    (RegistryError, EXIT_FAILURE),
+    (TransportError, EXIT_FAILURE),
+    (HubError, EXIT_FAILURE),
+    (ImagevetError, EXIT_FAILURE),
+)
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(authorization:\s*)(\S+\s+)?\S+"),
+    re.compile(r"(?i)((?:password|secret|token|access_token|identitytoken)\"?\s*[:=]\s*\"?)[^\s\",}]+"),
+    re.compile(r"dckr_(?:pat|oat)_[A-Za-z0-9_-]+"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"),  # JWTs
+)
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a credential in ``text``."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() and m.group(1) else "") + "***", text)
+    return text
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure_logging(*, debug: bool = False, quiet: bool = False) -> None:
+    """Send imagevet's log records to stderr, redacted; DEBUG with --debug."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("imagevet")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for cls, code in _EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return EXIT_FAILURE
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print ``message`` to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {redact(message)}", markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn imagevet errors into one red line on stderr and the exit code of their class."""
+    try:
+        yield
+    except ImagevetError as e:
+        fail(str(e), exit_code_for(e))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run the coroutine made by ``factory`` on a fresh event loop, errors mapped to exit codes."""
+    async def _main() -> T:
+        return await factory()
+
+    with handle_errors():
+        return asyncio.run(_main())
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as indented JSON to stdout (no colours, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
