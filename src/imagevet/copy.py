@@ -1,0 +1,505 @@
+"""The copy engine: one image, byte for byte, from a source repository to a target repository.
+
+What "byte for byte" means here (and why ``docker pull`` + ``docker push`` is not it):
+
+* the index and every platform manifest are pushed with the exact bytes the source served, so
+  every digest, and every signature over a digest, stays valid;
+* every config and layer blob is streamed from source to target (never whole in memory, no temp
+  file), hashed on the way and refused on a digest or size mismatch;
+* the OCI referrers of each manifest (signatures, SBOMs, attestations) and the cosign-style
+  digest tags (``sha256-<hex>.sig``/``.att``/``.sbom``, and the referrers fallback tag
+  ``sha256-<hex>``) travel with the image.
+
+Order makes a failed copy harmless: blobs before the manifest that lists them, children before
+their index, attachments after their subject, **the tag last**.  A copy that dies half way leaves
+no tag pointing at a partial image, and the next run resumes (what is there is skipped).
+
+Cost: when the target tag already holds the source digest the copy is a no-op made of HEAD
+requests only (no manifest or blob GET on the source, so no Docker Hub pull is spent).  Blobs
+already at the target are skipped after a HEAD; on the same registry they are mounted
+(``?mount=&from=``) rather than moved.  A :class:`CopySession` shared by many copies moves each
+blob at most once and bounds concurrent transfers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from imagevet.digest import Digest
+from imagevet.errors import (
+    CopyError,
+    DigestMismatchError,
+    ImagevetError,
+    NotFoundError,
+    RegistryError,
+    TransportError,
+)
+from imagevet.manifest import Descriptor, Platform, RawManifest
+from imagevet.reference import Reference
+from imagevet.registry import RegistryClient
+
+__all__ = [
+    "DEFAULT_JOBS",
+    "DIGEST_TAG_SUFFIXES",
+    "CopyOptions",
+    "CopyProgress",
+    "CopyResult",
+    "CopySession",
+    "copy_image",
+    "is_digest_tag",
+]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+DEFAULT_JOBS = 8
+"""Concurrent blob transfers per session (skopeo: 6 layers per image, images one at a time)."""
+
+DIGEST_TAG_SUFFIXES = ("", ".sig", ".att", ".sbom")
+"""Tags attached to a manifest digest: the referrers fallback index and cosign's three kinds."""
+
+MAX_ATTACHMENT_DEPTH = 3
+"""How deep attachments of attachments are followed (a signature of an SBOM of an image...)."""
+
+BLOB_ATTEMPTS = 3
+"""Whole-blob transfer attempts on a temporary failure (each re-opens the source stream)."""
+
+_DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a-z]+)?$")
+
+
+def is_digest_tag(tag: str) -> bool:
+    """Whether ``tag`` is an attachment tag (``sha256-<hex>[.sig|.att|.sbom]``), not an image tag."""
+    return _DIGEST_TAG_RE.match(tag) is not None
+
+
+def _digest_tag(digest: Digest, suffix: str) -> str:
+    return f"{digest.algorithm}-{digest.hex}{suffix}"
+
+
+class CopyProgress(Protocol):
+    """Receives progress events; the CLI renders them, tests may count them."""
+
+    def blob_started(self, digest: Digest, size: int) -> None: ...
+    def blob_advanced(self, digest: Digest, nbytes: int) -> None: ...
+    def blob_finished(self, digest: Digest, how: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CopyOptions:
+    """How a copy behaves; every field has the default a careful user wants."""
+
+    jobs: int = DEFAULT_JOBS
+    """Blob transfers at once, across every image of the session."""
+    referrers: bool = True
+    """Copy OCI referrers and cosign digest tags of every manifest."""
+    platforms: tuple[Platform, ...] | None = None
+    """Copy only these platforms of an index; the target index is rewritten (new digest)."""
+    force: bool = False
+    """Copy even when the target tag already holds the source digest."""
+
+
+@dataclass
+class CopyResult:
+    """What one :func:`copy_image` call did."""
+
+    source: Reference
+    target: Reference
+    digest: Digest
+    """The digest the target now holds (differs from ``source_digest`` only for a platform subset)."""
+    source_digest: Digest
+    media_type: str = ""
+    noop: bool = False
+    """The target already held the image: only HEAD requests were made."""
+    manifests_pushed: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_copied: int = 0
+    platforms: list[str] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)
+    """Referrer digests and digest tags copied with the image."""
+    index_rewritten: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "source": str(self.source),
+            "target": str(self.target),
+            "source_digest": str(self.source_digest),
+            "digest": str(self.digest),
+            "media_type": self.media_type,
+            "noop": self.noop,
+            "manifests_pushed": self.manifests_pushed,
+            "blobs_copied": self.blobs_copied,
+            "blobs_mounted": self.blobs_mounted,
+            "blobs_skipped": self.blobs_skipped,
+            "bytes_copied": self.bytes_copied,
+            "platforms": self.platforms,
+            "attachments": self.attachments,
+            "index_rewritten": self.index_rewritten,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Counters:
+    manifests_pushed: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_copied: int = 0
+
+
+class CopySession:
+    """Shared state for many copies: one blob transfer per (target repo, digest), bounded jobs."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        options: CopyOptions | None = None,
+        *,
+        progress: CopyProgress | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options or CopyOptions()
+        self.progress = progress
+        self._slots = asyncio.Semaphore(max(1, self.options.jobs))
+        self._blobs: dict[tuple[str, Digest], asyncio.Task[str]] = {}
+        self._manifests: dict[tuple[str, Digest], asyncio.Task[None]] = {}
+        self._source_tags: dict[str, asyncio.Task[frozenset[str]]] = {}
+
+    async def copy(self, source: Reference, target: Reference) -> CopyResult:
+        """Copy ``source`` (tag or digest) to ``target`` (tag, or repository only)."""
+        return await _ImageCopy(self, source, target).run()
+
+    # -- shared, deduplicated work ------------------------------------------------------------
+
+    def _once(
+        self,
+        cache: dict[tuple[str, Digest], asyncio.Task[_T]],
+        key: tuple[str, Digest],
+        make: Callable[[], Awaitable[_T]],
+    ) -> asyncio.Task[_T]:
+        task = cache.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.ensure_future(make())
+            cache[key] = task
+        return task
+
+    async def source_tags(self, source: Reference) -> frozenset[str]:
+        """The source repository's tags, listed once per session (for digest-tag discovery)."""
+        key = source.name
+        task = self._source_tags.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._list_tags(source))
+            self._source_tags[key] = task
+        return await task
+
+    async def _list_tags(self, source: Reference) -> frozenset[str]:
+        try:
+            return frozenset(await self.client.list_tags(source.repo()))
+        except NotFoundError:
+            return frozenset()
+
+
+class _ImageCopy:
+    """One copy_image call: walks the source graph and pushes it bottom-up."""
+
+    def __init__(self, session: CopySession, source: Reference, target: Reference) -> None:
+        self.s = session
+        self.client = session.client
+        self.source = source
+        self.target = target
+        self.counters = _Counters()
+        self.attachments: list[str] = []
+        self.subjects: set[Digest] = set()
+        """Every manifest digest met in the walk: each may carry referrers or digest tags."""
+
+    async def run(self) -> CopyResult:
+        started = time.monotonic()
+        try:
+            result = await self._run()
+        except ImagevetError as e:
+            raise CopyError(str(self.source), str(self.target), str(e)) from e
+        result.seconds = time.monotonic() - started
+        return result
+
+    async def _run(self) -> CopyResult:
+        opts = self.s.options
+        src_digest, src_type = await self._resolve_source()
+        target_tag = self.target.tag if self.target.tag else (
+            self.source.tag if self.target.digest is None and self.source.digest is None else None
+        )
+        target = self.target.with_tag(target_tag) if target_tag else self.target.repo()
+        result = CopyResult(self.source, target, src_digest, src_digest, media_type=src_type)
+
+        if not opts.force and opts.platforms is None:
+            have = await self.client.head_manifest(
+                target if target_tag else target.with_digest(src_digest)
+            )
+            if have is not None and have.digest == src_digest:
+                if opts.referrers:
+                    await self._sync_digest_tags_cheaply(src_digest, target)
+                result.noop = True
+                self._fill(result)
+                return result
+
+        top = await self.client.get_manifest(self.source.repo().with_digest(src_digest))
+        result.media_type = top.media_type
+        if opts.platforms is not None and top.is_index:
+            top = _subset_index(top, opts.platforms)
+            result.index_rewritten = top.digest != src_digest
+            result.digest = top.digest
+        result.platforms = [str(d.platform) for d in top.children() if d.platform is not None]
+
+        await self._copy_tree(top, depth=0)
+        await self._push_manifest(target.repo(), top)  # by digest: complete before any tag
+        if opts.referrers:
+            await self._copy_attachments(top, src_digest, depth=0)
+        if target_tag:
+            await self.client.put_manifest(target, top)  # the tag, last
+            self.counters.manifests_pushed += 1
+        self._fill(result)
+        return result
+
+    def _fill(self, result: CopyResult) -> None:
+        c = self.counters
+        result.manifests_pushed = c.manifests_pushed
+        result.blobs_copied = c.blobs_copied
+        result.blobs_mounted = c.blobs_mounted
+        result.blobs_skipped = c.blobs_skipped
+        result.bytes_copied = c.bytes_copied
+        result.attachments = sorted(set(self.attachments))
+
+    async def _resolve_source(self) -> tuple[Digest, str]:
+        head = await self.client.head_manifest(self.source)
+        if head is None:
+            raise NotFoundError(404, "HEAD", f"{self.source}", body="manifest unknown")
+        if self.source.digest is not None and head.digest != self.source.digest:
+            # a registry answering a digest HEAD with another digest is lying: refuse
+            raise DigestMismatchError(str(self.source), str(self.source.digest), str(head.digest))
+        return head.digest, head.media_type
+
+    # -- manifests ------------------------------------------------------------------------------
+
+    async def _copy_tree(self, manifest: RawManifest, *, depth: int) -> None:
+        """Make every child manifest and blob of ``manifest`` exist at the target (not itself)."""
+        if manifest.is_index:
+            children = manifest.children()
+            self.subjects.update(d.digest for d in children)
+            await _gather(self._copy_child(d, depth=depth) for d in children)
+        else:
+            await _gather(self._copy_blob(d) for d in manifest.blobs() if _distributable(d))
+
+    async def _copy_child(self, desc: Descriptor, *, depth: int) -> None:
+        key = (self.target.name, desc.digest)
+        await self.s._once(self.s._manifests, key, lambda: self._copy_manifest(desc.digest, depth))
+
+    async def _copy_manifest(self, digest: Digest, depth: int) -> None:
+        """Copy one manifest (and everything below it) by digest, unless the target has it."""
+        dst = self.target.repo().with_digest(digest)
+        if await self.client.head_manifest(dst) is not None:
+            return
+        manifest = await self.client.get_manifest(self.source.repo().with_digest(digest))
+        await self._copy_tree(manifest, depth=depth + 1)
+        await self._push_manifest(self.target.repo(), manifest)
+
+    async def _push_manifest(self, repo: Reference, manifest: RawManifest) -> None:
+        await self.client.put_manifest(repo.with_digest(manifest.digest), manifest)
+        self.counters.manifests_pushed += 1
+
+    # -- blobs ----------------------------------------------------------------------------------
+
+    async def _copy_blob(self, desc: Descriptor) -> None:
+        key = (self.target.name, desc.digest)
+        how = await self.s._once(self.s._blobs, key, lambda: self._transfer_blob(desc))
+        if how == "copied":
+            self.counters.blobs_copied += 1
+            self.counters.bytes_copied += desc.size
+        elif how == "mounted":
+            self.counters.blobs_mounted += 1
+        else:
+            self.counters.blobs_skipped += 1
+
+    async def _transfer_blob(self, desc: Descriptor) -> str:
+        """Skip, mount or stream one blob; returns ``"skipped"``, ``"mounted"`` or ``"copied"``."""
+        src, dst = self.source.repo(), self.target.repo()
+        progress = self.s.progress
+        async with self.s._slots:
+            if await self.client.head_blob(dst, desc.digest) is not None:
+                how = "skipped"
+            elif src.registry == dst.registry and src.repository != dst.repository and (
+                await self.client.mount_blob(dst, desc.digest, src)
+            ):
+                how = "mounted"
+            else:
+                await self._stream_blob(desc)
+                how = "copied"
+        if progress is not None:
+            progress.blob_finished(desc.digest, how)
+        return how
+
+    async def _stream_blob(self, desc: Descriptor) -> None:
+        src, dst = self.source.repo(), self.target.repo()
+        progress = self.s.progress
+        for attempt in range(1, BLOB_ATTEMPTS + 1):
+            if progress is not None:
+                progress.blob_started(desc.digest, desc.size)
+            try:
+                async with self.client.open_blob(src, desc) as stream:
+                    if progress is None:
+                        await self.client.push_blob(dst, desc, stream)
+                    else:
+                        await self.client.push_blob(dst, desc, _reporting(stream, desc, progress))
+                return
+            except (TransportError, RegistryError) as e:
+                temporary = getattr(e, "temporary", False)
+                if not temporary or attempt == BLOB_ATTEMPTS:
+                    raise
+                log.warning("blob %s: %s; retrying (%d/%d)", desc.digest, e, attempt, BLOB_ATTEMPTS)
+                await asyncio.sleep(0.2 * attempt)
+
+    # -- attachments: referrers and digest tags -------------------------------------------------
+
+    async def _copy_attachments(self, top: RawManifest, src_top: Digest, *, depth: int) -> None:
+        """Copy referrers and digest tags of ``top`` and of every manifest below it."""
+        if depth >= MAX_ATTACHMENT_DEPTH:
+            return
+        subjects = {src_top, top.digest} | {d.digest for d in top.children()}
+        if depth == 0:
+            subjects |= self.subjects
+        tags = await self.s.source_tags(self.source)
+        await _gather(self._attachments_of(d, tags, depth) for d in sorted(subjects))
+
+    async def _attachments_of(self, subject: Digest, tags: frozenset[str], depth: int) -> None:
+        # 1. digest tags present at the source (cosign .sig/.att/.sbom, referrers fallback index)
+        for suffix in DIGEST_TAG_SUFFIXES:
+            tag = _digest_tag(subject, suffix)
+            if tag in tags:
+                await self._copy_attachment_tag(tag, depth)
+        # 2. referrers through the OCI 1.1 API (the client falls back to the tag schema itself;
+        #    manifests already copied above are deduplicated by the session)
+        if _digest_tag(subject, "") in tags:
+            return  # the fallback index was copied byte for byte as a tag: it lists them all
+        referrers = await self.client.referrers(self.source.repo(), subject)
+        if not referrers:
+            return
+        for desc in referrers:
+            await self._copy_child(desc, depth=depth + 1)
+            self.attachments.append(str(desc.digest))
+        await self._ensure_target_lists_referrers(subject, referrers)
+
+    async def _copy_attachment_tag(self, tag: str, depth: int) -> None:
+        head = await self.client.head_manifest(self.source.repo().with_tag(tag))
+        if head is None:
+            return
+        dst = self.target.repo().with_tag(tag)
+        have = await self.client.head_manifest(dst)
+        if have is not None and have.digest == head.digest:
+            return
+        manifest = await self.client.get_manifest(self.source.repo().with_digest(head.digest))
+        await self._copy_tree(manifest, depth=depth + 1)
+        await self._copy_attachments(manifest, head.digest, depth=depth + 1)
+        await self.client.put_manifest(dst, manifest)
+        self.counters.manifests_pushed += 1
+        self.attachments.append(tag)
+
+    async def _ensure_target_lists_referrers(
+        self, subject: Digest, referrers: Sequence[Descriptor]
+    ) -> None:
+        """Where the target has no referrers API, maintain its ``sha256-<hex>`` fallback index."""
+        listed = {d.digest for d in await self.client.referrers(self.target.repo(), subject)}
+        missing = [d for d in referrers if d.digest not in listed]
+        if not missing:
+            return
+        tag_ref = self.target.repo().with_tag(_digest_tag(subject, ""))
+        existing: list[dict[str, object]] = []
+        try:
+            current = await self.client.get_manifest(tag_ref)
+            existing = list(current.json.get("manifests") or [])
+        except NotFoundError:
+            pass
+        index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": existing + [d.to_json() for d in missing],
+        }
+        data = json.dumps(index, separators=(",", ":")).encode()
+        await self.client.put_manifest(tag_ref, RawManifest.from_bytes(data))
+        self.counters.manifests_pushed += 1
+
+    async def _sync_digest_tags_cheaply(self, subject: Digest, target: Reference) -> None:
+        """No-op path: bring digest tags of the top manifest up to date using HEADs only."""
+        tags = await self.s.source_tags(self.source)
+        for suffix in DIGEST_TAG_SUFFIXES:
+            tag = _digest_tag(subject, suffix)
+            if tag in tags:
+                await self._copy_attachment_tag(tag, depth=1)
+
+
+def _distributable(desc: Descriptor) -> bool:
+    """Foreign (non-distributable) layers are not pushed to registries; their URLs stay as-is."""
+    return "nondistributable" not in desc.media_type and "foreign" not in desc.media_type
+
+
+def _subset_index(index: RawManifest, platforms: Sequence[Platform]) -> RawManifest:
+    """A new index listing only ``platforms`` (and attestations attached to them)."""
+    entries = list(index.json.get("manifests") or [])
+    keep: list[object] = []
+    kept: set[str] = set()
+    for entry in entries:
+        desc = Descriptor.from_json(entry)
+        if desc.platform and any(p.matches(desc.platform) for p in platforms):
+            keep.append(entry)
+            kept.add(str(desc.digest))
+    for entry in entries:
+        desc = Descriptor.from_json(entry)
+        ref = desc.annotations.get("vnd.docker.reference.digest")
+        if ref in kept and entry not in keep:
+            keep.append(entry)
+    if not kept:
+        wanted = ", ".join(str(p) for p in platforms)
+        raise NotFoundError(404, "GET", str(index.digest), body=f"no platform matches {wanted}")
+    doc = dict(index.json)
+    doc["manifests"] = keep
+    return RawManifest.from_bytes(json.dumps(doc, indent=2).encode(), index.media_type)
+
+
+async def _reporting(stream, desc: Descriptor, progress: CopyProgress):  # type: ignore[no-untyped-def]
+    async for chunk in stream:
+        progress.blob_advanced(desc.digest, len(chunk))
+        yield chunk
+
+
+async def _gather(aws) -> None:  # type: ignore[no-untyped-def]
+    """Run awaitables concurrently; on the first failure cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    if not tasks:
+        return
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def copy_image(
+    client: RegistryClient,
+    source: Reference,
+    target: Reference,
+    *,
+    options: CopyOptions | None = None,
+    progress: CopyProgress | None = None,
+) -> CopyResult:
+    """Copy one image from ``source`` to ``target`` byte for byte (see the module docstring)."""
+    return await CopySession(client, options, progress=progress).copy(source, target)
