@@ -1,0 +1,71 @@
+"""The Hub API rate limit: ``X-RateLimit-*`` on every response and the wait a 429 asks for.
+
+dockerhub-api.md §2: ``X-RateLimit-Limit`` (requests per minute), ``X-RateLimit-Remaining`` and
+``X-RateLimit-Reset`` (unix seconds) come on every response.  A 429 carries ``Retry-After`` in
+seconds (docs since 2025-06-25) or, in the older form, ``X-Retry-After`` as a unix time; both
+are honoured.  This is the management API's limit, not the registry's pull limit
+(:mod:`imagevet.ratelimit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+__all__ = ["ApiRateLimit", "retry_after"]
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRateLimit:
+    """One response's ``X-RateLimit-*`` headers (any may be missing)."""
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> ApiRateLimit | None:
+        """Read the headers; None when the response carried none of them."""
+        limit = _number(headers.get("X-RateLimit-Limit"))
+        remaining = _number(headers.get("X-RateLimit-Remaining"))
+        reset = _number(headers.get("X-RateLimit-Reset"))
+        if limit is None and remaining is None and reset is None:
+            return None
+        return cls(
+            int(limit) if limit is not None else None,
+            int(remaining) if remaining is not None else None,
+            reset,
+        )
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds a 429 asks to wait: ``Retry-After`` (seconds or HTTP date), else ``X-Retry-After``
+    (unix time), else ``X-RateLimit-Reset``; None when none of them says."""
+    value = headers.get("Retry-After")
+    if value is not None:
+        seconds = _number(value)
+        if seconds is not None:
+            return max(0.0, seconds)
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError):
+            pass
+    for name in ("X-Retry-After", "X-RateLimit-Reset"):
+        at = _number(headers.get(name))
+        if at is not None:
+            return max(0.0, at - now)
+    return None
