@@ -1,0 +1,94 @@
+"""The audit ledger: appends chain, and any edit is found offline."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from imagevet.ledger import LedgerError, append_events, read_ledger, verify_ledger
+
+NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
+
+
+def test_append_and_verify(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "ledger.jsonl"
+    assert verify_ledger(path).ok  # missing = empty
+    assert append_events(path, [{"kind": "run"}, {"kind": "copy", "digest": "sha256:1"}], now=NOW) == 2
+    assert append_events(path, [{"kind": "noop"}], now=NOW) == 3
+    records = list(read_ledger(path))
+    assert [r["seq"] for r in records] == [1, 2, 3]
+    assert records[0]["prev"] == "genesis"
+    assert records[1]["prev"] == records[0]["hash"]
+    assert records[2]["time"] == "2026-11-29T10:00:00Z"
+    check = verify_ledger(path)
+    assert check.ok and check.records == 3
+
+
+@pytest.mark.parametrize(
+    ("tamper", "line", "reason"),
+    [
+        (lambda ls: ls.__setitem__(1, ls[1].replace('"copy"', '"skip"')), 2, "record altered"),
+        (lambda ls: ls.pop(1), 2, "sequence 3 follows 1"),
+        (lambda ls: ls.insert(0, ls.pop(2)), 1, "sequence 3 follows 0"),
+        (lambda ls: ls.__setitem__(2, "not json\n"), 3, "not a ledger record"),
+    ],
+)
+def test_tampering_is_detected(tmp_path: Path, tamper, line: int, reason: str) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "ledger.jsonl"
+    append_events(path, [{"kind": "run"}, {"kind": "copy"}, {"kind": "noop"}], now=NOW)
+    lines = path.read_text().splitlines(keepends=True)
+    tamper(lines)
+    path.write_text("".join(lines))
+    check = verify_ledger(path)
+    assert not check.ok
+    assert check.bad_line == line
+    assert reason in check.reason
+
+
+def test_recomputed_hash_still_breaks_the_link(tmp_path: Path) -> None:
+    """Rewriting one record *and* its hash is caught by the next record's prev link."""
+    import hashlib
+
+    path = tmp_path / "ledger.jsonl"
+    append_events(path, [{"n": 1}, {"n": 2}, {"n": 3}], now=NOW)
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec["event"] = {"n": 99}
+    body = json.dumps({k: rec[k] for k in ("seq", "time", "event", "prev")}, sort_keys=True,
+                      separators=(",", ":")).encode()
+    rec["hash"] = "sha256:" + hashlib.sha256(body).hexdigest()
+    lines[1] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+    path.write_text("\n".join(lines) + "\n")
+    check = verify_ledger(path)
+    assert not check.ok and check.bad_line == 3 and "link broken" in check.reason
+
+
+def _writer(path: str, n: int) -> None:
+    for i in range(n):
+        append_events(Path(path), [{"writer": n, "i": i}])
+
+
+def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    procs = [multiprocessing.Process(target=_writer, args=(str(path), 20)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    check = verify_ledger(path)
+    assert check.ok and check.records == 60
+
+
+def test_corrupt_tail_is_refused_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    append_events(path, [{"n": 1}], now=NOW)
+    with path.open("a") as f:
+        f.write("{broken\n")
+    before = path.read_bytes()
+    with pytest.raises(LedgerError, match="corrupt last line"):
+        append_events(path, [{"n": 2}], now=NOW)
+    assert path.read_bytes() == before
