@@ -1,0 +1,1 @@
+"""Integration tests: real ``docker-registry`` processes, token server, fault proxy, fake registry."""
