@@ -16,12 +16,23 @@ from imagevet.hub.credentials import (
     SecretKind,
     hub_settings_from_env,
 )
+from imagevet.hub.legacy import LegacyRepositoryApi
+from imagevet.hub.overview import fit, render_overview, short_description
+from imagevet.hub.repositories import HubRepositoryManager, RepositoryState
+from imagevet.hub.teams import TeamDirectory
 
 __all__ = [
     "DEFAULT_HUB_URL",
     "HubClient",
     "HubCredentials",
+    "HubRepositoryManager",
     "HubResponse",
+    "LegacyRepositoryApi",
+    "RepositoryState",
     "SecretKind",
+    "TeamDirectory",
+    "fit",
     "hub_settings_from_env",
+    "render_overview",
+    "short_description",
 ]
