@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.fault_proxy import FaultProxy, start_fault_proxy
 from tests.support.registry_process import (
     ALICE,
     ALICE_PASSWORD,
@@ -154,3 +155,26 @@ def unique_repo(request: pytest.FixtureRequest) -> str:
     """A fresh repository path for this test: ``test/<test-name>-<n>``."""
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60].strip("-") or "t"
     return f"test/{name}-{next(_repo_counter)}"
+
+
+# -- fault proxy -------------------------------------------------------------------------------------
+
+FaultProxyFactory = Callable[[Any], FaultProxy]
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[FaultProxyFactory]:
+    """``fault_proxy(upstream)``: a FaultProxy in front of a registry (object or URL), stopped after the test.
+
+    Point the client at ``proxy.url``/``proxy.host``; ``proxy.username``/``password`` mirror the upstream's.
+    """
+    started: list[FaultProxy] = []
+
+    def make(upstream: Any) -> FaultProxy:
+        proxy = start_fault_proxy(upstream)
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
