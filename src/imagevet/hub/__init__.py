@@ -2,13 +2,16 @@
 
 Modules: ``client`` (HubClient: login, JWT renewal, rate limits, pagination), ``credentials``,
 ``scopes`` (token kinds and scopes), ``legacy`` (the routes only Docker's own clients use),
-``repositories`` (HubRepositoryManager), ``overview`` (the provenance README), ``categories``
-(IAM categories from the catalog badge), ``settings`` (IAM settings, token probing), ``tags``.
-Everything called is listed in ``shared/dockerhub-api.md``.
+``teams`` (team name -> id), ``repositories`` (HubRepositoryManager), ``overview`` (the
+provenance README), ``categories`` (IAM categories from the catalog badge), ``settings`` (IAM
+settings, token probing) and ``tags`` (tag digests for cheap change detection).  Everything
+called is listed in ``shared/dockerhub-api.md``; ``docs/dockerhub.md`` says which token scopes
+each call needs.
 """
 
 from __future__ import annotations
 
+from imagevet.hub.categories import CatalogClassifier
 from imagevet.hub.client import HubClient, HubResponse
 from imagevet.hub.credentials import (
     DEFAULT_HUB_URL,
@@ -19,20 +22,37 @@ from imagevet.hub.credentials import (
 from imagevet.hub.legacy import LegacyRepositoryApi
 from imagevet.hub.overview import fit, render_overview, short_description
 from imagevet.hub.repositories import HubRepositoryManager, RepositoryState
+from imagevet.hub.settings import (
+    Ability,
+    AbilityCheck,
+    CheckStatus,
+    probe_token,
+    read_access_settings,
+)
+from imagevet.hub.tags import HubTag, get_tag, list_tags
 from imagevet.hub.teams import TeamDirectory
 
 __all__ = [
     "DEFAULT_HUB_URL",
+    "Ability",
+    "AbilityCheck",
+    "CatalogClassifier",
+    "CheckStatus",
     "HubClient",
     "HubCredentials",
     "HubRepositoryManager",
     "HubResponse",
+    "HubTag",
     "LegacyRepositoryApi",
     "RepositoryState",
     "SecretKind",
     "TeamDirectory",
     "fit",
+    "get_tag",
     "hub_settings_from_env",
+    "list_tags",
+    "probe_token",
+    "read_access_settings",
     "render_overview",
     "short_description",
 ]
