@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from imagevet.errors import HubError
 from imagevet.hub import HubClient, HubCredentials, HubRepositoryManager, render_overview
 from imagevet.repository_spec import (
+    RepoChange,
     RepoChangeKind,
     RepositoryManager,
     RepoSpec,
@@ -49,8 +50,8 @@ async def manager(fake_hub: FakeHub) -> AsyncIterator[HubRepositoryManager]:  # 
         yield HubRepositoryManager(client)
 
 
-def _kinds(changes: object) -> list[RepoChangeKind]:
-    return [c.kind for c in changes]  # type: ignore[attr-defined]
+def _kinds(changes: Sequence[RepoChange]) -> list[RepoChangeKind]:
+    return [c.kind for c in changes]
 
 
 async def test_is_a_repository_manager(manager: HubRepositoryManager) -> None:

@@ -47,6 +47,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -54,17 +55,22 @@ import jwt
 import pytest
 from aiohttp import web
 
+from tests.support.registry_process import RunningRegistry, start_registry
 from tests.support.server_thread import ServerThread
+from tests.support.token_server import TokenServer
 
 __all__ = [
     "DEFAULT_ORG",
     "DEFAULT_TEAM",
     "DEFAULT_USER",
     "FakeHub",
+    "HubRegistry",
     "LoggedRequest",
     "Seed",
     "TokenService",
     "fake_hub",
+    "fake_hub_registry",
+    "start_hub_registry",
 ]
 
 DEFAULT_ORG = "acme"
@@ -86,6 +92,7 @@ class TokenService(Protocol):
 
     users: dict[str, str]
     acl: Callable[[str | None, str, set[str]], set[str]]
+    url: str
 
     async def handle(self, request: web.Request) -> web.Response: ...
 
@@ -268,6 +275,12 @@ class FakeHub:
             }
             return gid
 
+    def add_team_member(self, org: str, team: str, username: str) -> None:
+        with self._lock:
+            group = self._orgs[org].teams[team]
+            group["members"].append(username)
+            group["member_count"] = len(group["members"])
+
     def add_repository(
         self,
         namespace: str,
@@ -401,10 +414,13 @@ class FakeHub:
         return self.seed
 
     def attach_token_service(self, service: TokenService) -> None:
-        """Serve ``service.handle`` at ``GET /token``; its users and ACL follow the Hub's state
-        (user:password, user:PAT, org:OAT; push needs org editor/owner or a team write grant)."""
+        """Serve ``service.handle`` at ``GET /token`` (the realm becomes ``<hub url>/token``);
+        its users and ACL follow the Hub's state (user:password, user:PAT, org:OAT; push needs
+        org editor/owner or a team write grant).  Call after :meth:`start`."""
+        assert self.url, "start the fake Hub first"
         with self._lock:
             self._token_service = service
+            service.url = self.url
             service.acl = self.registry_acl
             self._sync_token_users()
 
@@ -1219,6 +1235,32 @@ class FakeHub:
         return web.json_response({"total": len(results), "results": results[start : start + size]})
 
 
+@dataclass
+class HubRegistry:
+    """A fake Hub whose ``/token`` is the token service of a real ``docker-registry``."""
+
+    hub: FakeHub
+    token_server: TokenServer
+    registry: RunningRegistry
+
+
+def start_hub_registry(hub: FakeHub, workdir: Path) -> HubRegistry:
+    """Mount a fresh TokenServer on the started, seeded ``hub`` and start a token-auth
+    ``docker-registry`` trusting it; the registry's ``username``/``password`` are the seed
+    user and PAT.  Close with ``registry.close()``."""
+    assert hub.seed is not None and hub.url
+    token_server = TokenServer(workdir / "token-service")
+    hub.attach_token_service(token_server)
+    registry = start_registry(
+        workdir / "registry",
+        auth="token",
+        token_server=token_server,
+        username=hub.seed.username,
+        password=hub.seed.pat,
+    )
+    return HubRegistry(hub, token_server, registry)
+
+
 @pytest.fixture
 def fake_hub() -> Iterator[FakeHub]:
     """A started fake Hub seeded by :meth:`FakeHub.seed_default` (``hub.seed``); the test fails
@@ -1228,3 +1270,12 @@ def fake_hub() -> Iterator[FakeHub]:
     with hub:
         yield hub
     assert hub.violations == [], "Hub API contract violations:\n" + "\n".join(hub.violations)
+
+
+@pytest.fixture
+def fake_hub_registry(fake_hub: FakeHub, tmp_path: Path) -> Iterator[HubRegistry]:
+    """``fake_hub`` plus a real ``docker-registry`` whose token service is the fake Hub: push
+    to ``<registry.host>/acme/<name>`` with the seed user and PAT (or ``acme`` and the OAT)."""
+    started = start_hub_registry(fake_hub, tmp_path)
+    yield started
+    started.registry.close()
