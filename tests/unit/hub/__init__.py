@@ -1,0 +1,1 @@
+"""Unit tests of imagevet.hub: pure parts, no network."""
