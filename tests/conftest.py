@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.fake_registry import FakeRegistry, start_fake_registry
 from tests.support.fault_proxy import FaultProxy, start_fault_proxy
 from tests.support.registry_process import (
     ALICE,
@@ -178,3 +179,31 @@ def fault_proxy() -> Iterator[FaultProxyFactory]:
     yield make
     for proxy in started:
         proxy.stop()
+
+
+# -- fake registry -----------------------------------------------------------------------------------
+
+FakeRegistryFactory = Callable[..., FakeRegistry]
+
+
+@pytest.fixture
+def fake_registry_factory() -> Iterator[FakeRegistryFactory]:
+    """``fake_registry_factory(**options)``: FakeRegistry instances (options: require_auth,
+    token_server, referrers_api, redirect_blobs, mount, check_blobs, check_children,
+    tags_page_size), stopped after the test."""
+    started: list[FakeRegistry] = []
+
+    def make(**options: Any) -> FakeRegistry:
+        fake = start_fake_registry(**options)
+        started.append(fake)
+        return fake
+
+    yield make
+    for fake in started:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_registry(fake_registry_factory: FakeRegistryFactory) -> FakeRegistry:
+    """A running FakeRegistry with default options (no auth, referrers API on, no redirects)."""
+    return fake_registry_factory()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from imagevet import mediatype
@@ -64,6 +65,7 @@ ACCEPT_ALL = ", ".join(
     ]
 )
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class RegistryLike(Protocol):
@@ -185,16 +187,8 @@ class TestClient:
                 hdrs["Authorization"] = authz
             if data is not None:
                 hdrs.setdefault("Content-Length", str(len(data)))
-            async with self.session.request(
-                method,
-                URL(url, encoded=True),
-                data=data,
-                headers=hdrs,
-                allow_redirects=allow_redirects,
-            ) as resp:
-                body = await resp.read()
-                result = Response(resp.status, dict(resp.headers), body, str(resp.url))
-                challenge = resp.headers.get("Www-Authenticate", "")
+            result = await self._send(method, url, data, hdrs, allow_redirects)
+            challenge = result.headers.get("Www-Authenticate", "")
             if result.status != 401 or attempt == 1 or not challenge:
                 break
             kind = challenge.split(" ", 1)[0].lower()
@@ -210,6 +204,31 @@ class TestClient:
         if expect is not None and result.status not in set(expect):
             raise PushError(method, url, result.status, result.body)
         return result
+
+    async def _send(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str], follow: bool
+    ) -> Response:
+        """One exchange; GET/HEAD redirects are followed by hand, keeping the Location byte-exact
+        (aiohttp re-quotes it) and sending Authorization only to the same origin."""
+        for _hop in range(6):
+            target = URL(url, encoded=True)
+            async with self.session.request(
+                method, target, data=data, headers=headers, allow_redirects=False
+            ) as resp:
+                body = await resp.read()
+                result = Response(resp.status, CIMultiDict(resp.headers), body, url)
+            location = result.headers.get("Location")
+            if not (
+                follow and method in ("GET", "HEAD") and result.status in _REDIRECTS and location
+            ):
+                return result
+            nxt = URL(location, encoded=True)
+            if not nxt.is_absolute():
+                nxt = target.join(nxt)
+            if nxt.origin() != target.origin():
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = str(nxt)
+        raise PushError(method, url, 310, b"too many redirects")
 
     # -- operations -------------------------------------------------------------------------
 
