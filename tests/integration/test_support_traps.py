@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from imagevet.digest import Digest
-from tests.support.images import make_image, make_multiarch, random_blob
+from imagevet.manifest import RawManifest
+from tests.support.images import (
+    cosign_tag,
+    make_cosign_signature,
+    make_image,
+    make_multiarch,
+    make_referrer,
+    make_referrers_tag_index,
+    random_blob,
+)
 from tests.support.pusher import PushError, TestClient
 from tests.support.registry_process import RunningRegistry
 from tests.support.traps import (
@@ -86,3 +95,32 @@ def test_shared_layers_are_shared() -> None:
     b = make_image(seed="b", shared_layers=[base])
     assert Digest.of(base) in a.blobs and Digest.of(base) in b.blobs
     assert a.digest != b.digest
+
+
+async def test_referrers_tag_fallback_index(
+    plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """distribution 2.8 has no referrers API: the tag-schema index is what a copier finds there."""
+    subject = make_image(seed="fallback")
+    sbom = make_referrer(subject.top, seed=1, annotations={"k": "v"})
+    sig = make_cosign_signature(subject.top, seed=1)
+    index = make_referrers_tag_index([sbom])
+    async with TestClient(plain_registry) as c:
+        await c.push_image(unique_repo, subject, "v1")
+        await c.push_image(unique_repo, sbom)
+        await c.push_image(unique_repo, sig, cosign_tag(subject.digest))
+        await c.push_manifest(unique_repo, index, cosign_tag(subject.digest).removesuffix(".sig"))
+        r = await c.request(
+            "GET", f"/v2/{unique_repo}/referrers/{subject.digest}", repo=unique_repo
+        )
+        assert r.status == 404
+        body, _, _ = await c.get_manifest(unique_repo, f"sha256-{subject.digest.hex}")
+        assert sorted(await c.list_tags(unique_repo)) == sorted(
+            ["v1", f"sha256-{subject.digest.hex}", f"sha256-{subject.digest.hex}.sig"]
+        )
+    (entry,) = RawManifest.from_bytes(body).children()
+    assert (entry.digest, entry.artifact_type) == (
+        sbom.digest,
+        "application/vnd.example.sbom.v1+json",
+    )
+    assert entry.annotations["k"] == "v"
