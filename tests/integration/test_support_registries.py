@@ -112,7 +112,7 @@ async def test_token_grant_is_intersection(token_server: TokenServer) -> None:
     assert claims["aud"] == token_server.service
 
 
-async def test_token_refresh_after_expiry(
+async def test_token_expiry_is_settable(
     token_registry: RunningRegistry, token_server: TokenServer, unique_repo: str
 ) -> None:
     token_server.expires_in = 1  # restored by the autouse fixture
