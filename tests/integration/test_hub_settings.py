@@ -49,7 +49,9 @@ def _by_ability(checks: list[AbilityCheck]) -> dict[Ability, CheckStatus]:
 async def test_probe_with_owner_pat(fake_hub: FakeHub) -> None:  # noqa: F811
     fake_hub.add_repository("acme", "secret-app", private=True)
     async with HubClient(fake_hub.url, _pat(fake_hub)) as client:
-        checks = await probe_token(client, "acme")
+        probe = await probe_token(client, "acme")
+    checks = probe.checks
+    assert probe.settings is not None and not probe.settings.enabled
     assert _by_ability(checks) == {
         Ability.LOGIN: CheckStatus.OK,
         Ability.LIST_PRIVATE: CheckStatus.OK,
@@ -69,7 +71,7 @@ async def test_probe_with_oat_reports_settings_and_scope_needs(fake_hub: FakeHub
     oat = fake_hub.add_oat("acme", {"scope-repository-read"})  # no list, no group read
     fake_hub.add_repository("acme", "secret-app", private=True)
     async with HubClient(fake_hub.url, HubCredentials("acme", oat)) as client:
-        checks = await probe_token(client, "acme")
+        checks = (await probe_token(client, "acme")).checks
     status = _by_ability(checks)
     assert status[Ability.LIST_PRIVATE] is CheckStatus.UNKNOWN
     assert status[Ability.READ_TEAMS] is CheckStatus.MISSING
@@ -82,7 +84,7 @@ async def test_probe_with_oat_reports_settings_and_scope_needs(fake_hub: FakeHub
 
 async def test_probe_with_wrong_token(fake_hub: FakeHub) -> None:  # noqa: F811
     async with HubClient(fake_hub.url, HubCredentials("alice", "dckr_pat_nope")) as client:
-        checks = await probe_token(client, "acme")
+        checks = (await probe_token(client, "acme")).checks
     assert [(c.ability, c.status) for c in checks] == [(Ability.LOGIN, CheckStatus.MISSING)]
     assert "dckr_pat_nope" not in checks[0].detail
 

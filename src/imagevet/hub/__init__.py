@@ -4,7 +4,7 @@ Modules: ``client`` (HubClient: login, JWT renewal, rate limits, pagination), ``
 ``scopes`` (token kinds and scopes), ``legacy`` (the routes only Docker's own clients use),
 ``teams`` (team name -> id), ``repositories`` (HubRepositoryManager), ``overview`` (the
 provenance README), ``categories`` (IAM categories from the catalog badge), ``settings`` (IAM
-settings, token probing) and ``tags`` (tag digests for cheap change detection).  Everything
+settings, token probing), ``doctor`` (settings and policy checked together) and ``tags`` (tag digests for cheap change detection).  Everything
 called is listed in ``shared/dockerhub-api.md``; ``docs/dockerhub.md`` says which token scopes
 each call needs.
 """
@@ -19,6 +19,7 @@ from imagevet.hub.credentials import (
     SecretKind,
     hub_settings_from_env,
 )
+from imagevet.hub.doctor import DoctorReport, EntryCheck, Finding, Level, diagnose
 from imagevet.hub.legacy import LegacyRepositoryApi
 from imagevet.hub.overview import fit, render_overview, short_description
 from imagevet.hub.repositories import HubRepositoryManager, RepositoryState
@@ -26,6 +27,7 @@ from imagevet.hub.settings import (
     Ability,
     AbilityCheck,
     CheckStatus,
+    TokenProbe,
     probe_token,
     read_access_settings,
 )
@@ -38,15 +40,21 @@ __all__ = [
     "AbilityCheck",
     "CatalogClassifier",
     "CheckStatus",
+    "DoctorReport",
+    "EntryCheck",
+    "Finding",
     "HubClient",
     "HubCredentials",
     "HubRepositoryManager",
     "HubResponse",
     "HubTag",
     "LegacyRepositoryApi",
+    "Level",
     "RepositoryState",
     "SecretKind",
     "TeamDirectory",
+    "TokenProbe",
+    "diagnose",
     "fit",
     "get_tag",
     "hub_settings_from_env",

@@ -29,7 +29,14 @@ from imagevet.hub.scopes import (
 if TYPE_CHECKING:
     from imagevet.hub.client import HubClient
 
-__all__ = ["Ability", "AbilityCheck", "CheckStatus", "probe_token", "read_access_settings"]
+__all__ = [
+    "Ability",
+    "AbilityCheck",
+    "CheckStatus",
+    "TokenProbe",
+    "probe_token",
+    "read_access_settings",
+]
 
 
 async def read_access_settings(client: HubClient, org: str) -> AccessSettings:
@@ -87,16 +94,25 @@ async def _status_of(client: HubClient, path: str, **params: str | int) -> tuple
     return response.status, response.json() if response.ok else None
 
 
-async def probe_token(client: HubClient, org: str) -> list[AbilityCheck]:
+@dataclass(frozen=True, slots=True)
+class TokenProbe:
+    """What :func:`probe_token` found: one check per ability, and the IAM settings if readable."""
+
+    checks: list[AbilityCheck]
+    settings: AccessSettings | None = None
+
+
+async def probe_token(client: HubClient, org: str) -> TokenProbe:
     """Check what the client's credentials can do in ``org`` using read-only calls."""
     creds = client.credentials
     kind = creds.kind if creds is not None else None
     if creds is None:
-        return [AbilityCheck(Ability.LOGIN, CheckStatus.MISSING, "no credentials configured")]
+        missing = AbilityCheck(Ability.LOGIN, CheckStatus.MISSING, "no credentials configured")
+        return TokenProbe([missing])
     try:
         await client.login()
     except (HubError, TransportError) as e:
-        return [AbilityCheck(Ability.LOGIN, CheckStatus.MISSING, str(e))]
+        return TokenProbe([AbilityCheck(Ability.LOGIN, CheckStatus.MISSING, str(e))])
     checks = [AbilityCheck(Ability.LOGIN, CheckStatus.OK, f"logged in as {creds}")]
 
     status, page = await _status_of(client, f"/v2/namespaces/{org}/repositories", page_size=100)
@@ -128,14 +144,15 @@ async def probe_token(client: HubClient, org: str) -> list[AbilityCheck]:
         )
     )
 
-    status, _ = await _status_of(client, f"/v2/orgs/{org}/settings")
-    if status == 200:
+    settings: AccessSettings | None = None
+    try:
+        settings = await read_access_settings(client, org)
         checks.append(AbilityCheck(Ability.READ_SETTINGS, CheckStatus.OK, "settings read"))
-    else:
+    except HubError as e:
         why = (
             "organization access tokens cannot read IAM settings: use an org owner's PAT"
             if kind is SecretKind.OAT
-            else f"HTTP {status}: needs an org member's PAT or password"
+            else f"HTTP {e.status}: {e.message}; needs an org member's PAT or password"
         )
         checks.append(AbilityCheck(Ability.READ_SETTINGS, CheckStatus.MISSING, why))
 
@@ -162,4 +179,4 @@ async def probe_token(client: HubClient, org: str) -> list[AbilityCheck]:
             "only a grant would tell; " + _needs(kind, pat=PAT_ADMIN, oat=SCOPE_REPO_GROUP_EDIT),
         )
     )
-    return checks
+    return TokenProbe(checks, settings)

@@ -1,0 +1,62 @@
+"""``imagevet classify REF...``: the Image Access Management category of each image."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from imagevet.category import Classification
+from imagevet.cli.common import EXIT_USAGE, console, fail, print_json, run
+from imagevet.errors import InvalidReferenceError
+from imagevet.hub import CatalogClassifier, HubClient, hub_settings_from_env
+from imagevet.reference import Reference
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("classify")(classify_command)
+
+
+def classify_command(
+    refs: list[str] = typer.Argument(..., help="Image references, e.g. nginx bitnami/redis:7."),
+    org: str | None = typer.Option(
+        None, "--org", help="Your Docker Hub organization (its images are Organization images)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Classify images as Docker Hub's Image Access Management does.
+
+    Docker Official Image, Verified Publisher, Docker-Sponsored Open Source, Organization image or
+    Community image; "(unverified)" when the Hub catalog could not be asked.  Uses
+    IMAGEVET_HUB_URL (default https://hub.docker.com); the catalog needs no credentials.
+    """
+    try:
+        parsed = [Reference.parse(r) for r in refs]
+    except InvalidReferenceError as e:
+        fail(str(e), EXIT_USAGE)
+    url, _ = hub_settings_from_env(os.environ)
+
+    async def _go() -> list[Classification]:
+        async with HubClient(url) as client:
+            return await CatalogClassifier(client, org=org).classify(parsed)
+
+    results = run(_go)
+    if as_json:
+        print_json(
+            [
+                {
+                    "input": text,
+                    "repository": str(c.reference),
+                    "category": str(c.category),
+                    "label": c.category.label,
+                    "verified": c.verified,
+                }
+                for text, c in zip(refs, results, strict=True)
+            ]
+        )
+        return
+    width = max(len(str(c.reference)) for c in results)
+    for c in results:
+        console.print(f"{str(c.reference):<{width}}  {c.describe()}", markup=False)
