@@ -1,0 +1,103 @@
+"""Retries with exponential backoff and jitter (``stamina``), honouring ``Retry-After``.
+
+What is retried: :class:`~imagevet.errors.TransportError`, 429, and 5xx other than 501.  A wait
+the server asks for (``Retry-After``, in seconds or as an HTTP-date) is honoured when it is at
+most ``max_retry_after``; a longer one (Docker Hub's 6-hour pull window) gives up at once, so the
+caller sees :class:`~imagevet.errors.RateLimitedError` with ``retry_after`` instead of a loop.
+
+Only *replayable* requests are retried here.  A request whose body is a one-shot stream (a blob
+upload) is sent once; the operation that owns the source stream retries by opening it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import stamina
+
+from imagevet.errors import RegistryError, TransportError
+
+__all__ = ["RetryPolicy"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry one request.
+
+    * ``attempts``: tries in all, the first included (1 = no retry).
+    * ``timeout``: give up retrying after this many seconds in all.
+    * ``wait_initial`` · ``2**n``, capped at ``wait_max``, plus up to ``wait_jitter``: the backoff.
+    * ``max_retry_after``: the longest ``Retry-After`` waited for.
+    """
+
+    attempts: int = 5
+    timeout: float = 120.0
+    wait_initial: float = 0.25
+    wait_max: float = 10.0
+    wait_jitter: float = 0.5
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+
+    @classmethod
+    def no_wait(cls, attempts: int = 5, *, max_retry_after: float = 60.0) -> RetryPolicy:
+        """Retry at once without backoff (tests); ``Retry-After`` is still honoured."""
+        return cls(
+            attempts=attempts,
+            wait_initial=0.0,
+            wait_max=0.0,
+            wait_jitter=0.0,
+            max_retry_after=max_retry_after,
+        )
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        """Send every request once."""
+        return cls(attempts=1)
+
+    def backoff_for(self, exc: Exception) -> bool | float:
+        """Whether to retry after ``exc``, or how many seconds to wait when the server said so."""
+        if isinstance(exc, TransportError):
+            log.debug("retrying after %s", exc)
+            return True
+        if not isinstance(exc, RegistryError) or not exc.temporary:
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is None:
+            log.debug("retrying after HTTP %d", exc.status)
+            return True
+        if retry_after > self.max_retry_after:
+            log.info(
+                "not retrying HTTP %d: the registry asks to wait %.0f s (more than %.0f s)",
+                exc.status,
+                retry_after,
+                self.max_retry_after,
+            )
+            return False
+        log.info("HTTP %d: retrying in %.2f s as Retry-After asks", exc.status, retry_after)
+        return float(retry_after)
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` until it succeeds, retrying what :meth:`backoff_for` allows."""
+        if self.attempts == 1:
+            return await fn()
+        async for attempt in stamina.retry_context(
+            on=self.backoff_for,
+            attempts=self.attempts,
+            timeout=self.timeout,
+            wait_initial=self.wait_initial,
+            wait_max=self.wait_max,
+            wait_jitter=self.wait_jitter,
+        ):
+            with attempt:
+                return await fn()
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover

@@ -1,0 +1,294 @@
+"""The HTTP seam: a one-method ``Transport`` Protocol and its aiohttp implementation.
+
+Everything above this module speaks :class:`Request` and :class:`Response`; nothing above it
+imports aiohttp.  ``AiohttpTransport`` is the one place where aiohttp exceptions are translated
+into :class:`~imagevet.errors.TransportError`, and where aiohttp's defaults that would break
+byte-exact copies are turned off:
+
+* ``Accept-Encoding: identity`` and ``auto_decompress=False`` (a gzip layer must not be undone);
+* URLs are passed with ``encoded=True`` so presigned query strings are sent byte for byte;
+* redirects are never followed here (``allow_redirects=False``): the client follows them by
+  hand, for GET and HEAD only, and decides which headers may go to another origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from imagevet.errors import TransportError, redact_url
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "AiohttpTransport",
+    "Body",
+    "Request",
+    "Response",
+    "Transport",
+]
+
+#: Largest piece a response body stream yields (it yields what is buffered, up to this).
+DEFAULT_CHUNK_SIZE = 1 << 20
+#: aiohttp's per-connection read buffer (backpressure starts at twice this).
+DEFAULT_READ_BUFSIZE = 1 << 18
+
+Body = bytes | AsyncIterable[bytes] | None
+
+
+@dataclass(slots=True)
+class Request:
+    """One HTTP request.  ``url`` is sent exactly as written (already percent-encoded).
+
+    A ``bytes`` body can be sent again; an async-iterable body can be sent once only.
+    """
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Body = None
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the same request can be sent again (its body is not a one-shot stream)."""
+        return self.body is None or isinstance(self.body, bytes)
+
+    def __repr__(self) -> str:  # never show headers: they may hold credentials
+        return f"<Request {self.method} {redact_url(self.url)}>"
+
+
+class Response:
+    """An HTTP response whose body is read as a stream of ``bytes`` chunks.
+
+    Call :meth:`aclose` (or read the body to its end) to give the connection back.
+    """
+
+    __slots__ = ("status", "headers", "url", "_stream", "_close", "_done")
+
+    def __init__(
+        self,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        url: str,
+        stream: AsyncIterator[bytes],
+        close: Callable[[bool], Awaitable[None]] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.url = url
+        self._stream = stream
+        self._close = close
+        self._done = False
+
+    @classmethod
+    def from_bytes(
+        cls,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        *,
+        url: str = "",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> Response:
+        """A response with an in-memory body (for mock transports and tests)."""
+        hdrs: CIMultiDict[str] = CIMultiDict(headers or {})
+        if "Content-Length" not in hdrs:
+            hdrs["Content-Length"] = str(len(body))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(body), chunk_size):
+                yield body[i : i + chunk_size]
+
+        return cls(status, CIMultiDictProxy(hdrs), url, chunks())
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        if value is None or not value.strip().isdigit():
+            return None
+        return int(value)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield the body in chunks; the connection is released at the end."""
+        try:
+            async for chunk in self._stream:
+                if chunk:
+                    yield chunk
+            self._done = True
+        finally:
+            await self.aclose()
+
+    async def read(self, limit: int) -> bytes:
+        """Read the whole body if it is at most ``limit`` bytes, else return the first ``limit + 1``."""
+        parts: list[bytes] = []
+        got = 0
+        try:
+            async for chunk in self._stream:
+                parts.append(chunk)
+                got += len(chunk)
+                if got > limit:
+                    break
+            else:
+                self._done = True
+        finally:
+            await self.aclose()
+        return b"".join(parts)[: limit + 1]
+
+    async def aclose(self) -> None:
+        """Release the connection (reused if the body was read to its end, else dropped)."""
+        close, self._close = self._close, None
+        if close is not None:
+            await close(self._done)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {redact_url(self.url)}>"
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Sends one request and returns its response with the body not yet read; never follows redirects."""
+
+    async def send(self, request: Request) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpTransport:
+    """The real transport: one aiohttp session, pooled keep-alive connections per host."""
+
+    def __init__(
+        self,
+        *,
+        max_connections_per_host: int = 16,
+        max_connections: int = 0,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 120.0,
+        ssl_context: ssl.SSLContext | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        self._limit_per_host = max_connections_per_host
+        self._limit = max_connections
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout,
+        )
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._chunk_size = chunk_size
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                limit_per_host=self._limit_per_host,
+                ssl=self._ssl,
+                enable_cleanup_closed=False,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,
+                requote_redirect_url=False,
+                read_bufsize=DEFAULT_READ_BUFSIZE,
+                trust_env=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def send(self, request: Request) -> Response:
+        session = self._get_session()
+        headers = dict(request.headers)
+        if not any(k.lower() == "accept-encoding" for k in headers):
+            headers["Accept-Encoding"] = "identity"
+        failure: list[BaseException] = []
+        data: object = request.body
+        if request.body is not None and not isinstance(request.body, bytes):
+            data = _guarded(request.body, failure)
+        try:
+            resp = await session.request(
+                request.method,
+                URL(request.url, encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            if failure:
+                raise failure[0] from None
+            raise TransportError(request.method, request.url, _describe(e)) from None
+        except BaseException:
+            if failure:
+                raise failure[0] from None
+            raise
+        return Response(
+            resp.status,
+            resp.headers,
+            request.url,
+            _stream(resp, request.method, request.url, self._chunk_size),
+            _closer(resp),
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _guarded(
+    body: AsyncIterable[bytes], failure: list[BaseException]
+) -> AsyncIterator[bytes]:
+    """Pass ``body`` through, remembering an exception it raises so it reaches the caller as is."""
+    try:
+        async for chunk in body:
+            yield chunk
+    except Exception as e:
+        failure.append(e)
+        raise
+
+
+async def _stream(
+    resp: aiohttp.ClientResponse, method: str, url: str, chunk_size: int
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in resp.content.iter_chunked(chunk_size):
+            yield chunk
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        resp.close()
+        raise TransportError(method, url, f"reading the body: {_describe(e)}") from None
+
+
+def _closer(resp: aiohttp.ClientResponse) -> Callable[[bool], Awaitable[None]]:
+    async def close(done: bool) -> None:
+        if done:
+            resp.release()
+        else:
+            resp.close()  # a body left unread: drop the connection rather than drain it
+
+    return close
+
+
+def _describe(e: BaseException) -> str:
+    """A message for ``e`` that names its kind and never includes a URL with a query string."""
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return f"cannot connect: {e.os_error.strerror or type(e.os_error).__name__}"
+    if isinstance(e, aiohttp.ClientPayloadError):
+        return "truncated or malformed body"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(e, aiohttp.ClientResponseError):
+        return f"bad response ({e.status})"
+    text = str(e)
+    # aiohttp messages may embed the full URL; keep only the exception kind then.
+    if "?" in text or "://" in text:
+        return type(e).__name__
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
