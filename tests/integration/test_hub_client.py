@@ -201,9 +201,12 @@ async def test_transport_failure_is_typed() -> None:
 async def test_no_secret_in_logs_or_repr(
     fake_hub: FakeHub,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert fake_hub.seed is not None
     creds = _creds(fake_hub)
+    # the CLI (when another test ran it) stops imagevet records from reaching caplog
+    monkeypatch.setattr(logging.getLogger("imagevet"), "propagate", True)
     caplog.set_level(logging.DEBUG, logger="imagevet")
     async with HubClient(fake_hub.url, creds) as c:
         await c.get_json("/v2/orgs/acme/groups")

@@ -232,8 +232,11 @@ async def test_no_secret_in_logs(
     fake_hub: FakeHub,  # noqa: F811
     manager: HubRepositoryManager,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert fake_hub.seed is not None
+    # the CLI (when another test ran it) stops imagevet records from reaching caplog
+    monkeypatch.setattr(logging.getLogger("imagevet"), "propagate", True)
     caplog.set_level(logging.DEBUG, logger="imagevet")
     spec = _spec()
     await manager.apply(spec, await manager.diff(spec))

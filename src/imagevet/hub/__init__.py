@@ -35,11 +35,11 @@ from imagevet.hub.tags import HubTag, get_tag, list_tags
 from imagevet.hub.teams import TeamDirectory
 
 __all__ = [
-    "DEFAULT_HUB_URL",
     "Ability",
     "AbilityCheck",
     "CatalogClassifier",
     "CheckStatus",
+    "DEFAULT_HUB_URL",
     "DoctorReport",
     "EntryCheck",
     "Finding",

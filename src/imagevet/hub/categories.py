@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from imagevet.hub.client import HubClient
     from imagevet.reference import Reference
 
-__all__ = ["CATALOG_SEARCH_PATH", "BADGE_CATEGORIES", "CatalogClassifier"]
+__all__ = ["BADGE_CATEGORIES", "CATALOG_SEARCH_PATH", "CatalogClassifier"]
 
 log = logging.getLogger(__name__)
 

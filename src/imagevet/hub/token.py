@@ -12,7 +12,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_TOKEN_LIFETIME", "AccessToken", "jwt_expiry"]
+__all__ = ["AccessToken", "DEFAULT_TOKEN_LIFETIME", "jwt_expiry"]
 
 DEFAULT_TOKEN_LIFETIME = 600.0
 
