@@ -28,6 +28,11 @@ missing required field, a wrong type, an over-long description or an ``Authoriza
 header is answered 400 (or 404) *and* recorded in :attr:`FakeHub.violations`; the
 ``fake_hub`` fixture fails the test when that list is not empty at teardown.
 
+Fixtures: ``fake_hub`` (started, seeded by :meth:`FakeHub.seed_default`: org ``acme``, team
+``developers``, owner ``alice`` with a password and a ``repo:admin`` PAT, an OAT with every scope
+imagevet uses; ``hub.seed`` holds them) and ``fake_hub_registry`` (the same plus a real
+token-auth ``docker-registry`` whose token service is the fake Hub's ``/token``).
+
 Access rules the reference leaves open are our assumptions, kept simple: org owners and
 editors may create and edit repositories with a PAT of level ``repo:write`` or more; team
 permissions need ``repo:admin``; any org member may read teams and settings (owners may PUT
@@ -1222,8 +1227,12 @@ class FakeHub:
         if self.catalog_status is not None:
             raise HubHTTPError(self.catalog_status, "internal server error")
         query = request.query.get("query", "").lower()
-        start = int(request.query.get("from", "0"))
-        size = min(int(request.query.get("size", "25")), 100)
+        try:
+            start = int(request.query.get("from", "0"))
+            size = min(int(request.query.get("size", "25")), 100)
+        except ValueError:
+            self._violation(request, "from/size not integers")
+            raise HubHTTPError(400, "bad request") from None
         words = [w for w in re.split(r"[/\-_.\s]+", query) if w]
         with self._lock:
             hits = [
