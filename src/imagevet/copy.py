@@ -127,6 +127,8 @@ class CopyResult:
     attachments: list[str] = field(default_factory=list)
     """Referrer digests and digest tags copied with the image."""
     index_rewritten: bool = False
+    sparse: list[str] = field(default_factory=list)
+    """Children an index lists that the source does not hold (copied as sparse as it is)."""
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, object]:
@@ -145,6 +147,7 @@ class CopyResult:
             "platforms": self.platforms,
             "attachments": self.attachments,
             "index_rewritten": self.index_rewritten,
+            "sparse": self.sparse,
             "seconds": round(self.seconds, 3),
         }
 
@@ -220,6 +223,7 @@ class _ImageCopy:
         self.target = target
         self.counters = _Counters()
         self.attachments: list[str] = []
+        self.sparse: list[str] = []
         self.subjects: set[Digest] = set()
         """Every manifest digest met in the walk: each may carry referrers or digest tags."""
 
@@ -278,15 +282,19 @@ class _ImageCopy:
         result.blobs_skipped = c.blobs_skipped
         result.bytes_copied = c.bytes_copied
         result.attachments = sorted(set(self.attachments))
+        result.sparse = sorted(self.sparse)
 
     async def _resolve_source(self) -> tuple[Digest, str]:
         head = await self.client.head_manifest(self.source)
         if head is None:
             raise NotFoundError(404, "HEAD", f"{self.source}", body="manifest unknown")
-        if self.source.digest is not None and head.digest != self.source.digest:
+        if self.source.digest is None:
+            return head.digest, head.media_type
+        if head.digest.algorithm == self.source.digest.algorithm and head.digest != self.source.digest:
             # a registry answering a digest HEAD with another digest is lying: refuse
             raise DigestMismatchError(str(self.source), str(self.source.digest), str(head.digest))
-        return head.digest, head.media_type
+        # (a registry may name sha512 content by its canonical sha256: the GET verifies the bytes)
+        return self.source.digest, head.media_type
 
     # -- manifests ------------------------------------------------------------------------------
 
@@ -308,12 +316,24 @@ class _ImageCopy:
         dst = self.target.repo().with_digest(digest)
         if await self.client.head_manifest(dst) is not None:
             return
-        manifest = await self.client.get_manifest(self.source.repo().with_digest(digest))
+        try:
+            manifest = await self.client.get_manifest(self.source.repo().with_digest(digest))
+        except NotFoundError:
+            if depth == 0:
+                # A sparse index: the source lists a child it does not hold. Copy what exists;
+                # the index bytes stay the same, so the target is exactly as sparse.
+                log.warning("%s: child %s is absent at the source (sparse index)", self.source, digest)
+                self.sparse.append(str(digest))
+                return
+            raise
         await self._copy_tree(manifest, depth=depth + 1)
-        await self._push_manifest(self.target.repo(), manifest)
+        await self._push_manifest(self.target.repo(), manifest, digest)
 
-    async def _push_manifest(self, repo: Reference, manifest: RawManifest) -> None:
-        await self.client.put_manifest(repo.with_digest(manifest.digest), manifest)
+    async def _push_manifest(
+        self, repo: Reference, manifest: RawManifest, digest: Digest | None = None
+    ) -> None:
+        """PUT by digest: the one the parent names (it may be sha512), else the bytes' own."""
+        await self.client.put_manifest(repo.with_digest(digest or manifest.digest), manifest)
         self.counters.manifests_pushed += 1
 
     # -- blobs ----------------------------------------------------------------------------------

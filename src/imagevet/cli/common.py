@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -27,6 +29,16 @@ from imagevet.errors import (
     SecurityError,
     TransportError,
 )
+from imagevet.reference import DOCKER_HUB, canonical_registry
+from imagevet.registry import (
+    ChainCredentials,
+    Credential,
+    CredentialStore,
+    DockerConfigCredentials,
+    RegistryClient,
+    RegistryHost,
+    StaticCredentials,
+)
 
 __all__ = [
     "EXIT_CHANGES",
@@ -38,6 +50,7 @@ __all__ = [
     "err_console",
     "fail",
     "handle_errors",
+    "make_registry_client",
     "print_json",
     "run",
 ]
@@ -134,3 +147,45 @@ def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout (no colours, no wrapping)."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def explicit_credentials(env: Mapping[str, str]) -> dict[str, Credential]:
+    """Per-registry credentials for CI, from the environment (never from the policy file).
+
+    * ``IMAGEVET_AUTH_FILE``: a JSON file ``{"<registry>": {"username": ..., "password": ...}}``;
+    * ``DOCKER_HUB_USERNAME`` + ``DOCKER_HUB_TOKEN``: Docker Hub (a PAT, or an OAT with the org
+      name as user), the same pair the Hub API integration uses.
+    """
+    found: dict[str, Credential] = {}
+    path = env.get("IMAGEVET_AUTH_FILE")
+    if path:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CredentialsError(f"IMAGEVET_AUTH_FILE: {path} does not exist") from None
+        except (OSError, ValueError) as e:
+            raise CredentialsError(f"IMAGEVET_AUTH_FILE: {path} is not valid JSON: {type(e).__name__}") from None
+        if not isinstance(data, dict):
+            raise CredentialsError(f"IMAGEVET_AUTH_FILE: {path} must map registry hosts to credentials")
+        for host, entry in data.items():
+            if not isinstance(entry, dict) or not entry.get("username") or not entry.get("password"):
+                raise CredentialsError(
+                    f"IMAGEVET_AUTH_FILE: {path}: entry {host!r} needs 'username' and 'password'"
+                )
+            found[canonical_registry(str(host))] = Credential(str(entry["username"]), str(entry["password"]))
+    user, token = env.get("DOCKER_HUB_USERNAME"), env.get("DOCKER_HUB_TOKEN")
+    if user and token:
+        found.setdefault(DOCKER_HUB, Credential(user, token))
+    return found
+
+
+def make_registry_client(
+    *, insecure: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> RegistryClient:
+    """A client with credentials from the environment first, then Docker's own config."""
+    env = os.environ if env is None else env
+    explicit = explicit_credentials(env)
+    docker = DockerConfigCredentials(env=env, home=Path.home())
+    store: CredentialStore = ChainCredentials(StaticCredentials(explicit), docker) if explicit else docker
+    hosts = {canonical_registry(h): RegistryHost(insecure=True) for h in insecure}
+    return RegistryClient(credentials=store, hosts=hosts)

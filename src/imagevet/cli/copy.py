@@ -1,0 +1,133 @@
+"""``imagevet copy SRC DST``: copy one image (or every tag of a repository) byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import typer
+
+from imagevet.cli.common import (
+    EXIT_FAILURE,
+    console,
+    err_console,
+    fail,
+    make_registry_client,
+    print_json,
+    run,
+)
+from imagevet.cli.progress import TransferProgress
+from imagevet.copy import DEFAULT_JOBS, CopyOptions, CopyResult, CopySession, is_digest_tag
+from imagevet.errors import CopyError, ImagevetError
+from imagevet.manifest import Platform
+from imagevet.reference import Reference
+
+__all__ = ["register"]
+
+IMAGE_CONCURRENCY = 4
+"""Images copied at once with --all-tags (blob transfers are bounded separately by --jobs)."""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("copy")(copy_command)
+
+
+def copy_command(
+    source: str = typer.Argument(..., help="Source image: NAME[:TAG|@DIGEST], or a repository with --all-tags."),
+    target: str = typer.Argument(..., help="Target: NAME[:TAG], or a repository (the source tag is kept)."),
+    all_tags: bool = typer.Option(False, "--all-tags", help="Copy every tag of the source repository."),
+    platform: list[str] = typer.Option(
+        [], "--platform", help="Copy only this platform (repeatable); the index digest changes."
+    ),
+    referrers: bool = typer.Option(
+        True, "--referrers/--no-referrers", help="Copy signatures, SBOMs and attestations."
+    ),
+    force: bool = typer.Option(False, "--force", help="Copy even when the target already has the digest."),
+    jobs: int = typer.Option(DEFAULT_JOBS, "--jobs", "-j", min=1, max=64, help="Concurrent blob transfers."),
+    insecure: list[str] = typer.Option(
+        [], "--insecure", help="Registry host that may be reached over plain HTTP (repeatable)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON report instead of text."),
+) -> None:
+    """Copy an image byte for byte: the whole index, every platform, signatures and SBOMs."""
+    try:
+        src = Reference.parse(source)
+        dst = Reference.parse(target)
+        platforms = tuple(Platform.parse(p) for p in platform) or None
+    except (ImagevetError, ValueError) as e:
+        fail(str(e), 2)
+    if all_tags and (src.tag or src.digest or dst.tag or dst.digest):
+        fail("--all-tags takes repositories, without a tag or digest", 2)
+    options = CopyOptions(jobs=jobs, referrers=referrers, platforms=platforms, force=force)
+    show_progress = not as_json and err_console.is_terminal
+
+    async def _go() -> tuple[list[CopyResult], list[CopyError], float]:
+        started = time.monotonic()
+        async with make_registry_client(insecure=insecure) as client:
+            with TransferProgress(err_console, enabled=show_progress) as progress:
+                session = CopySession(client, options, progress=progress)
+                if not all_tags:
+                    return [await session.copy(src, dst)], [], time.monotonic() - started
+                tags = sorted(t for t in await client.list_tags(src) if not is_digest_tag(t))
+                results, errors = await _copy_tags(session, src, dst, tags)
+                return results, errors, time.monotonic() - started
+
+    results, errors, seconds = run(_go)
+    if as_json:
+        print_json({
+            "ok": not errors,
+            "seconds": round(seconds, 3),
+            "results": [r.to_json() for r in results],
+            "errors": [{"source": e.source, "target": e.target, "reason": e.reason} for e in errors],
+        })
+    else:
+        for e in errors:
+            err_console.print(f"[red]failed[/] {e.source} -> {e.target}: {e.reason}")
+        console.print(_summary(results, errors, seconds))
+    if errors:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+async def _copy_tags(
+    session: CopySession, src: Reference, dst: Reference, tags: list[str]
+) -> tuple[list[CopyResult], list[CopyError]]:
+    """Copy every tag, a few images at a time; one failing tag does not stop the others."""
+    gate = asyncio.Semaphore(IMAGE_CONCURRENCY)
+    results: list[CopyResult] = []
+    errors: list[CopyError] = []
+
+    async def one(tag: str) -> None:
+        async with gate:
+            try:
+                results.append(await session.copy(src.with_tag(tag), dst.with_tag(tag)))
+            except CopyError as e:
+                errors.append(e)
+
+    await asyncio.gather(*(one(t) for t in tags))
+    results.sort(key=lambda r: str(r.target))
+    return results, errors
+
+
+def _summary(results: list[CopyResult], errors: list[CopyError], seconds: float) -> str:
+    """One line: what was copied, what was already there, bytes and speed."""
+    copied = [r for r in results if not r.noop]
+    noop = len(results) - len(copied)
+    moved = sum(r.bytes_copied for r in results)
+    mib = moved / (1 << 20)
+    speed = f", {mib / seconds:.1f} MiB/s" if seconds > 0 and moved else ""
+    if len(results) == 1 and not errors:
+        r = results[0]
+        what = "already up to date" if r.noop else "copied"
+        extra = f", {len(r.attachments)} attachments" if r.attachments else ""
+        platforms = f", {len(r.platforms)} platforms" if r.platforms else ""
+        note = " (platform subset: new index digest)" if r.index_rewritten else ""
+        return (
+            f"{r.target} {what}: {r.digest}{platforms}{extra}; {r.blobs_copied} blobs copied, "
+            f"{r.blobs_mounted} mounted, {r.blobs_skipped} present; {mib:.1f} MiB in "
+            f"{seconds:.2f}s{speed}{note}"
+        )
+    failed = f", {len(errors)} failed" if errors else ""
+    return (
+        f"{len(copied)} images copied, {noop} already up to date{failed}; "
+        f"{mib:.1f} MiB in {seconds:.2f}s{speed}"
+    )

@@ -1,0 +1,75 @@
+"""A terminal progress bar for blob transfers (one aggregate bar, refreshed at most 10 times a second)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from imagevet.digest import Digest
+
+__all__ = ["TransferProgress"]
+
+
+class TransferProgress:
+    """Implements :class:`imagevet.copy.CopyProgress`; draws nothing when ``enabled`` is False."""
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._done = 0
+        self._skipped = 0
+        if enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                refresh_per_second=10,
+                transient=True,
+            )
+
+    def __enter__(self) -> TransferProgress:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("blobs", total=0)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def blob_started(self, digest: Digest, size: int) -> None:
+        if self._progress is not None and self._task is not None:
+            total = self._progress.tasks[0].total or 0
+            self._progress.update(self._task, total=total + size)
+
+    def blob_advanced(self, digest: Digest, nbytes: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def blob_finished(self, digest: Digest, how: str) -> None:
+        if how == "copied":
+            self._done += 1
+        else:
+            self._skipped += 1
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, description=f"blobs: {self._done} copied, {self._skipped} present"
+            )

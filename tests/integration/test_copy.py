@@ -1,0 +1,507 @@
+"""The copy engine against real registries: byte-exact, attachments, skips, faults, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from imagevet.copy import CopyOptions, CopySession, copy_image
+from imagevet.digest import Digest
+from imagevet.errors import CopyError, DigestMismatchError, UnauthorizedError
+from imagevet.manifest import Platform, RawManifest
+from imagevet.reference import Reference
+from imagevet.registry import Credential, RegistryClient, RetryPolicy, StaticCredentials
+from tests.support.images import (
+    Image,
+    cosign_tag,
+    make_cosign_signature,
+    make_image,
+    make_multiarch,
+    make_referrer,
+    make_referrers_tag_index,
+    random_blob,
+)
+from tests.support.pusher import (
+    blob_exists,
+    fetch_image,
+    get_manifest_bytes,
+    list_tags,
+    push_image,
+    push_manifest,
+)
+from tests.support.registry_process import RunningRegistry
+from tests.support.traps import DISTRIBUTION_28_REJECTS, TRAPS, make_sparse_index
+
+FAST_RETRY = RetryPolicy.no_wait(4)
+
+
+def _creds(*registries: Any) -> StaticCredentials:
+    return StaticCredentials(
+        {
+            r.host: Credential(r.username, r.password)
+            for r in registries
+            if getattr(r, "username", None)
+        }
+    )
+
+
+@asynccontextmanager
+async def client_for(*registries: Any, **kw: Any) -> AsyncIterator[RegistryClient]:
+    kw.setdefault("retry", FAST_RETRY)
+    async with RegistryClient(credentials=_creds(*registries), **kw) as c:
+        yield c
+
+
+def ref(registry: Any, repo: str, tag: str | None = None) -> Reference:
+    return Reference.parse(f"{registry.host}/{repo}" + (f":{tag}" if tag else ""))
+
+
+def auth(r: Any) -> dict[str, Any]:
+    return {"username": getattr(r, "username", None), "password": getattr(r, "password", None)}
+
+
+async def assert_same_image(src: Any, src_repo: str, dst: Any, dst_repo: str, tag: str) -> Image:
+    """Target holds exactly the source's manifests (bytes, types) and blobs."""
+    a = await fetch_image(src, src_repo, tag, **auth(src))
+    b = await fetch_image(dst, dst_repo, tag, **auth(dst))
+    assert b.top.digest == a.top.digest
+    assert b.top.data == a.top.data
+    assert b.top.media_type == a.top.media_type
+    assert {m.digest: m.data for m in b.manifests} == {m.digest: m.data for m in a.manifests}
+    assert b.blobs == a.blobs
+    return b
+
+
+# -- byte-exact copies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("media_types", ["oci", "docker"])
+async def test_multiarch_copy_across_registries_is_byte_exact(
+    plain_registry: RunningRegistry,
+    token_registry: RunningRegistry,
+    unique_repo: str,
+    media_types: str,
+) -> None:
+    image = make_multiarch(
+        seed=f"xreg-{media_types}",
+        media_types=media_types,
+        platforms=("linux/amd64", "linux/arm64", "linux/arm/v7"),
+    )
+    await push_image(plain_registry, unique_repo, image, "1.0")
+    async with client_for(plain_registry, token_registry) as client:
+        result = await copy_image(
+            client,
+            ref(plain_registry, unique_repo, "1.0"),
+            ref(token_registry, "acme/mirror-" + media_types),
+        )
+    assert result.digest == image.digest and not result.noop
+    assert result.platforms == ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+    assert result.blobs_copied == len(image.blobs)
+    assert result.bytes_copied == sum(len(b) for b in image.blobs.values())
+    await assert_same_image(
+        plain_registry, unique_repo, token_registry, "acme/mirror-" + media_types, "1.0"
+    )
+
+
+async def test_second_copy_is_head_only(
+    plain_registry: RunningRegistry,
+    basic_registry: RunningRegistry,
+    unique_repo: str,
+    fault_proxy: Any,
+) -> None:
+    """A copy whose target already has the digest makes no GET of a manifest or blob on the source."""
+    image = make_multiarch(seed="noop")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    proxy = fault_proxy(plain_registry)
+    async with client_for(basic_registry) as client:
+        first = await copy_image(
+            client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+        )
+        assert not first.noop
+        proxy.clear()
+        second = await copy_image(
+            client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+        )
+    assert second.noop and second.digest == image.digest
+    assert proxy.count(method="GET", path_contains="/manifests/") == 0
+    assert proxy.count(method="GET", path_contains="/blobs/") == 0
+    assert proxy.count(method="HEAD", path_contains="/manifests/") == 1
+
+
+async def test_same_registry_mounts_instead_of_copying(
+    plain_registry: RunningRegistry, unique_repo: str, fault_proxy: Any
+) -> None:
+    image = make_multiarch(seed="mount")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    proxy = fault_proxy(plain_registry)
+    async with client_for() as client:
+        result = await copy_image(
+            client, ref(proxy, unique_repo, "v1"), ref(proxy, unique_repo + "-copy", "v1")
+        )
+    assert result.blobs_mounted == len(image.blobs)
+    assert result.blobs_copied == 0 and result.bytes_copied == 0
+    assert proxy.count(method="GET", path_contains="/blobs/") == 0
+    mounts = [
+        r for r in proxy.find(method="POST", path_contains="/blobs/uploads/") if "mount=" in r.query
+    ]
+    assert len(mounts) == len(image.blobs)
+    await assert_same_image(
+        plain_registry, unique_repo, plain_registry, unique_repo + "-copy", "v1"
+    )
+
+
+async def test_blobs_present_at_target_are_skipped_and_never_moved_twice(
+    plain_registry: RunningRegistry,
+    basic_registry: RunningRegistry,
+    unique_repo: str,
+    fault_proxy: Any,
+) -> None:
+    base = random_blob(4096, "shared-base")
+    a = make_multiarch(seed="dedupe-a", shared_layers=[base])
+    b = make_multiarch(seed="dedupe-b", shared_layers=[base])
+    await push_image(plain_registry, unique_repo, a, "a")
+    await push_image(plain_registry, unique_repo, b, "b")
+    proxy = fault_proxy(plain_registry)
+    async with client_for(basic_registry) as client:
+        session = CopySession(client, CopyOptions(jobs=4))
+        ra, rb = await asyncio.gather(
+            session.copy(ref(proxy, unique_repo, "a"), ref(basic_registry, unique_repo, "a")),
+            session.copy(ref(proxy, unique_repo, "b"), ref(basic_registry, unique_repo, "b")),
+        )
+    # the shared base layer went over the wire once, though both images (4 manifests) list it
+    base_digest = Digest.of(base)
+    assert proxy.count(method="GET", path_contains=f"/blobs/{base_digest}") == 1
+    total = {**a.blobs, **b.blobs}
+    assert proxy.count(method="GET", path_contains="/blobs/") == len(total)
+    assert ra.blobs_copied + rb.blobs_copied + ra.blobs_skipped + rb.blobs_skipped >= len(total)
+
+
+@pytest.mark.parametrize("trap", sorted(set(TRAPS) - DISTRIBUTION_28_REJECTS))
+async def test_conformance_traps_keep_their_bytes(
+    plain_registry: RunningRegistry, basic_registry: RunningRegistry, unique_repo: str, trap: str
+) -> None:
+    image = TRAPS[trap](seed=f"trap-{trap}")
+    await push_image(plain_registry, unique_repo, image, "t")
+    async with client_for(basic_registry) as client:
+        result = await copy_image(
+            client, ref(plain_registry, unique_repo, "t"), ref(basic_registry, unique_repo, "t")
+        )
+    assert result.digest == image.digest
+    got = await get_manifest_bytes(basic_registry, unique_repo, "t", **auth(basic_registry))
+    assert got[0] == image.top.data
+    for m in _reachable(image):  # a `subject` is another artifact, not part of this image
+        body, _, _ = await get_manifest_bytes(
+            basic_registry, unique_repo, str(m.digest), **auth(basic_registry)
+        )
+        assert body == m.data
+    for digest in _distributable_blobs(image):
+        assert await blob_exists(basic_registry, unique_repo, digest, **auth(basic_registry))
+
+
+def _reachable(image: Image) -> list[RawManifest]:
+    out, stack = [], [image.top]
+    while stack:
+        m = stack.pop()
+        out.append(m)
+        stack.extend(image.manifest(d.digest) for d in m.children())
+    return out
+
+
+def _distributable_blobs(image: Image) -> set[Digest]:
+    out: set[Digest] = set()
+    for m in _reachable(image):
+        for d in m.blobs():
+            if "nondistributable" not in d.media_type and "foreign" not in d.media_type:
+                out.add(d.digest)
+    return out
+
+
+@pytest.mark.parametrize("trap", sorted(DISTRIBUTION_28_REJECTS))
+async def test_traps_distribution_rejects_copy_exactly_between_fakes(
+    fake_registry_factory: Any, unique_repo: str, trap: str
+) -> None:
+    """Sparse index and sha512 manifests, on a registry double that accepts them."""
+    source = fake_registry_factory(check_children=False)
+    target = fake_registry_factory(check_children=False)
+    image = TRAPS[trap](seed=f"trap2-{trap}")
+    absent: frozenset[Digest] = frozenset()
+    if trap == "sparse-index":
+        sparse = make_sparse_index(seed=f"trap2-{trap}")
+        image, absent = sparse.image, sparse.absent
+    await push_image(source, unique_repo, image, "t", skip=absent)
+    async with client_for() as client:
+        result = await copy_image(client, ref(source, unique_repo, "t"), ref(target, unique_repo, "t"))
+        # by digest: the address the manifest is known by (sha512 here) is the one pushed to
+        pinned = ref(source, unique_repo).with_digest(image.digest)
+        by_digest = await copy_image(client, pinned, ref(target, unique_repo + "-pinned"))
+    assert by_digest.digest == image.digest
+    body, _, _ = await get_manifest_bytes(target, unique_repo + "-pinned", str(image.digest))
+    assert body == image.top.data
+    body, _, _ = await get_manifest_bytes(target, unique_repo, "t")
+    assert body == image.top.data
+    # by tag, a registry may name the same bytes by their canonical sha256
+    assert result.digest in (image.digest, Digest.of(image.top.data))
+    assert sorted(result.sparse) == sorted(str(d) for d in absent)
+
+
+async def test_platform_subset_rewrites_the_index(
+    plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    image = make_multiarch(seed="subset", platforms=("linux/amd64", "linux/arm64", "linux/s390x"))
+    await push_image(plain_registry, unique_repo, image, "v1")
+    async with client_for() as client:
+        result = await copy_image(
+            client,
+            ref(plain_registry, unique_repo, "v1"),
+            ref(plain_registry, unique_repo + "-sub", "v1"),
+            options=CopyOptions(platforms=(Platform.parse("linux/arm64"),)),
+        )
+    assert result.index_rewritten and result.digest != image.digest
+    assert result.platforms == ["linux/arm64"]
+    got = await fetch_image(plain_registry, unique_repo + "-sub", "v1")
+    assert got.top.digest == result.digest
+    assert [str(d.platform) for d in got.top.children()] == ["linux/arm64"]
+
+
+# -- attachments ----------------------------------------------------------------------------------
+
+
+async def test_signatures_and_referrers_tag_schema_travel(
+    plain_registry: RunningRegistry, token_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """Distribution 2.8 has no referrers API: cosign tags and the sha256-<hex> index are copied."""
+    image = make_multiarch(seed="signed")
+    sig = make_cosign_signature(image.top, seed="signed")
+    sbom = make_referrer(image.top, seed="signed-sbom")
+    child_sbom = make_referrer(image.manifests[0], seed="child-sbom")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    await push_image(plain_registry, unique_repo, sig, cosign_tag(image.digest, "sig"))
+    await push_image(plain_registry, unique_repo, sbom)
+    await push_image(plain_registry, unique_repo, child_sbom)
+    await push_manifest(
+        plain_registry, unique_repo, make_referrers_tag_index([sbom]), cosign_tag(image.digest, "")
+    )
+    await push_manifest(
+        plain_registry,
+        unique_repo,
+        make_referrers_tag_index([child_sbom]),
+        cosign_tag(image.manifests[0].digest, ""),
+    )
+    async with client_for(token_registry) as client:
+        result = await copy_image(
+            client, ref(plain_registry, unique_repo, "v1"), ref(token_registry, unique_repo, "v1")
+        )
+        referrers = await client.referrers(ref(token_registry, unique_repo), image.digest)
+        child_referrers = await client.referrers(
+            ref(token_registry, unique_repo), image.manifests[0].digest
+        )
+    assert [d.digest for d in referrers] == [sbom.digest]
+    assert [d.digest for d in child_referrers] == [child_sbom.digest]
+    tags = await list_tags(token_registry, unique_repo, **auth(token_registry))
+    assert cosign_tag(image.digest, "sig") in tags
+    for tag in (cosign_tag(image.digest, "sig"), cosign_tag(image.digest, ""), "v1"):
+        src = await get_manifest_bytes(plain_registry, unique_repo, tag)
+        dst = await get_manifest_bytes(token_registry, unique_repo, tag, **auth(token_registry))
+        assert dst[0] == src[0], tag
+    assert cosign_tag(image.digest, "sig") in result.attachments
+
+
+async def test_native_referrers_reach_a_registry_without_the_api(
+    fake_registry: Any, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """Source answers the OCI 1.1 referrers API; the 2.8 target gets the fallback tag index."""
+    image = make_multiarch(seed="native")
+    sbom = make_referrer(image.top, seed="native-sbom")
+    attestation = make_referrer(
+        image.top, seed="native-att", artifact_type="application/vnd.in-toto+json"
+    )
+    await push_image(fake_registry, unique_repo, image, "v1")
+    await push_image(fake_registry, unique_repo, sbom)
+    await push_image(fake_registry, unique_repo, attestation)
+    async with client_for() as client:
+        result = await copy_image(
+            client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1")
+        )
+        got = await client.referrers(ref(plain_registry, unique_repo), image.digest)
+    assert {d.digest for d in got} == {sbom.digest, attestation.digest}
+    assert {d.artifact_type for d in got} == {
+        "application/vnd.example.sbom.v1+json",
+        "application/vnd.in-toto+json",
+    }
+    assert set(result.attachments) >= {str(sbom.digest), str(attestation.digest)}
+    for m in (sbom, attestation):
+        body, _, _ = await get_manifest_bytes(plain_registry, unique_repo, str(m.digest))
+        assert body == m.top.data
+
+
+async def test_referrers_can_be_left_out(plain_registry: RunningRegistry, unique_repo: str) -> None:
+    image = make_image(seed="nosig")
+    sig = make_cosign_signature(image.top, seed="nosig")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    await push_image(plain_registry, unique_repo, sig, cosign_tag(image.digest, "sig"))
+    async with client_for() as client:
+        await copy_image(
+            client,
+            ref(plain_registry, unique_repo, "v1"),
+            ref(plain_registry, unique_repo + "-x", "v1"),
+            options=CopyOptions(referrers=False),
+        )
+    assert await list_tags(plain_registry, unique_repo + "-x") == ["v1"]
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+async def test_corrupted_byte_in_transit_is_refused(
+    plain_registry: RunningRegistry,
+    basic_registry: RunningRegistry,
+    unique_repo: str,
+    fault_proxy: Any,
+) -> None:
+    image = make_image(seed="corrupt", layer_sizes=(300_000,))
+    layer = next(d for d in image.top.blobs() if d.size == 300_000)
+    await push_image(plain_registry, unique_repo, image, "v1")
+    proxy = fault_proxy(plain_registry)
+    proxy.corrupt(path_contains=f"/blobs/{layer.digest}", offset=150_000)
+    async with client_for(basic_registry) as client:
+        with pytest.raises(CopyError) as info:
+            await copy_image(
+                client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+            )
+    assert isinstance(info.value.__cause__, DigestMismatchError)
+    assert "digest mismatch" in str(info.value)
+    assert "v1" not in await list_tags(basic_registry, unique_repo, **auth(basic_registry))
+    assert not await blob_exists(basic_registry, unique_repo, layer.digest, **auth(basic_registry))
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(503, None), (429, "0")])
+async def test_error_bursts_are_retried(
+    plain_registry: RunningRegistry,
+    unique_repo: str,
+    fault_proxy: Any,
+    status: int,
+    retry_after: str | None,
+) -> None:
+    image = make_multiarch(seed=f"burst-{status}")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    proxy = fault_proxy(plain_registry)
+    proxy.fail(times=3, status=status, retry_after=retry_after)
+    async with client_for() as client:
+        result = await copy_image(
+            client, ref(proxy, unique_repo, "v1"), ref(plain_registry, unique_repo + "-b", "v1")
+        )
+    assert result.digest == image.digest
+    assert proxy.count() > 3
+    await assert_same_image(plain_registry, unique_repo, plain_registry, unique_repo + "-b", "v1")
+
+
+async def test_connection_cut_mid_blob_leaves_no_tag_and_a_rerun_completes(
+    plain_registry: RunningRegistry,
+    basic_registry: RunningRegistry,
+    unique_repo: str,
+    fault_proxy: Any,
+) -> None:
+    image = make_multiarch(seed="cut", layer_sizes=(200_000, 1000))
+    await push_image(plain_registry, unique_repo, image, "v1")
+    proxy = fault_proxy(plain_registry)
+    proxy.cut(path_contains="/blobs/", after_bytes=50_000, times=None)
+    async with client_for(basic_registry) as client:
+        with pytest.raises(CopyError):
+            await copy_image(
+                client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+            )
+        assert "v1" not in await list_tags(basic_registry, unique_repo, **auth(basic_registry))
+        proxy.clear()
+        result = await copy_image(
+            client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+        )
+    assert result.digest == image.digest
+    await assert_same_image(plain_registry, unique_repo, basic_registry, unique_repo, "v1")
+
+
+async def test_target_killed_mid_copy_leaves_no_partial_tag(
+    plain_registry: RunningRegistry,
+    registry_factory: Callable[..., RunningRegistry],
+    unique_repo: str,
+    fault_proxy: Any,
+) -> None:
+    """The target registry dies while blobs stream; after a restart a second run completes."""
+    image = make_multiarch(seed="kill", layer_sizes=(4_000_000, 3_000_000, 1000))
+    await push_image(plain_registry, unique_repo, image, "v1")
+    slow = fault_proxy(plain_registry)
+    slow.delay(0.5, method="GET", path_contains="/blobs/")
+    target = registry_factory(auth="none")
+    async with client_for(retry=RetryPolicy.no_wait(1)) as client:
+        task = asyncio.ensure_future(
+            copy_image(client, ref(slow, unique_repo, "v1"), ref(target, unique_repo, "v1"))
+        )
+        for _ in range(200):  # wait until the target has started receiving blobs
+            if any((target.storage).rglob("data")) or task.done():
+                break
+            await asyncio.sleep(0.02)
+        target.kill()
+        with pytest.raises(CopyError):
+            await task
+    target.start()
+    assert "v1" not in await list_tags(target, unique_repo)
+    slow.clear()
+    async with client_for() as client:
+        result = await copy_image(
+            client, ref(slow, unique_repo, "v1"), ref(target, unique_repo, "v1")
+        )
+    assert result.digest == image.digest
+    await assert_same_image(plain_registry, unique_repo, target, unique_repo, "v1")
+
+
+async def test_pull_only_user_cannot_push(
+    plain_registry: RunningRegistry, token_registry: RunningRegistry, unique_repo: str
+) -> None:
+    image = make_image(seed="reader")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    creds = StaticCredentials({token_registry.host: Credential("reader", "reader-pw")})
+    async with RegistryClient(credentials=creds, retry=FAST_RETRY) as client:
+        with pytest.raises(CopyError) as info:
+            await copy_image(
+                client,
+                ref(plain_registry, unique_repo, "v1"),
+                ref(token_registry, unique_repo, "v1"),
+            )
+    assert isinstance(info.value.__cause__, UnauthorizedError)
+
+
+async def test_no_secret_in_logs_errors_or_results(
+    plain_registry: RunningRegistry,
+    basic_registry: RunningRegistry,
+    token_registry: RunningRegistry,
+    unique_repo: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="imagevet")
+    image = make_image(seed="secrets")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    texts: list[str] = []
+    async with client_for(basic_registry, token_registry) as client:
+        for dst in (basic_registry, token_registry):
+            r = await copy_image(
+                client, ref(plain_registry, unique_repo, "v1"), ref(dst, unique_repo, "v1")
+            )
+            texts.append(repr(r.to_json()))
+    bad = StaticCredentials({basic_registry.host: Credential("alice", "wrong-pw-XYZZY")})
+    async with RegistryClient(credentials=bad, retry=FAST_RETRY) as client:
+        with pytest.raises(CopyError) as info:
+            await copy_image(
+                client,
+                ref(plain_registry, unique_repo, "v1"),
+                ref(basic_registry, unique_repo, "v2"),
+            )
+        texts.append(str(info.value) + repr(info.value))
+    texts.append(caplog.text)
+    blob = "\n".join(texts)
+    for secret in ("alice-pw-s3cret", "wrong-pw-XYZZY", "YWxpY2U6"):  # YWxpY2U6 = base64("alice:")
+        assert secret not in blob
+    assert "Bearer ey" not in blob
