@@ -40,6 +40,11 @@ from tests.support.traps import DISTRIBUTION_28_REJECTS, TRAPS, make_sparse_inde
 FAST_RETRY = RetryPolicy.no_wait(4)
 
 
+def referrers_tag(digest: Digest) -> str:
+    """The referrers tag schema's fallback tag: ``sha256-<hex>``."""
+    return f"{digest.algorithm}-{digest.hex}"
+
+
 def _creds(*registries: Any) -> StaticCredentials:
     return StaticCredentials(
         {
@@ -284,13 +289,13 @@ async def test_signatures_and_referrers_tag_schema_travel(
     await push_image(plain_registry, unique_repo, sbom)
     await push_image(plain_registry, unique_repo, child_sbom)
     await push_manifest(
-        plain_registry, unique_repo, make_referrers_tag_index([sbom]), cosign_tag(image.digest, "")
+        plain_registry, unique_repo, make_referrers_tag_index([sbom]), referrers_tag(image.digest)
     )
     await push_manifest(
         plain_registry,
         unique_repo,
         make_referrers_tag_index([child_sbom]),
-        cosign_tag(image.manifests[0].digest, ""),
+        referrers_tag(image.manifests[0].digest),
     )
     async with client_for(token_registry) as client:
         result = await copy_image(
@@ -304,7 +309,7 @@ async def test_signatures_and_referrers_tag_schema_travel(
     assert [d.digest for d in child_referrers] == [child_sbom.digest]
     tags = await list_tags(token_registry, unique_repo, **auth(token_registry))
     assert cosign_tag(image.digest, "sig") in tags
-    for tag in (cosign_tag(image.digest, "sig"), cosign_tag(image.digest, ""), "v1"):
+    for tag in (cosign_tag(image.digest, "sig"), referrers_tag(image.digest), "v1"):
         src = await get_manifest_bytes(plain_registry, unique_repo, tag)
         dst = await get_manifest_bytes(token_registry, unique_repo, tag, **auth(token_registry))
         assert dst[0] == src[0], tag
