@@ -1,0 +1,137 @@
+"""Which files to read: walk directories, skip vendored trees, and tell file kinds by name and content.
+
+By name: ``Dockerfile``, ``Containerfile``, ``Dockerfile.*``, ``*.Dockerfile`` (any case);
+``compose.y(a)ml``, ``compose.*.y(a)ml``, ``docker-compose*.y(a)ml``; ``.github/workflows/*.y(a)ml``;
+``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``*.y(a)ml`` in the
+``templates/`` directory beside a ``Chart.yaml`` (Helm templates).  Any other YAML file is read and
+taken as a Kubernetes manifest when a line starts with ``apiVersion:`` and one with ``kind:``, or as
+a Compose file when a line is ``services:`` at the top level.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from imagevet.check.model import SourceKind
+
+__all__ = ["SKIP_DIRS", "Candidate", "discover", "kind_by_name", "sniff_yaml"]
+
+SKIP_DIRS = frozenset({
+    ".git", ".hg", ".svn", "node_modules", "vendor", "third_party", ".venv", "venv", "__pycache__",
+    ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".terraform", ".cache",
+})
+"""Directory names never walked into (they hold other people's files or caches)."""
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+_COMPOSE = re.compile(r"^(?:docker-)?compose(?:[.-][^/]*)?\.ya?ml$", re.IGNORECASE)
+_VALUES = re.compile(r"^values(?:[.-][^/]*)?\.ya?ml$", re.IGNORECASE)
+_K8S_API = re.compile(r"^apiVersion:[ \t]*\S", re.MULTILINE)
+_K8S_KIND = re.compile(r"^kind:[ \t]*\S", re.MULTILINE)
+_COMPOSE_SERVICES = re.compile(r"^services:[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A file to read: where it is, how to show it, and its kind (None: decide from its content)."""
+
+    file: Path
+    path: str
+    kind: SourceKind | None
+
+
+def _is_dockerfile(name: str) -> bool:
+    lower = name.lower()
+    return (
+        lower in ("dockerfile", "containerfile")
+        or lower.startswith(("dockerfile.", "containerfile."))
+        or lower.endswith((".dockerfile", ".containerfile"))
+    )
+
+
+def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind | None:
+    """The kind of a file from its path alone; ``chart_dir`` says the parent of its directory
+    holds a ``Chart.yaml``.  None for YAML that needs :func:`sniff_yaml` and for other files."""
+    name = path.name
+    if _is_dockerfile(name):
+        return SourceKind.DOCKERFILE
+    if not name.lower().endswith(_YAML_SUFFIXES):
+        return None
+    parts = path.parts
+    if len(parts) >= 3 and parts[-3] == ".github" and parts[-2] == "workflows":
+        return SourceKind.WORKFLOW
+    if _COMPOSE.match(name):
+        return SourceKind.COMPOSE
+    if _VALUES.match(name):
+        return SourceKind.HELM_VALUES
+    if chart_dir and len(parts) >= 2 and parts[-2] == "templates":
+        return SourceKind.HELM_TEMPLATE
+    return None
+
+
+def sniff_yaml(text: str) -> SourceKind | None:
+    """Tell a Kubernetes manifest or a Compose file from its content; None for other YAML."""
+    if _K8S_API.search(text) and _K8S_KIND.search(text):
+        return SourceKind.KUBERNETES
+    if _COMPOSE_SERVICES.search(text):
+        return SourceKind.COMPOSE
+    return None
+
+
+def _display(file: Path, root: Path) -> str:
+    absolute = os.path.abspath(file)
+    rel = os.path.relpath(absolute, root) if absolute.startswith(str(root)) else ""
+    if rel and not rel.startswith(".."):
+        return PurePosixPath(*Path(rel).parts).as_posix()
+    return file.as_posix()
+
+
+def _excluded(display: str, patterns: Sequence[str]) -> bool:
+    name = display.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(display, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def _candidate(file: Path, root: Path) -> Candidate | None:
+    display = _display(file, root)
+    parent = file.parent
+    chart_dir = parent.name == "templates" and (parent.parent / "Chart.yaml").is_file()
+    kind = kind_by_name(PurePosixPath(display), chart_dir=chart_dir)
+    if kind is None and not file.name.lower().endswith(_YAML_SUFFIXES):
+        return None
+    return Candidate(file, display, kind)
+
+
+def discover(
+    paths: Sequence[Path], *, root: Path, exclude: Sequence[str] = ()
+) -> Iterator[Candidate]:
+    """Yield the files under ``paths`` that may hold image references, in a stable order.
+
+    Directories are walked (skipping :data:`SKIP_DIRS` and paths matching an ``exclude`` glob);
+    files named explicitly are taken when their kind can be told.  Paths are shown relative to
+    ``root`` when they are under it.
+    """
+    root = Path(os.path.abspath(root))
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                base = Path(dirpath)
+                dirnames[:] = sorted(
+                    d for d in dirnames
+                    if d not in SKIP_DIRS and not _excluded(_display(base / d, root), exclude)
+                )
+                for filename in sorted(filenames):
+                    file = base / filename
+                    c = _candidate(file, root)
+                    if c is not None and file not in seen and not _excluded(c.path, exclude):
+                        seen.add(file)
+                        yield c
+        else:
+            c = _candidate(path, root)
+            if c is not None and path not in seen and not _excluded(c.path, exclude):
+                seen.add(path)
+                yield c

@@ -1,0 +1,178 @@
+"""``--fix``: turn fixable verdicts into text edits at exact offsets, and apply them.
+
+Nothing is re-serialised: each edit replaces the characters of one span (a Dockerfile token, an
+ARG default, a YAML scalar inside its quotes), so comments, indentation, quoting, anchors and line
+endings outside the spans stay byte for byte.  Two different edits of overlapping spans are a
+conflict: neither is applied and both verdicts are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagevet.check.judge import Verdict
+from imagevet.check.model import HelmImageMap, ReplaceSpan, Span
+from imagevet.reference import DOCKER_HUB, Reference
+
+__all__ = ["Edit", "FileFix", "FixPlan", "apply_edits", "edits_for", "plan_fixes", "write_fixes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace ``old`` at ``span`` of the file ``path`` by ``new``; ``line``/``column`` locate it."""
+
+    path: str
+    span: Span
+    old: str
+    new: str
+    line: int
+    column: int
+    rule: str
+    via: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileFix:
+    """One file's edits, with its text before and after."""
+
+    path: str
+    file: Path
+    original: str
+    fixed: str
+    edits: tuple[Edit, ...]
+
+    def diff(self) -> str:
+        """The change as a unified diff (``a/path`` -> ``b/path``)."""
+        return "".join(
+            difflib.unified_diff(
+                self.original.splitlines(keepends=True),
+                self.fixed.splitlines(keepends=True),
+                fromfile=f"a/{self.path}",
+                tofile=f"b/{self.path}",
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FixPlan:
+    """What ``--fix`` changes, and the fixable-looking verdicts it leaves alone (with why)."""
+
+    files: tuple[FileFix, ...]
+    skipped: tuple[tuple[Verdict, str], ...]
+
+    @property
+    def edits(self) -> list[Edit]:
+        return [e for f in self.files for e in f.edits]
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    start = text.rfind("\n", 0, offset) + 1
+    return line, offset - start + 1
+
+
+def _edit(path: str, text: str, span: Span, new: str, rule: str, via: str = "") -> Edit:
+    line, column = _line_col(text, span.start)
+    return Edit(path, span, text[span.start : span.end], new, line, column, rule, via)
+
+
+def _map_edits(
+    path: str, text: str, target: HelmImageMap, new: Reference, rule: str
+) -> list[Edit]:
+    assert new.tag is not None and new.digest is not None
+    out: list[Edit] = []
+    if target.registry is not None:
+        out.append(_edit(path, text, target.registry, new.registry, rule, "registry"))
+        repository = new.repository
+    else:
+        repository = new.repository if new.registry == DOCKER_HUB else new.name
+    out.append(_edit(path, text, target.repository, repository, rule, "repository"))
+    if target.digest is not None:
+        out.append(_edit(path, text, target.tag, new.tag, rule, "tag"))
+        out.append(_edit(path, text, target.digest, str(new.digest), rule, "digest"))
+    else:
+        out.append(_edit(path, text, target.tag, f"{new.tag}@{new.digest}", rule, "tag"))
+    return out
+
+
+def edits_for(verdict: Verdict, text: str) -> list[Edit]:
+    """The edits that rewrite ``verdict``'s reference to its replacement; [] when not fixable."""
+    fix, new, rule = verdict.found.fix, verdict.replacement, verdict.rule
+    if fix is None or new is None or rule is None:
+        return []
+    path = verdict.found.path
+    if isinstance(fix, ReplaceSpan):
+        return [_edit(path, text, fix.span, str(new), rule.id, fix.via)]
+    return _map_edits(path, text, fix, new, rule.id)
+
+
+def apply_edits(text: str, edits: Iterable[Edit]) -> str:
+    """Apply non-overlapping edits to ``text``; each must still find its ``old`` text."""
+    out = text
+    for e in sorted(edits, key=lambda e: e.span.start, reverse=True):
+        if out[e.span.start : e.span.end] != e.old:
+            raise ValueError(f"{e.path}:{e.line}:{e.column}: expected {e.old!r} before editing")
+        out = out[: e.span.start] + e.new + out[e.span.end :]
+    return out
+
+
+def plan_fixes(verdicts: Iterable[Verdict], texts: Mapping[str, tuple[Path, str]]) -> FixPlan:
+    """Plan the edits for every fixable verdict; ``texts`` maps a shown path to (file, text)."""
+    per_file: dict[str, list[tuple[Verdict, list[Edit]]]] = {}
+    skipped: list[tuple[Verdict, str]] = []
+    for v in verdicts:
+        if v.replacement is None:
+            continue
+        if v.found.fix is None:
+            skipped.append((v, v.found.fix_note or "not auto-fixable"))
+            continue
+        _, text = texts[v.found.path]
+        per_file.setdefault(v.found.path, []).append((v, edits_for(v, text)))
+    files: list[FileFix] = []
+    for path in sorted(per_file):
+        file, text = texts[path]
+        accepted = _without_conflicts(per_file[path], skipped)
+        if accepted:
+            files.append(FileFix(path, file, text, apply_edits(text, accepted), tuple(accepted)))
+    return FixPlan(tuple(files), tuple(skipped))
+
+
+def _without_conflicts(
+    planned: list[tuple[Verdict, list[Edit]]], skipped: list[tuple[Verdict, str]]
+) -> list[Edit]:
+    """Drop duplicate edits; drop both sides of overlapping, different edits."""
+    unique: dict[tuple[int, int], Edit] = {}
+    bad: set[tuple[int, int]] = set()
+    for _, edits in planned:
+        for e in edits:
+            key = (e.span.start, e.span.end)
+            if key in unique and unique[key].new != e.new:
+                bad.add(key)
+            unique.setdefault(key, e)
+    spans = sorted(unique)
+    for a, b in zip(spans, spans[1:], strict=False):
+        if b[0] < a[1]:
+            bad.update((a, b))
+    rejected: set[int] = set()
+    changed = bool(bad)
+    while changed:  # a verdict with one bad edit loses all of them, which may spread
+        changed = False
+        for i, (_, edits) in enumerate(planned):
+            keys = {(e.span.start, e.span.end) for e in edits}
+            if i not in rejected and keys & bad:
+                rejected.add(i)
+                bad |= keys
+                changed = True
+    for i in sorted(rejected):
+        skipped.append((planned[i][0], "conflicts with another fix of the same text"))
+    accepted = [e for key, e in unique.items() if key not in bad]
+    return sorted(accepted, key=lambda e: e.span.start)
+
+
+def write_fixes(plan: FixPlan) -> None:
+    """Write every fixed file back (UTF-8, line endings as read)."""
+    for f in plan.files:
+        f.file.write_bytes(f.fixed.encode("utf-8"))

@@ -1,0 +1,144 @@
+"""The result of a check: every verdict, suppressions applied, as JSON data or human lines."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from imagevet.check.judge import CheckContext, Verdict, judge_all
+from imagevet.check.rules import Severity
+from imagevet.check.scan import ScannedFile, ScanResult
+
+__all__ = [
+    "JSON_FORMAT_VERSION",
+    "SUPPRESSION",
+    "CheckReport",
+    "check_scan",
+    "format_verdict",
+    "verdict_to_json",
+]
+
+JSON_FORMAT_VERSION = 1
+
+SUPPRESSION = re.compile(r"#\s*imagevet:\s*ignore(?:\[([A-Za-z0-9_, -]*)\])?")
+"""``# imagevet: ignore`` or ``# imagevet: ignore[IV004,IV020]`` on the finding's line or the line
+above it silences that finding (all rules, or the listed ones)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Every file read and every verdict, sorted by path and position."""
+
+    files: tuple[ScannedFile, ...]
+    verdicts: tuple[Verdict, ...]
+    suppressed: int = 0
+    notes: tuple[str, ...] = ()
+
+    def issues(self, threshold: Severity = Severity.NOTE) -> list[Verdict]:
+        """The verdicts that break a rule of ``threshold`` severity or worse."""
+        return [v for v in self.verdicts if v.severity is not None and v.severity.at_least(threshold)]
+
+    def shown(self, threshold: Severity = Severity.NOTE) -> list[Verdict]:
+        """The ok verdicts and the issues at or above ``threshold``, in order."""
+        return [
+            v for v in self.verdicts if v.severity is None or v.severity.at_least(threshold)
+        ]
+
+    def failed(self, threshold: Severity = Severity.NOTE) -> bool:
+        """Whether an error or warning at or above ``threshold`` remains (notes never fail)."""
+        return any(
+            v.severity is not None and v.severity is not Severity.NOTE
+            for v in self.issues(threshold)
+        )
+
+    def summary(self, threshold: Severity = Severity.NOTE) -> dict[str, int]:
+        """Counts: files, references, ok, one per severity, fixable, suppressed."""
+        issues = self.issues(threshold)
+        by_level = Counter(str(v.severity) for v in issues)
+        return {
+            "files": len(self.files),
+            "references": len(self.verdicts),
+            "ok": sum(1 for v in self.verdicts if v.ok),
+            "error": by_level["error"],
+            "warning": by_level["warning"],
+            "note": by_level["note"],
+            "fixable": sum(1 for v in issues if v.fixable),
+            "suppressed": self.suppressed,
+        }
+
+    def to_json(self, threshold: Severity = Severity.NOTE) -> dict[str, Any]:
+        """The ``--format json`` document (see docs/check.md)."""
+        return {
+            "version": JSON_FORMAT_VERSION,
+            "ok": not self.failed(threshold),
+            "threshold": str(threshold),
+            "summary": self.summary(threshold),
+            "notes": list(self.notes),
+            "results": [verdict_to_json(v) for v in self.shown(threshold)],
+        }
+
+
+def _suppressed(verdict: Verdict, lines: list[str]) -> bool:
+    if verdict.rule is None:
+        return False
+    line = verdict.found.location.line
+    for text in lines[max(0, line - 2) : line]:
+        m = SUPPRESSION.search(text)
+        if m and (m.group(1) is None or verdict.rule.id in re.split(r"[\s,]+", m.group(1))):
+            return True
+    return False
+
+
+def check_scan(scan: ScanResult, context: CheckContext, *, notes: Iterable[str] = ()) -> CheckReport:
+    """Judge everything a scan found; drop the findings silenced by a suppression comment."""
+    lines = {f.path: f.text.splitlines() for f in scan.files}
+    kept: list[Verdict] = []
+    suppressed = 0
+    for v in judge_all(scan.found, context):
+        if _suppressed(v, lines.get(v.found.path, [])):
+            suppressed += 1
+        else:
+            kept.append(v)
+    return CheckReport(scan.files, tuple(kept), suppressed, tuple(notes))
+
+
+def verdict_to_json(v: Verdict) -> dict[str, Any]:
+    """One result of the JSON report."""
+    f, loc = v.found, v.found.location
+    return {
+        "path": loc.path,
+        "line": loc.line,
+        "column": loc.column,
+        "endLine": loc.end_line,
+        "endColumn": loc.end_column,
+        "source": str(f.source),
+        "context": f.context,
+        "kind": str(f.kind),
+        "text": f.text,
+        "reference": str(f.reference) if f.reference else None,
+        "verdict": str(v.severity) if v.severity else "ok",
+        "rule": v.rule.id if v.rule else None,
+        "ruleName": v.rule.name if v.rule else None,
+        "message": v.message,
+        "suggestion": v.suggestion,
+        "category": str(v.category.category) if v.category else None,
+        "categoryVerified": v.category.verified if v.category else None,
+        "replacement": str(v.replacement) if v.replacement else None,
+        "fixable": v.fixable,
+        "fixNote": "" if v.fixable or v.replacement is None else f.fix_note,
+    }
+
+
+def format_verdict(v: Verdict) -> str:
+    """One human line: ``path:line:col  RULE  message  suggestion``."""
+    loc = v.found.location
+    where = f"{loc.path}:{loc.line}:{loc.column}"
+    if v.rule is None:
+        return f"{where}  ok     {v.message}"
+    suggestion = v.suggestion
+    if v.replacement is not None:
+        suggestion += " (--fix)" if v.fixable else f" (not auto-fixable: {v.found.fix_note})"
+    return f"{where}  {v.rule.id}  {v.message}" + (f"  {suggestion}" if suggestion else "")

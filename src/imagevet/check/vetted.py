@@ -1,0 +1,98 @@
+"""The vetted mirrors ``check`` judges against, and the adapters that build them.
+
+A :class:`VettedImage` says: the community (or other) repository ``source`` is mirrored, after
+vetting, as ``mirror``; ``tags`` maps each vetted tag to the digest that was vetted.  Build them
+
+* from the policy and lock with :func:`vetted_from_lock` (the lock records, per source tag, the
+  digest copied into the mirror), or
+* from a JSON file with :func:`read_vetted`: a list of
+  ``{"source": "bitnami/redis", "mirror": "acme/redis", "tags": {"7.2": "sha256:..."}}``, or
+* in code: ``VettedImage(Reference.parse("bitnami/redis"), Reference.parse("acme/redis"),
+  {"7.2": Digest.parse("sha256:...")})``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagevet.digest import Digest
+from imagevet.errors import InvalidDigestError, InvalidReferenceError, PolicyError
+from imagevet.reference import Reference
+
+__all__ = ["VettedImage", "read_vetted", "vetted_from_data", "vetted_from_lock"]
+
+
+@dataclass(frozen=True, slots=True)
+class VettedImage:
+    """A vetted repository: its ``source``, its ``mirror`` and the vetted ``tags`` -> digests.
+
+    ``source`` and ``mirror`` are kept as repositories (any tag or digest is dropped).
+    """
+
+    source: Reference
+    mirror: Reference
+    tags: Mapping[str, Digest] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", self.source.repo())
+        object.__setattr__(self, "mirror", self.mirror.repo())
+        object.__setattr__(self, "tags", dict(self.tags))
+
+    def tags_for(self, digest: Digest) -> list[str]:
+        """The vetted tags whose digest is ``digest``, sorted."""
+        return sorted(t for t, d in self.tags.items() if d == digest)
+
+    def pinned(self, tag: str) -> Reference:
+        """The mirror at ``tag``, pinned to the vetted digest of that tag."""
+        return self.mirror.with_tag(tag).with_digest(self.tags[tag])
+
+
+def vetted_from_data(data: Any, *, path: str = "<vetted>") -> list[VettedImage]:
+    """Build vetted images from decoded JSON: ``[{source, mirror, tags: {tag: digest}}]``."""
+    if not isinstance(data, list):
+        raise PolicyError(path, "expected a list of {source, mirror, tags}")
+    out: list[VettedImage] = []
+    for i, entry in enumerate(data):
+        where = f"[{i}]"
+        if not isinstance(entry, dict):
+            raise PolicyError(path, "expected an object", field=where)
+        try:
+            source = Reference.parse(str(entry["source"]))
+            mirror = Reference.parse(str(entry["mirror"]))
+            raw_tags = entry.get("tags", {})
+            if not isinstance(raw_tags, dict):
+                raise PolicyError(path, "expected an object of tag: digest", field=f"{where}.tags")
+            tags = {str(t): Digest.parse(str(d)) for t, d in raw_tags.items()}
+        except KeyError as e:
+            raise PolicyError(path, "missing", field=f"{where}.{e.args[0]}") from None
+        except (InvalidReferenceError, InvalidDigestError) as e:
+            raise PolicyError(path, str(e), field=where) from None
+        out.append(VettedImage(source, mirror, tags))
+    return out
+
+
+def read_vetted(path: Path) -> list[VettedImage]:
+    """Read a vetted-mirrors JSON file (see :func:`vetted_from_data`)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise PolicyError(str(path), f"cannot read: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise PolicyError(str(path), f"invalid JSON: {e.msg}", line=e.lineno, column=e.colno) from None
+    return vetted_from_data(data, path=str(path))
+
+
+def vetted_from_lock(policy: Any, lock: Any) -> list[VettedImage]:
+    """ADAPTER TO COMPLETE: build vetted images from the loaded policy and lock.
+
+    The policy/lock layer (``imagevet.policy.load_policy``, ``imagevet.lock.read_lock``) is being
+    written alongside this module; once their types exist this function should return, for every
+    mirrored repository, ``VettedImage(source_repository, mirror_repository, {tag: digest})`` with
+    the digests the lock recorded (the index digest of each vetted tag).  Until then it raises,
+    and the CLI takes ``--vetted FILE`` instead.
+    """
+    raise NotImplementedError("vetted_from_lock: the policy/lock adapter is not written yet")

@@ -1,0 +1,211 @@
+"""YAML read as ruamel.yaml's composed node graph, which keeps every value's exact position.
+
+Composing (not constructing) keeps anchors as shared nodes: a value reached through an alias or
+a ``<<`` merge still carries the marks of the place where it is written, which is what a finding
+must point at and what ``--fix`` must edit.  Nothing here ever dumps YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from imagevet.check.model import FindingKind, FixTarget, FoundImage, ReplaceSpan, SourceKind, Span
+from imagevet.check.text import LineIndex, expand_variables, is_templated, resolve_value
+
+__all__ = [
+    "YamlDocument",
+    "content_span",
+    "get",
+    "items",
+    "load_documents",
+    "merge_duplicates",
+    "scalar_image",
+    "scalar_text",
+    "sequence",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """The composed documents of one file, or the parse error that stopped it."""
+
+    nodes: tuple[Node, ...]
+    error: FoundImage | None = None
+
+
+def load_documents(text: str, index: LineIndex, source: SourceKind) -> YamlDocument:
+    """Compose every document of ``text``; a syntax error becomes a PARSE_ERROR finding."""
+    yaml = YAML(typ="rt")
+    try:
+        return YamlDocument(tuple(n for n in yaml.compose_all(text) if n is not None))
+    except YAMLError as e:
+        offset = 0
+        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, MarkedYAMLError):
+            mark = e.problem_mark or e.context_mark
+            if mark is not None:
+                offset = min(mark.index, len(text))
+            problem = e.problem or e.context or problem
+        return YamlDocument((), _parse_error(text, index, source, offset, f"YAML: {problem}"))
+
+
+def _parse_error(
+    text: str, index: LineIndex, source: SourceKind, offset: int, message: str
+) -> FoundImage:
+    end = offset
+    while end < len(text) and text[end] not in "\r\n":
+        end += 1
+    return FoundImage(
+        kind=FindingKind.PARSE_ERROR,
+        source=source,
+        location=index.location(offset, end),
+        text=text[offset:end],
+        value="",
+        context="file",
+        detail=message,
+    )
+
+
+def items(node: Node) -> Iterator[tuple[str, Node]]:
+    """The key/value pairs of a mapping as YAML merge keys define them (own keys first, then
+    each ``<<`` source in order); a key seen once is not repeated.  Non-string keys are skipped."""
+    seen: set[str] = set()
+    yield from _items(node, seen, set())
+
+
+def _items(node: Node, seen: set[str], visiting: set[int]) -> Iterator[tuple[str, Node]]:
+    if not isinstance(node, MappingNode) or id(node) in visiting:
+        return
+    visiting.add(id(node))
+    merges: list[Node] = []
+    for key, value in node.value:
+        if not isinstance(key, ScalarNode):
+            continue
+        if key.value == "<<" and key.style is None:
+            merges.extend(value.value if isinstance(value, SequenceNode) else [value])
+            continue
+        if key.value not in seen:
+            seen.add(key.value)
+            yield key.value, value
+    for source in merges:
+        yield from _items(source, seen, visiting)
+
+
+def get(node: Node | None, key: str) -> Node | None:
+    """The value of ``key`` in a mapping (merge keys honoured), or None."""
+    if node is None:
+        return None
+    for k, v in items(node):
+        if k == key:
+            return v
+    return None
+
+
+def sequence(node: Node | None) -> list[Node]:
+    """The entries of a sequence node; [] for anything else."""
+    return list(node.value) if isinstance(node, SequenceNode) else []
+
+
+def scalar_text(node: Node | None) -> str | None:
+    """The string value of a scalar node (null reads as None)."""
+    if not isinstance(node, ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+        return None
+    value = node.value
+    return value if isinstance(value, str) else None
+
+
+def content_span(node: ScalarNode, text: str) -> tuple[Span, bool]:
+    """The span of a scalar's characters (inside its quotes) and whether they are exactly its value,
+    so that writing over them is safe: plain or quoted on one line, with no escapes."""
+    start, end = node.start_mark.index, node.end_mark.index
+    if node.style in ('"', "'"):
+        start, end = start + 1, end - 1
+    elif node.style is not None:  # block scalars: | >
+        return Span(start, end), False
+    raw = text[start:end]
+    return Span(start, end), raw == node.value and "\n" not in raw and "\r" not in raw
+
+
+def scalar_image(
+    node: Node,
+    *,
+    text: str,
+    index: LineIndex,
+    source: SourceKind,
+    context: str,
+    prefix: str = "",
+    interpolate: bool = False,
+) -> FoundImage | None:
+    """The finding for an image written as one scalar; None when the value is empty.
+
+    ``prefix`` (``docker://``) is required and kept out of the span; with ``interpolate``
+    Compose's ``${VAR:-default}`` substitution applies (no environment is known: a variable with
+    no default is unresolved).
+    """
+    if not isinstance(node, ScalarNode):
+        start, end = node.start_mark.index, node.end_mark.index
+        return FoundImage(
+            kind=FindingKind.INVALID,
+            source=source,
+            location=index.location(start, start),
+            text=text[start:end].split("\n", 1)[0],
+            value="",
+            context=context,
+            detail="expected a string",
+        )
+    value = scalar_text(node)
+    if not value or not value.startswith(prefix):
+        return None
+    span, exact = content_span(node, text)
+    value = value[len(prefix) :]
+    if exact:
+        span = Span(span.start + len(prefix), span.end)
+    missing: tuple[str, ...] = ()
+    resolved = value
+    if interpolate and "$" in value and not is_templated(value):
+        expansion = expand_variables(value, {}, escape="$")
+        resolved, missing = expansion.value, expansion.missing
+    kind, ref, detail = resolve_value(resolved, missing)
+    fix: FixTarget | None = None
+    note = ""
+    if kind is FindingKind.REFERENCE:
+        if exact and resolved == value:
+            fix = ReplaceSpan(span)
+        elif not exact:
+            note = "the value is not a plain one-line scalar; edit it by hand"
+        else:
+            note = "the value uses variables; edit it by hand"
+    return FoundImage(
+        kind=kind,
+        source=source,
+        location=index.location(span.start, span.end),
+        text=text[span.start : span.end],
+        value=resolved,
+        context=context,
+        reference=ref,
+        detail=detail,
+        fix=fix,
+        fix_note=note,
+    )
+
+
+def merge_duplicates(found: list[FoundImage]) -> list[FoundImage]:
+    """One finding per span: a value shared through an anchor is reported once, with every context."""
+    by_span: dict[tuple[int, int], FoundImage] = {}
+    contexts: dict[tuple[int, int], list[str]] = {}
+    for f in found:
+        key = (f.location.span.start, f.location.span.end)
+        if key not in by_span:
+            by_span[key] = f
+            contexts[key] = [f.context]
+        elif f.context not in contexts[key]:
+            contexts[key].append(f.context)
+    out: list[FoundImage] = []
+    for key, f in by_span.items():
+        out.append(replace(f, context=", ".join(contexts[key])) if len(contexts[key]) > 1 else f)
+    return out
