@@ -74,7 +74,7 @@ class Authenticator:
     ) -> None:
         self._credentials = credentials
         self._send = send
-        self._clock = clock
+        self.clock = clock
         self._user_agent = user_agent
         self._challenges: dict[str, Challenge | None] = {}
         self._gates: dict[str, asyncio.Event] = {}
@@ -175,7 +175,7 @@ class Authenticator:
     ) -> _Token:
         key: TokenKey = (challenge.realm, challenge.service, tuple(sorted(set(scopes))))
         token = self._tokens.get(key)
-        if token is not None and self._clock() < token.refresh_at:
+        if token is not None and self.clock() < token.refresh_at:
             return token
         pending = self._inflight.get(key)
         if pending is None:
@@ -246,12 +246,13 @@ class Authenticator:
         try:
             await raise_for_status(resp, method)
         except UnauthorizedError as e:
+            why = "; ".join(d.message or d.code for d in e.diagnostics) or e.body.strip()[:200]
             raise UnauthorizedError(
                 e.status,
                 method,
                 e.url,
-                e.diagnostics,
-                f"the token service refused the credentials for {registry}",
+                body=f"the token service refused the credentials for {registry}"
+                + (f" ({why})" if why else ""),
             ) from None
         body = await resp.read(TOKEN_BODY_LIMIT)
         try:
@@ -267,7 +268,7 @@ class Authenticator:
         expires_in = obj.get("expires_in") if isinstance(obj, dict) else None
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
             lifetime = max(float(expires_in), DEFAULT_TOKEN_LIFETIME)
-        now = self._clock()
+        now = self.clock()
         ahead = min(30.0, lifetime * 0.1)
         log.debug("token for %s from %s, lifetime %.0f s", registry, redact_url(resp.url), lifetime)
         return _Token(value, now + lifetime - ahead, now + lifetime)

@@ -19,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +239,7 @@ class DockerConfigCredentials:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self._env,
+                start_new_session=True,  # so a hung helper can be killed with its children
             )
         except OSError as e:
             raise CredentialsError(f"cannot run {program}: {e.strerror}") from None
@@ -244,11 +248,14 @@ class DockerConfigCredentials:
                 proc.communicate(server.encode()), timeout=self._helper_timeout
             )
         except TimeoutError:
-            proc.kill()
+            _kill_group(proc.pid)
             await proc.wait()
             raise CredentialsError(
                 f"{program} did not answer within {self._helper_timeout:g} s"
             ) from None
+        except BaseException:  # cancelled: do not leave the helper behind
+            _kill_group(proc.pid)
+            raise
         if proc.returncode != 0:
             text = (out + err).decode(errors="replace").strip()
             if any(m in text.lower() for m in _NOT_FOUND_MARKERS):
@@ -270,6 +277,11 @@ class DockerConfigCredentials:
 
     def __repr__(self) -> str:
         return f"DockerConfigCredentials(config={str(self.config_path)!r})"
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _parse_config(text: str, where: str) -> Mapping[str, Any]:
