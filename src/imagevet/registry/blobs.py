@@ -154,10 +154,14 @@ async def _start_upload(p: Pipeline, ref: Reference, scopes: tuple[str, ...]) ->
 
 
 async def _cancel(p: Pipeline, ref: Reference, url: str, scopes: tuple[str, ...]) -> None:
-    """Abandon an upload session; errors are ignored (the registry expires it anyway)."""
+    """Abandon an upload session; errors are ignored (the registry expires it anyway).
+
+    One request with the push token: a registry wanting ``delete`` rights for it (distribution
+    does) answers 401, and that is no reason to fetch a token.
+    """
     try:
         resp = await p.request(
-            "DELETE", ref.registry, url, kind="upload", scopes=scopes, retry=False
+            "DELETE", ref.registry, url, kind="upload", scopes=scopes, retry=False, reauth=False
         )
         await resp.aclose()
     except Exception as e:  # best effort only

@@ -101,15 +101,17 @@ class Pipeline:
         body: Body = None,
         follow_redirects: bool = False,
         retry: bool = True,
+        reauth: bool = True,
     ) -> Response:
         """Send a request to ``registry`` and return its response, whatever the status, except
         429 and 5xx (but 501): those raise their typed error, after retries when the body can be
-        sent again."""
+        sent again.  ``reauth=False`` answers a 401 with nothing but the response (for requests
+        whose failure is harmless, so a valid token is not dropped for them)."""
         url = self.url(registry, path)
 
         async def attempt() -> Response:
             resp = await self._authorized(
-                method, registry, url, kind, scopes, headers, body, follow_redirects
+                method, registry, url, kind, scopes, headers, body, follow_redirects, reauth
             )
             if resp.status == 429 or (resp.status >= 500 and resp.status != 501):
                 data = await resp.read(ERROR_BODY_LIMIT)
@@ -132,6 +134,7 @@ class Pipeline:
         headers: Mapping[str, str] | None,
         body: Body,
         follow_redirects: bool,
+        reauth: bool,
     ) -> Response:
         auth = self.auth
         target = self.target(registry)
@@ -141,7 +144,7 @@ class Pipeline:
             resp = await self._send(
                 method, registry, url, kind, headers, body, sent, follow_redirects, target
             )
-            if resp.status != 401:
+            if resp.status != 401 or not (reauth or gate is not None):
                 return resp
             challenges = resp.headers.getall("WWW-Authenticate", [])
             fresh = await auth.on_unauthorized(
