@@ -114,17 +114,17 @@ def _peak_rss_mib(pid: int) -> float | None:
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
     """Run ``cmd``; return (seconds, peak RSS in MiB, exit code, stderr tail)."""
     started = time.monotonic()
-    errfile = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errfile, env=env)
-    peak = 0.0
-    while proc.poll() is None:
-        rss = _peak_rss_mib(proc.pid)
-        if rss is not None:
-            peak = max(peak, rss)
-        time.sleep(0.01)
-    seconds = time.monotonic() - started
-    errfile.seek(0)
-    err = errfile.read().decode(errors="replace")[-2000:]
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errfile, env=env)
+        peak = 0.0
+        while proc.poll() is None:
+            rss = _peak_rss_mib(proc.pid)
+            if rss is not None:
+                peak = max(peak, rss)
+            time.sleep(0.01)
+        seconds = time.monotonic() - started
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace")[-2000:]
     return seconds, peak, proc.returncode, err
 
 
