@@ -106,4 +106,5 @@ def scan_paths(
         files.append(ScannedFile(candidate.path, candidate.file, kind, text))
         found.extend(find_images(text, candidate.path, kind, app_version=app_version))
     found.sort(key=FoundImage.sort_key)
+    files.sort(key=lambda f: f.path)
     return ScanResult(tuple(files), tuple(found))

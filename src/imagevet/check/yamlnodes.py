@@ -123,12 +123,19 @@ def content_span(node: ScalarNode, text: str) -> tuple[Span, bool]:
     """The span of a scalar's characters (inside its quotes) and whether they are exactly its value,
     so that writing over them is safe: plain or quoted on one line, with no escapes."""
     start, end = node.start_mark.index, node.end_mark.index
-    if node.style in ('"', "'"):
-        start, end = start + 1, end - 1
-    elif node.style is not None:  # block scalars: | >
+    if node.style is not None and node.style not in ('"', "'"):  # block scalars: | >
         return Span(start, end), False
-    raw = text[start:end]
-    return Span(start, end), raw == node.value and "\n" not in raw and "\r" not in raw
+    if node.style in ('"', "'"):
+        end -= 1  # the closing quote
+    # the start mark may sit on an anchor or a tag (``&pg bitnami/x``): count back from the end
+    value = node.value if isinstance(node.value, str) else ""
+    begin = end - len(value)
+    written = begin >= start and text[begin:end] == value and not any(c in value for c in "\r\n")
+    if written and (node.style is None or text[begin - 1 : begin] == node.style):
+        return Span(begin, end), True
+    if node.style in ('"', "'"):
+        start = text.find(node.style, start, end) + 1 or start
+    return Span(start, end), False
 
 
 def scalar_image(
@@ -195,7 +202,8 @@ def scalar_image(
 
 
 def merge_duplicates(found: list[FoundImage]) -> list[FoundImage]:
-    """One finding per span: a value shared through an anchor is reported once, with every context."""
+    """One finding per span, in text order: a value shared through an anchor is reported once,
+    with every context."""
     by_span: dict[tuple[int, int], FoundImage] = {}
     contexts: dict[tuple[int, int], list[str]] = {}
     for f in found:
@@ -208,4 +216,4 @@ def merge_duplicates(found: list[FoundImage]) -> list[FoundImage]:
     out: list[FoundImage] = []
     for key, f in by_span.items():
         out.append(replace(f, context=", ".join(contexts[key])) if len(contexts[key]) > 1 else f)
-    return out
+    return sorted(out, key=lambda f: (f.location.span.start, f.location.span.end))
