@@ -217,6 +217,9 @@ class FakeHub:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._server = ServerThread([app], name="fake-hub")
         (port,) = self._server.start()
+        # ServerThread.start returns while its loop may still be ending run_until_complete(setup);
+        # a stop() landing then is lost (join waits 10 s).  Two loop turns put it in run_forever.
+        self._server.call(asyncio.sleep(0))
         self.url = f"http://127.0.0.1:{port}"
         return self
 
