@@ -9,7 +9,15 @@ from typing import Any
 
 import typer
 
-from imagevet.cli.common import EXIT_FAILURE, EXIT_USAGE, console, fail, print_json, run
+from imagevet.cli.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    console,
+    fail,
+    handle_errors,
+    print_json,
+    run,
+)
 from imagevet.hub import (
     DoctorReport,
     HubClient,
@@ -72,7 +80,10 @@ def doctor_command(
     """
     url, creds = hub_settings_from_env(os.environ)
     org_name = _org(org, creds)
-    sources: Sequence[tuple[str, Reference]] = _policy_sources(policy) if policy else ()
+    sources: Sequence[tuple[str, Reference]] = ()
+    if policy is not None:
+        with handle_errors():  # a bad policy file is a usage error with its own exit code
+            sources = _policy_sources(policy)
 
     async def _go() -> DoctorReport:
         async with HubClient(url, creds) as client:
