@@ -63,12 +63,15 @@ class ServerThread:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(self._setup(ready))
+            ports = loop.run_until_complete(self._setup())
         except BaseException as e:  # report start-up failures to start()
             if not ready.done():
                 ready.set_exception(e)
             loop.close()
             return
+        # Report readiness from inside run_forever: a stop() that follows start() at once is
+        # then handled by this loop run, not swallowed by the set-up run above.
+        loop.call_soon(ready.set_result, ports)
         try:
             loop.run_forever()
         finally:
@@ -76,7 +79,7 @@ class ServerThread:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _setup(self, ready: Future[list[int]]) -> None:
+    async def _setup(self) -> list[int]:
         ports: list[int] = []
         for app in self._apps:
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
@@ -88,7 +91,7 @@ class ServerThread:
             await site.start()
             self._runners.append(runner)
             ports.append(int(sock.getsockname()[1]))
-        ready.set_result(ports)
+        return ports
 
     async def _cleanup(self) -> None:
         for runner in self._runners:
