@@ -105,8 +105,10 @@ def edits_for(verdict: Verdict, text: str) -> list[Edit]:
         return []
     path = verdict.found.path
     if isinstance(fix, ReplaceSpan):
-        return [_edit(path, text, fix.span, str(new), rule.id, fix.via)]
-    return _map_edits(path, text, fix, new, rule.id)
+        edits = [_edit(path, text, fix.span, str(new), rule.id, fix.via)]
+    else:
+        edits = _map_edits(path, text, fix, new, rule.id)
+    return [e for e in edits if e.old != e.new]
 
 
 def apply_edits(text: str, edits: Iterable[Edit]) -> str:

@@ -43,7 +43,7 @@ def load_documents(text: str, index: LineIndex, source: SourceKind) -> YamlDocum
     yaml = YAML(typ="rt")
     try:
         return YamlDocument(tuple(n for n in yaml.compose_all(text) if n is not None))
-    except YAMLError as e:
+    except (YAMLError, RecursionError, ValueError) as e:
         offset = 0
         problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, MarkedYAMLError):
