@@ -52,8 +52,6 @@ from imagevet.check.vetted import VettedImage, read_vetted, vetted_from_data, ve
 from imagevet.check.workflow import find_in_workflow
 
 __all__ = [
-    "RULES",
-    "RULES_BY_ID",
     "CheckContext",
     "CheckReport",
     "Edit",
@@ -65,6 +63,8 @@ __all__ = [
     "HelmImageMap",
     "Judge",
     "Location",
+    "RULES",
+    "RULES_BY_ID",
     "ReplaceSpan",
     "Rule",
     "ScanResult",

@@ -15,7 +15,9 @@ from imagevet.check.model import FoundImage, SourceKind
 from imagevet.check.text import LineIndex
 from imagevet.check.yamlnodes import get, items, load_documents, merge_duplicates, scalar_image
 
-__all__ = ["find_in_compose"]
+__all__ = [
+    "find_in_compose",
+]
 
 
 def find_in_compose(text: str, path: str) -> list[FoundImage]:

@@ -19,7 +19,13 @@ from pathlib import Path, PurePosixPath
 
 from imagevet.check.model import SourceKind
 
-__all__ = ["SKIP_DIRS", "Candidate", "discover", "kind_by_name", "sniff_yaml"]
+__all__ = [
+    "Candidate",
+    "SKIP_DIRS",
+    "discover",
+    "kind_by_name",
+    "sniff_yaml",
+]
 
 SKIP_DIRS = frozenset({
     ".git", ".hg", ".svn", "node_modules", "vendor", "third_party", ".venv", "venv", "__pycache__",

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from imagevet.check.model import FindingKind, FixTarget, FoundImage, ReplaceSpan, SourceKind, Span
 from imagevet.check.text import LineIndex, expand_variables, resolve_value
 
-__all__ = ["find_in_dockerfile"]
+__all__ = [
+    "find_in_dockerfile",
+]
 
 _DIRECTIVE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9]*)\s*=\s*(.*?)\s*$")
 _HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")

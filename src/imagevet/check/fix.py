@@ -17,7 +17,15 @@ from imagevet.check.judge import Verdict
 from imagevet.check.model import HelmImageMap, ReplaceSpan, Span
 from imagevet.reference import DOCKER_HUB, Reference
 
-__all__ = ["Edit", "FileFix", "FixPlan", "apply_edits", "edits_for", "plan_fixes", "write_fixes"]
+__all__ = [
+    "Edit",
+    "FileFix",
+    "FixPlan",
+    "apply_edits",
+    "edits_for",
+    "plan_fixes",
+    "write_fixes",
+]
 
 
 @dataclass(frozen=True, slots=True)

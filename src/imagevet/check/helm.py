@@ -42,7 +42,11 @@ from imagevet.check.yamlnodes import (
     scalar_text,
 )
 
-__all__ = ["find_in_helm_template", "find_in_helm_values", "read_app_version"]
+__all__ = [
+    "find_in_helm_template",
+    "find_in_helm_values",
+    "read_app_version",
+]
 
 _MAP_KEYS = ("registry", "repository", "tag", "digest")
 _APP_VERSION = re.compile(r"^appVersion:[ \t]*[\"']?([^\"'\s#]+)", re.MULTILINE)

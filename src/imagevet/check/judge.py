@@ -46,7 +46,13 @@ from imagevet.check.rules import (
 from imagevet.check.vetted import VettedImage
 from imagevet.reference import DEFAULT_TAG, Reference
 
-__all__ = ["CheckContext", "Judge", "Verdict", "judge_all", "repositories_to_classify"]
+__all__ = [
+    "CheckContext",
+    "Judge",
+    "Verdict",
+    "judge_all",
+    "repositories_to_classify",
+]
 
 _MAX_LISTED_TAGS = 5
 

@@ -21,7 +21,11 @@ from imagevet.check.yamlnodes import (
     sequence,
 )
 
-__all__ = ["CONTAINER_FIELDS", "POD_SPEC_PATHS", "find_in_kubernetes"]
+__all__ = [
+    "CONTAINER_FIELDS",
+    "POD_SPEC_PATHS",
+    "find_in_kubernetes",
+]
 
 _TEMPLATE_SPEC = ("spec", "template", "spec")
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {

@@ -13,9 +13,9 @@ from imagevet.check.rules import Severity
 from imagevet.check.scan import ScannedFile, ScanResult
 
 __all__ = [
+    "CheckReport",
     "JSON_FORMAT_VERSION",
     "SUPPRESSION",
-    "CheckReport",
     "check_scan",
     "format_verdict",
     "verdict_to_json",

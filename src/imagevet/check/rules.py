@@ -6,24 +6,23 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
-    "FIRST_RULE",
+    "COMMUNITY_DIGEST_NOT_VETTED",
+    "COMMUNITY_HAS_MIRROR",
+    "COMMUNITY_NOT_VETTED",
+    "COMMUNITY_TAG_NOT_VETTED",
+    "INVALID_REFERENCE",
+    "MIRROR_DIGEST_NOT_VETTED",
+    "MIRROR_NOT_PINNED",
+    "MIRROR_TAG_NOT_VETTED",
+    "OFFICIAL_BLOCKED",
+    "OTHER_REGISTRY",
+    "PARSE_ERROR",
     "RULES",
     "RULES_BY_ID",
     "Rule",
     "Severity",
-    "COMMUNITY_HAS_MIRROR",
-    "COMMUNITY_TAG_NOT_VETTED",
-    "COMMUNITY_DIGEST_NOT_VETTED",
-    "COMMUNITY_NOT_VETTED",
-    "MIRROR_DIGEST_NOT_VETTED",
-    "MIRROR_TAG_NOT_VETTED",
-    "MIRROR_NOT_PINNED",
-    "OFFICIAL_BLOCKED",
-    "VERIFIED_BLOCKED",
-    "OTHER_REGISTRY",
     "UNRESOLVED",
-    "INVALID_REFERENCE",
-    "PARSE_ERROR",
+    "VERIFIED_BLOCKED",
 ]
 
 
@@ -164,4 +163,3 @@ RULES: tuple[Rule, ...] = (
 """Every rule, in id order."""
 
 RULES_BY_ID = {rule.id: rule for rule in RULES}
-FIRST_RULE = RULES[0]

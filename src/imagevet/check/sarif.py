@@ -21,7 +21,12 @@ from imagevet.check.report import CheckReport
 from imagevet.check.rules import RULES, Rule, Severity
 from imagevet.check.text import LineIndex
 
-__all__ = ["SARIF_SCHEMA_URI", "SARIF_VERSION", "SRCROOT", "to_sarif"]
+__all__ = [
+    "SARIF_SCHEMA_URI",
+    "SARIF_VERSION",
+    "SRCROOT",
+    "to_sarif",
+]
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"

@@ -15,7 +15,12 @@ from imagevet.check.model import FindingKind, FoundImage, SourceKind
 from imagevet.check.text import LineIndex
 from imagevet.check.workflow import find_in_workflow
 
-__all__ = ["ScanResult", "ScannedFile", "find_images", "scan_paths"]
+__all__ = [
+    "ScanResult",
+    "ScannedFile",
+    "find_images",
+    "scan_paths",
+]
 
 
 @dataclass(frozen=True, slots=True)

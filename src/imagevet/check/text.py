@@ -12,9 +12,9 @@ from imagevet.errors import InvalidReferenceError
 from imagevet.reference import Reference
 
 __all__ = [
-    "TEMPLATE_MARKERS",
     "Expansion",
     "LineIndex",
+    "TEMPLATE_MARKERS",
     "expand_variables",
     "is_templated",
     "resolve_value",

@@ -23,7 +23,12 @@ from imagevet.digest import Digest
 from imagevet.errors import InvalidDigestError, InvalidReferenceError, PolicyError
 from imagevet.reference import Reference
 
-__all__ = ["VettedImage", "read_vetted", "vetted_from_data", "vetted_from_lock"]
+__all__ = [
+    "VettedImage",
+    "read_vetted",
+    "vetted_from_data",
+    "vetted_from_lock",
+]
 
 
 @dataclass(frozen=True, slots=True)

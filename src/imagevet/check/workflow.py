@@ -20,7 +20,10 @@ from imagevet.check.yamlnodes import (
     sequence,
 )
 
-__all__ = ["DOCKER_USES_PREFIX", "find_in_workflow"]
+__all__ = [
+    "DOCKER_USES_PREFIX",
+    "find_in_workflow",
+]
 
 DOCKER_USES_PREFIX = "docker://"
 
