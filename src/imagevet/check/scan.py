@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +49,22 @@ class ScanResult:
         return None
 
 
+_MAY_HOLD_IMAGES = re.compile(r"image|container|docker://", re.IGNORECASE)
+"""YAML without any of these cannot hold an image position: it is not parsed at all."""
+
+
 def find_images(
     text: str, path: str, kind: SourceKind, *, app_version: str | None = None
 ) -> list[FoundImage]:
-    """Run the finder for ``kind`` over ``text``; ``app_version`` is the chart's, for Helm values."""
+    """Run the finder for ``kind`` over ``text``; ``app_version`` is the chart's, for Helm values.
+
+    A YAML text that never mentions ``image``, ``container`` or ``docker://`` is skipped unparsed
+    (so a syntax error in it goes unreported: it could not hide a reference).
+    """
     if kind is SourceKind.DOCKERFILE:
         return find_in_dockerfile(text, path)
+    if not _MAY_HOLD_IMAGES.search(text):
+        return []
     if kind is SourceKind.COMPOSE:
         return find_in_compose(text, path)
     if kind is SourceKind.KUBERNETES:

@@ -39,8 +39,13 @@ class YamlDocument:
 
 
 def load_documents(text: str, index: LineIndex, source: SourceKind) -> YamlDocument:
-    """Compose every document of ``text``; a syntax error becomes a PARSE_ERROR finding."""
-    yaml = YAML(typ="rt")
+    """Compose every document of ``text``; a syntax error becomes a PARSE_ERROR finding.
+
+    The composer is ruamel.yaml's pure-Python one without comment scanning or tag resolution:
+    comments are never needed (nothing is dumped; ``--fix`` edits the text), and it is about a
+    third faster than the round-trip one.  Node marks carry the same exact offsets.
+    """
+    yaml = YAML(typ="base", pure=True)
     try:
         return YamlDocument(tuple(n for n in yaml.compose_all(text) if n is not None))
     except (YAMLError, RecursionError, ValueError) as e:
@@ -111,12 +116,16 @@ def sequence(node: Node | None) -> list[Node]:
     return list(node.value) if isinstance(node, SequenceNode) else []
 
 
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+
+
 def scalar_text(node: Node | None) -> str | None:
-    """The string value of a scalar node (null reads as None)."""
-    if not isinstance(node, ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+    """The string value of a scalar node; a plain null (``~``, ``null``, nothing) reads as None."""
+    if not isinstance(node, ScalarNode) or not isinstance(node.value, str):
         return None
-    value = node.value
-    return value if isinstance(value, str) else None
+    if node.style is None and node.value in _NULLS:
+        return None
+    return node.value
 
 
 def content_span(node: ScalarNode, text: str) -> tuple[Span, bool]:
