@@ -1,6 +1,7 @@
 """Which files to read: walk directories, skip vendored trees, and tell file kinds by name and content.
 
-By name: ``Dockerfile``, ``Containerfile``, ``Dockerfile.*``, ``*.Dockerfile`` (any case);
+By name: ``Dockerfile``, ``Containerfile``, ``Dockerfile.*``, ``*.Dockerfile`` (any case; not
+``.md``, ``.txt``, ``.rst``, ``.adoc`` or ``.html`` documents);
 ``compose.y(a)ml``, ``compose.*.y(a)ml``, ``docker-compose*.y(a)ml``; ``.github/workflows/*.y(a)ml``;
 ``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``*.y(a)ml`` in the
 ``templates/`` directory beside a ``Chart.yaml`` (Helm templates).  Any other YAML file is read and
@@ -50,8 +51,13 @@ class Candidate:
     kind: SourceKind | None
 
 
+_NOT_DOCKERFILES = (".md", ".txt", ".rst", ".adoc", ".html")
+
+
 def _is_dockerfile(name: str) -> bool:
     lower = name.lower()
+    if lower.endswith(_NOT_DOCKERFILES):
+        return False
     return (
         lower in ("dockerfile", "containerfile")
         or lower.startswith(("dockerfile.", "containerfile."))
