@@ -210,9 +210,10 @@ async def push_blob(
         await _cancel(p, ref, url, scopes)
         raise
     await resp.read(1 << 16)
-    echoed = resp.headers.get("Docker-Content-Digest")
-    if echoed and echoed.strip() != str(desc.digest):
-        raise DigestMismatchError(what, str(desc.digest), echoed.strip()[:200])
+    echoed = (resp.headers.get("Docker-Content-Digest") or "").strip()
+    # Compare like with like: distribution 2.8 stores sha512 blobs but may echo their sha256.
+    if echoed.startswith(f"{desc.digest.algorithm}:") and echoed != str(desc.digest):
+        raise DigestMismatchError(what, str(desc.digest), echoed[:200])
 
 
 async def _patch_chunks(
