@@ -174,26 +174,46 @@ class Authenticator:
         scopes: tuple[str, ...],
     ) -> _Token:
         key: TokenKey = (challenge.realm, challenge.service, tuple(sorted(set(scopes))))
-        token = self._tokens.get(key)
-        if token is not None and self.clock() < token.refresh_at:
-            return token
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._inflight[key] = pending
+        while True:
+            token = self._tokens.get(key)
+            if token is not None and self.clock() < token.refresh_at:
+                return token
+            pending = self._inflight.get(key)
+            if pending is None:
+                return await self._fetch_shared(key, registry, host, base_url, challenge)
             try:
-                fresh = await self._fetch(registry, host, base_url, challenge, key[2])
-            except BaseException as e:
-                if not pending.done():
-                    pending.set_exception(e)
-                    pending.exception()  # mark retrieved: the waiters get it too
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if pending.cancelled() and task is not None and not task.cancelling():
+                    continue  # the fetching request was cancelled, not this one: fetch anew
                 raise
-            finally:
-                self._inflight.pop(key, None)
-            self._tokens[key] = fresh
-            pending.set_result(fresh)
-            return fresh
-        return await asyncio.shield(pending)
+
+    async def _fetch_shared(
+        self,
+        key: TokenKey,
+        registry: str,
+        host: RegistryHost,
+        base_url: str,
+        challenge: Challenge,
+    ) -> _Token:
+        """Fetch the token for ``key`` while concurrent requests for it wait on the same future."""
+        pending: asyncio.Future[_Token] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = pending
+        try:
+            fresh = await self._fetch(registry, host, base_url, challenge, key[2])
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        except BaseException as e:
+            pending.set_exception(e)
+            pending.exception()  # retrieved: the waiters re-raise it
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        self._tokens[key] = fresh
+        pending.set_result(fresh)
+        return fresh
 
     async def _fetch(
         self,

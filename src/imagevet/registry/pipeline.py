@@ -69,9 +69,8 @@ class Pipeline:
         self.stats = stats
         self.auth = Authenticator(credentials, self._send_token, user_agent=user_agent)
         self._targets: dict[str, _Target] = {}
-        for name, host in self.hosts.items():  # fail early on a forbidden plain-HTTP host
+        for name in self.hosts:  # fail early on a forbidden plain-HTTP host
             self.target(name)
-            del host
 
     def target(self, registry: str) -> _Target:
         t = self._targets.get(registry)

@@ -316,3 +316,40 @@ async def test_token_not_sent_to_other_origin_upload_location() -> None:
         put.url
         == f"https://storage.example/up/1?sig=a%2Bb&digest={str(desc.digest).replace(':', '%3A')}"
     )
+
+
+async def test_token_fetch_failure_reaches_every_waiter() -> None:
+    reg = with_manifest(FakeRegistry(auth="bearer", token_status=401))
+    client, _ = make_client(reg, credentials=CREDS)
+    results = await asyncio.gather(
+        *(client.head_manifest(REF) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, UnauthorizedError) for r in results)
+
+
+async def test_cancelled_token_fetch_does_not_fail_the_waiters() -> None:
+    reg = with_manifest(FakeRegistry(auth="bearer"))
+    reg.route("HEAD", "/v2/team/other/manifests/latest")(lambda r: respond(404))
+    release = asyncio.Event()
+    hung: list[Request] = []
+
+    async def handler(req: Request) -> Response:
+        if req.url.startswith("https://auth.example/") and "team%2Fapp" in req.url and not hung:
+            hung.append(req)
+            await release.wait()  # the first fetch of this scope never answers
+        return sync(reg, req)
+
+    client, _ = make_client(MockTransport(handler), credentials=CREDS)
+    assert await client.head_manifest(Reference.parse(f"{REGISTRY}/team/other")) is None
+    first = asyncio.create_task(client.head_manifest(REF))
+    for _ in range(1000):
+        if hung:
+            break
+        await asyncio.sleep(0.001)
+    assert hung
+    second = asyncio.create_task(client.head_manifest(REF))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    head = await asyncio.wait_for(second, 5)
+    assert head is not None and head.digest == DIGEST
+    assert first.cancelled()
