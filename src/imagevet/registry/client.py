@@ -65,6 +65,7 @@ class RegistryClient:
             retry=retry or RetryPolicy(),
             user_agent=user_agent,
             stats=self.stats,
+            ratelimits=self.ratelimits,
         )
         self._referrers = referrers_mod.ReferrersSupport()
 
@@ -87,9 +88,6 @@ class RegistryClient:
         """The settings used for ``registry`` (configured, or the defaults)."""
         return self._p.host(registry)
 
-    def _saw_ratelimit(self, registry: str, limit: RateLimit) -> None:
-        self.ratelimits[registry] = limit
-
     # -- registry ------------------------------------------------------------------------------
 
     async def ping(self, registry: str) -> None:
@@ -109,11 +107,11 @@ class RegistryClient:
 
     async def head_manifest(self, ref: Reference) -> ManifestHead | None:
         """Digest, media type and size of the manifest ``ref`` names; None on 404."""
-        return await manifests.head_manifest(self._p, ref, self._saw_ratelimit)
+        return await manifests.head_manifest(self._p, ref)
 
     async def get_manifest(self, ref: Reference) -> RawManifest:
         """The exact bytes of a manifest, verified against ``ref.digest`` and the digest header."""
-        return await manifests.get_manifest(self._p, ref, self._saw_ratelimit)
+        return await manifests.get_manifest(self._p, ref)
 
     async def put_manifest(self, ref: Reference, manifest: RawManifest) -> Digest:
         """Push ``manifest``'s exact bytes at ``ref.tag``, else ``ref.digest``, else its digest."""
@@ -153,9 +151,7 @@ class RegistryClient:
 
     async def referrers(self, ref: Reference, subject: Digest) -> list[Descriptor]:
         """Descriptors of the manifests referring to ``subject`` (API, else the tag schema)."""
-        return await referrers_mod.referrers(
-            self._p, ref, subject, self._referrers, self._saw_ratelimit
-        )
+        return await referrers_mod.referrers(self._p, ref, subject, self._referrers)
 
     def __repr__(self) -> str:
         return f"<RegistryClient {len(self.stats)} requests>"

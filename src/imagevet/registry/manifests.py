@@ -1,13 +1,13 @@
 """Manifest operations on exact bytes: HEAD, GET (verified), PUT, DELETE.
 
 Spec: OCI distribution-spec v1.1, "Pulling manifests", "Pushing manifests", "Deleting manifests".
-Rate-limit headers (Docker Hub, dockerhub-api.md §7) are read from every manifest HEAD and GET.
+Rate-limit headers (Docker Hub, dockerhub-api.md §7) come back in :class:`ManifestHead`; the
+pipeline records the last ones of each registry from every manifest response, 429s included.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from imagevet import mediatype
@@ -33,8 +33,6 @@ __all__ = [
 MAX_MANIFEST_SIZE = 4 << 20
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
 
-RateLimitSink = Callable[[str, RateLimit], None]
-
 
 @dataclass(frozen=True, slots=True)
 class ManifestHead:
@@ -50,14 +48,11 @@ def _path(ref: Reference, identifier: str | None = None) -> str:
     return f"/v2/{ref.repository}/manifests/{identifier or ref.identifier}"
 
 
-def _ratelimit(resp: Response, registry: str, sink: RateLimitSink) -> RateLimit | None:
+def _ratelimit(resp: Response) -> RateLimit | None:
     headers = resp.headers
     if "ratelimit-limit" not in headers and "ratelimit-remaining" not in headers:
         return None
-    limit = RateLimit.from_headers(headers)
-    if limit is not None:
-        sink(registry, limit)
-    return limit
+    return RateLimit.from_headers(headers)
 
 
 def _header_digest(resp: Response, what: str) -> Digest | None:
@@ -76,7 +71,7 @@ def _media_type(resp: Response) -> str:
     return resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
 
 
-async def head_manifest(p: Pipeline, ref: Reference, sink: RateLimitSink) -> ManifestHead | None:
+async def head_manifest(p: Pipeline, ref: Reference) -> ManifestHead | None:
     """HEAD the manifest ``ref`` names; None when it does not exist.  No body is read.
 
     A registry that sends no ``Docker-Content-Digest`` costs one GET more (the digest is then
@@ -90,7 +85,7 @@ async def head_manifest(p: Pipeline, ref: Reference, sink: RateLimitSink) -> Man
         scopes=(ref.scope("pull"),),
         headers={"Accept": mediatype.MANIFEST_ACCEPT},
     )
-    limit = _ratelimit(resp, ref.registry, sink)
+    limit = _ratelimit(resp)
     if resp.status == 404:
         await resp.aclose()
         return None
@@ -105,12 +100,12 @@ async def head_manifest(p: Pipeline, ref: Reference, sink: RateLimitSink) -> Man
     size = resp.content_length
     media_type = _media_type(resp)
     if digest is None or size is None or media_type in _GENERIC_TYPES:
-        manifest = await get_manifest(p, ref, sink)
+        manifest = await get_manifest(p, ref)
         return ManifestHead(manifest.digest, manifest.media_type, manifest.size, limit)
     return ManifestHead(digest, media_type, size, limit)
 
 
-async def get_manifest(p: Pipeline, ref: Reference, sink: RateLimitSink) -> RawManifest:
+async def get_manifest(p: Pipeline, ref: Reference) -> RawManifest:
     """GET the exact bytes of a manifest, verified against ``ref.digest`` and the digest header."""
     what = f"manifest {ref}"
     resp = await p.request(
@@ -121,7 +116,6 @@ async def get_manifest(p: Pipeline, ref: Reference, sink: RateLimitSink) -> RawM
         scopes=(ref.scope("pull"),),
         headers={"Accept": mediatype.MANIFEST_ACCEPT},
     )
-    _ratelimit(resp, ref.registry, sink)
     await raise_for_status(resp, "GET")
     length = resp.content_length
     if length is not None and length > MAX_MANIFEST_SIZE:

@@ -9,8 +9,8 @@ One call of :meth:`Pipeline.request`:
    redirect from HTTPS to plain HTTP is refused unless that host may use HTTP;
 4. answers one 401 by re-authenticating (when the body can be sent again);
 5. raises the typed error of 429 and 5xx so the retry policy can retry replayable requests;
-6. counts each request in :class:`.RequestStats` and logs it at DEBUG with method, redacted URL,
-   status and duration.
+6. counts each request in :class:`.RequestStats`, logs it at DEBUG with method, redacted URL,
+   status and duration, and keeps the last rate limit each registry reported on a manifest.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 
 from imagevet.errors import SecurityError, TransportError, redact_url
+from imagevet.ratelimit import RateLimit
 from imagevet.registry.auth import Authenticator
 from imagevet.registry.credentials import CredentialStore
 from imagevet.registry.hosts import RegistryHost, is_loopback, resolve_host
@@ -61,12 +62,14 @@ class Pipeline:
         retry: RetryPolicy,
         user_agent: str,
         stats: RequestStats,
+        ratelimits: dict[str, RateLimit] | None = None,
     ) -> None:
         self.transport = transport
         self.hosts = dict(hosts)
         self.retry = retry
         self.user_agent = user_agent
         self.stats = stats
+        self.ratelimits: dict[str, RateLimit] = {} if ratelimits is None else ratelimits
         self.auth = Authenticator(credentials, self._send_token, user_agent=user_agent)
         self._targets: dict[str, _Target] = {}
         for name in self.hosts:  # fail early on a forbidden plain-HTTP host
@@ -209,6 +212,10 @@ class Pipeline:
             )
             raise
         self.stats.record(request.method, kind, registry, resp.status)
+        if kind == "manifest" and "ratelimit-remaining" in resp.headers:
+            limit = RateLimit.from_headers(resp.headers)
+            if limit is not None:
+                self.ratelimits[registry] = limit
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %d in %.1f ms",

@@ -17,7 +17,7 @@ from imagevet.digest import Digest
 from imagevet.errors import NotFoundError, RegistryError
 from imagevet.manifest import Descriptor, ManifestFormatError
 from imagevet.reference import Reference
-from imagevet.registry.manifests import RateLimitSink, get_manifest
+from imagevet.registry.manifests import get_manifest
 from imagevet.registry.pipeline import Pipeline
 from imagevet.registry.responses import ERROR_BODY_LIMIT, parse_diagnostics, raise_for_status
 from imagevet.registry.urls import join_url, next_link
@@ -67,7 +67,6 @@ async def referrers(
     ref: Reference,
     subject: Digest,
     support: ReferrersSupport,
-    sink: RateLimitSink,
 ) -> list[Descriptor]:
     """The descriptors of the manifests whose ``subject`` is ``subject``, in ``ref``'s repository."""
     registry = ref.registry
@@ -78,7 +77,7 @@ async def referrers(
         if found is not None:
             return found
     try:
-        index = await get_manifest(p, ref.repo().with_tag(fallback_tag(subject)), sink)
+        index = await get_manifest(p, ref.repo().with_tag(fallback_tag(subject)))
     except NotFoundError:
         return []
     return index.children() if index.data else []

@@ -78,6 +78,7 @@ async def test_long_retry_after_is_not_waited_for() -> None:
     with pytest.raises(RateLimitedError) as info:
         await client.head_manifest(REF)
     assert info.value.retry_after == 21600 and info.value.remaining == 0
+    assert client.ratelimits[REGISTRY].remaining == 0  # recorded from the 429 too
     assert len(transport.requests) == 1
 
 
