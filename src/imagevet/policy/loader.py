@@ -1,0 +1,434 @@
+"""``load_policy``: read, check and build a policy file, reporting every error with its position.
+
+Steps: compose the YAML with positions (``located``); refuse anything that looks like a secret;
+drop top-level ``x-*`` keys (anchors for reuse, as in Compose and regsync); expand ``${VAR}``
+from the ``env`` mapping given (never ``os.environ``); validate with the pydantic schema; merge
+``defaults`` into each entry; check what needs several values (duplicate targets and names,
+Docker Hub naming, approvals, tag rules that select nothing).  Errors from every step are
+collected and raised together as one :class:`PolicyErrors`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from imagevet.digest import Digest
+from imagevet.errors import InvalidReferenceError, PolicyError
+from imagevet.manifest import Platform
+from imagevet.policy.located import Located, PolicyErrors, expand_env, parse_yaml, validation_errors
+from imagevet.policy.model import (
+    DEFAULT_BACKUP_TAG,
+    DEFAULT_DESCRIPTION,
+    Approval,
+    Entry,
+    Location,
+    Mode,
+    Policy,
+    TagRules,
+    Target,
+    render_template,
+)
+from imagevet.policy.schema import (
+    HINTS,
+    ApprovalModel,
+    EntryModel,
+    PolicyModel,
+    SettingsModel,
+    TagRulesModel,
+    TargetModel,
+)
+from imagevet.policy.versions import VersionRange
+from imagevet.reference import DOCKER_HUB, Reference
+from imagevet.repository_spec import TeamPermission
+
+__all__ = ["DESCRIPTION_MAX", "load_policy", "parse_policy"]
+
+DESCRIPTION_MAX = 100
+"""Docker Hub's limit on a repository's short description."""
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_SECRET_KEYS = frozenset(
+    {
+        "password", "passwd", "pass", "pwd", "token", "accesstoken", "secret", "clientsecret",
+        "apikey", "auth", "credentials", "credential", "privatekey", "pat", "identitytoken",
+    }
+)  # fmt: skip
+_SECRET_VALUES = [
+    (re.compile(r"dckr_(?:pat|oat)_[A-Za-z0-9_-]{8,}"), "a Docker Hub access token"),
+    (
+        re.compile(r"(?:ghp|gho|ghs|ghu)_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"),
+        "a GitHub token",
+    ),
+    (re.compile(r"glpat-[A-Za-z0-9_-]{20,}"), "a GitLab token"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+]
+_SECRETS_ELSEWHERE = (
+    "secrets never live in the policy file: use `docker login`, a credential helper, "
+    "or IMAGEVET_* environment variables"
+)
+
+
+def load_policy(path: Path, *, env: Mapping[str, str], today: date | None = None) -> Policy:
+    """Read and check the policy file at ``path``; raise PolicyErrors listing every problem.
+
+    ``env`` supplies ``${VAR}`` values (the CLI passes ``os.environ``; tests pass a dict).
+    With ``today``, an ``approved_on`` date after it is an error.  An *expired* approval is not
+    a load error: :func:`imagevet.plan.plan_sync` holds new digests and reports it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PolicyErrors([PolicyError(str(path), f"cannot read: {e.strerror or e}")]) from None
+    except UnicodeDecodeError as e:
+        raise PolicyErrors(
+            [PolicyError(str(path), f"not UTF-8 text: {e.reason} at byte {e.start}")]
+        ) from None
+    return parse_policy(text, path=path, env=env, today=today)
+
+
+def parse_policy(
+    text: str,
+    *,
+    path: Path | str = "imagevet.yaml",
+    env: Mapping[str, str],
+    today: date | None = None,
+) -> Policy:
+    """Check and build a policy from its YAML ``text``; ``path`` is used in messages."""
+    label = str(path)
+    located = parse_yaml(text, path=label)
+    errors: list[PolicyError] = []
+    if not isinstance(located.data, dict):
+        raise PolicyErrors(
+            [located.error((), "expected a mapping with version, target, defaults, images")]
+        )
+    _find_secrets(located, located.data, (), errors)
+    if errors:
+        raise PolicyErrors(errors)
+    data = {k: v for k, v in located.data.items() if not k.startswith("x-")}
+    located = expand_env(Located(label, data, located.spans), env, errors)
+    try:
+        model = PolicyModel.model_validate(located.data)
+        pieces = _Pieces(model.target, model.defaults, dict(enumerate(model.images)), model.version)
+    except ValidationError as e:
+        # a value whose ${VAR} failed is reported once, for the variable
+        seen = {(x.line, x.column) for x in errors}
+        more = validation_errors(located, e, PolicyModel, hints=HINTS)
+        errors.extend(x for x in more if (x.line, x.column) not in seen)
+        found = _valid_pieces(located.data)
+        if found is None:
+            raise PolicyErrors(errors) from None
+        pieces = found
+    policy = _Builder(located, pieces, Path(path), today).build(errors)
+    if errors:
+        raise PolicyErrors(errors)
+    return policy
+
+
+@dataclass(frozen=True, slots=True)
+class _Pieces:
+    """The parts of a policy that passed the schema, so cross-checks run even when others failed."""
+
+    target: TargetModel
+    defaults: SettingsModel | None
+    images: dict[int, EntryModel]
+    version: int
+
+
+def _valid_pieces(data: dict[str, Any]) -> _Pieces | None:
+    def valid(model: type[_M], value: Any) -> _M | None:
+        try:
+            return model.model_validate(value)
+        except ValidationError:
+            return None
+
+    target = valid(TargetModel, data.get("target"))
+    if target is None:
+        return None
+    defaults = valid(SettingsModel, data.get("defaults") or {})
+    if defaults is None and data.get("defaults") is not None:
+        return None
+    images = data.get("images")
+    entries = {}
+    for i, item in enumerate(images if isinstance(images, list) else []):
+        entry = valid(EntryModel, item)
+        if entry is not None:
+            entries[i] = entry
+    return _Pieces(target, defaults, entries, 1)
+
+
+def _find_secrets(
+    located: Located, value: Any, path: tuple[str | int, ...], errors: list[PolicyError]
+) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            normal = re.sub(r"[^a-z]", "", key.lower())
+            if normal in _SECRET_KEYS:
+                errors.append(
+                    located.error(
+                        (*path, key),
+                        f"key {key!r} looks like a secret; {_SECRETS_ELSEWHERE}",
+                        at_key=True,
+                    )
+                )
+            else:
+                _find_secrets(located, item, (*path, key), errors)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _find_secrets(located, item, (*path, i), errors)
+    elif isinstance(value, str):
+        for pattern, what in _SECRET_VALUES:
+            if pattern.search(value):
+                errors.append(
+                    located.error(path, f"this value looks like {what}; {_SECRETS_ELSEWHERE}")
+                )
+                break
+
+
+_Path = tuple[str | int, ...]
+
+
+class _Builder:
+    """Merges defaults into entries and checks what spans several values."""
+
+    def __init__(self, located: Located, pieces: _Pieces, path: Path, today: date | None) -> None:
+        self.located = located
+        self.pieces = pieces
+        self.path = path
+        self.today = today
+        self.defaults = pieces.defaults or SettingsModel()
+
+    def _pick(self, entry: EntryModel, index: int, name: str) -> tuple[Any, _Path]:
+        """The entry's value of ``name`` if set, else the default's; and where it was written."""
+        value = getattr(entry, name)
+        if value is not None:
+            return value, ("images", index, name)
+        return getattr(self.defaults, name), ("defaults", name)
+
+    def _merged(
+        self, entry: EntryModel, index: int, name: str, model_cls: Any
+    ) -> dict[str, tuple[Any, _Path]]:
+        """A per-key merge of a nested mapping (``tags``, ``approval``): entry keys win."""
+        out: dict[str, tuple[Any, _Path]] = {}
+        for where, holder in (
+            (("defaults", name), getattr(self.defaults, name)),
+            (("images", index, name), getattr(entry, name)),
+        ):
+            if holder is None:
+                continue
+            for key in model_cls.model_fields:
+                value = getattr(holder, key)
+                if value is not None:
+                    out[key] = (value, (*where, key))
+        return out
+
+    def build(self, errors: list[PolicyError]) -> Policy:
+        t = self.pieces.target
+        target = Target(registry=t.registry, namespace=t.namespace, naming=t.naming)
+        if (
+            target.registry == DOCKER_HUB
+            or Reference.parse(f"{target.registry}/x/y").registry == DOCKER_HUB
+        ):
+            target = Target(DOCKER_HUB, target.namespace, target.naming)
+            if "/" in target.namespace or target.namespace == "library":
+                errors.append(
+                    self.located.error(
+                        ("target", "namespace"),
+                        f"{target.namespace!r}: a Docker Hub namespace is one organization or user name (not 'library')",
+                    )
+                )
+        built: list[tuple[int, Entry]] = []
+        for index, entry in sorted(self.pieces.images.items()):
+            one = self._entry(target, entry, index, errors)
+            if one is not None:
+                built.append((index, one))
+        self._check_unique(built, errors)
+        entries = tuple(e for _, e in built)
+        return Policy(path=self.path, target=target, entries=entries, version=self.pieces.version)
+
+    def _entry(
+        self, target: Target, entry: EntryModel, index: int, errors: list[PolicyError]
+    ) -> Entry | None:
+        at: _Path = ("images", index)
+        err = self.located.error
+        before = len(errors)
+        source = Reference.parse(entry.source).repo()
+        parts = source.repository.split("/")
+        fields = {
+            "name": parts[-1],
+            "namespace": parts[0] if len(parts) > 1 else "",
+            "path": source.repository,
+            "source": source.name,
+        }
+        if entry.target is not None:
+            name, name_at = entry.target, (*at, "target")
+        else:
+            name, name_at = render_template(target.naming, fields), ("target", "naming")
+        where = (
+            "" if entry.target is not None else f" (for images[{index}], source {source.familiar})"
+        )
+        target_ref: Reference | None = None
+        if target.registry == DOCKER_HUB and "/" in name:
+            errors.append(
+                err(
+                    name_at,
+                    f"{name!r}{where}: a Docker Hub repository name has no '/'; use naming: \"{{namespace}}-{{name}}\" or an explicit target",
+                )
+            )
+        else:
+            try:
+                target_ref = Reference.parse(f"{target.registry}/{target.namespace}/{name}")
+            except InvalidReferenceError as e:
+                errors.append(err(name_at, f"{e.reason}{where}"))
+
+        tags = self._tag_rules(entry, index, errors)
+        approval = self._approval(entry, index, errors)
+        mode, _ = self._pick(entry, index, "mode")
+        platforms_text, _ = self._pick(entry, index, "platforms")
+        platforms = (
+            None
+            if platforms_text in (None, ["all"])
+            else tuple(Platform.parse(p) for p in platforms_text)
+        )
+        referrers, _ = self._pick(entry, index, "referrers")
+        backup, _ = self._pick(entry, index, "backup_tag")
+        private, _ = self._pick(entry, index, "private")
+        description_tpl, description_at = self._pick(entry, index, "description")
+        description = render_template(description_tpl or DEFAULT_DESCRIPTION, fields)
+        if target.registry == DOCKER_HUB and len(description) > DESCRIPTION_MAX:
+            errors.append(
+                err(
+                    description_at if description_tpl else at,
+                    f"the description of images[{index}] is {len(description)} characters; Docker Hub allows {DESCRIPTION_MAX}",
+                )
+            )
+        teams: dict[str, TeamPermission] = {}
+        for holder in (self.defaults.teams, entry.teams):
+            for team, permission in (holder or {}).items():
+                if permission == "none":
+                    teams.pop(team, None)
+                else:
+                    teams[team] = TeamPermission(permission)
+        if len(errors) > before or target_ref is None or tags is None or approval is None:
+            return None
+        span = self.located.span(at)
+        return Entry(
+            name=entry.name or source.familiar,
+            source=source,
+            target=target_ref,
+            tags=tags,
+            approval=approval,
+            mode=Mode(mode or Mode.PINNED),
+            platforms=platforms,
+            referrers=True if referrers is None else referrers,
+            backup_tag=backup or DEFAULT_BACKUP_TAG,
+            private=True if private is None else private,
+            description=description,
+            teams=teams,
+            location=Location(self.located.path, span.line, span.column),
+        )
+
+    def _tag_rules(
+        self, entry: EntryModel, index: int, errors: list[PolicyError]
+    ) -> TagRules | None:
+        merged = self._merged(entry, index, "tags", TagRulesModel)
+        get = {k: v for k, (v, _) in merged.items()}
+        if not any(k in get for k in ("allow", "range", "tags", "digests")):
+            where: _Path = (
+                ("images", index, "tags") if entry.tags is not None else ("images", index)
+            )
+            errors.append(
+                self.located.error(
+                    where,
+                    "selects no tags: give at least one of tags.allow, tags.range, tags.tags or tags.digests (here or in defaults)",
+                )
+            )
+            return None
+        return TagRules(
+            allow=tuple(re.compile(p) for p in get.get("allow", ())),
+            deny=tuple(re.compile(p) for p in get.get("deny", ())),
+            range=VersionRange.parse(get["range"]) if "range" in get else None,
+            keep=get.get("keep"),
+            prereleases=bool(get.get("prereleases", False)),
+            tags=tuple(dict.fromkeys(get.get("tags", ()))),
+            digests=tuple(dict.fromkeys(Digest.parse(d) for d in get.get("digests", ()))),
+        )
+
+    def _approval(
+        self, entry: EntryModel, index: int, errors: list[PolicyError]
+    ) -> Approval | None:
+        merged = self._merged(entry, index, "approval", ApprovalModel)
+        err = self.located.error
+        if "approved_by" not in merged:
+            where: _Path = (
+                ("images", index, "approval") if entry.approval is not None else ("images", index)
+            )
+            errors.append(
+                err(
+                    where,
+                    "approval.approved_by is required (here or in defaults.approval): who vetted this image",
+                )
+            )
+            return None
+        approved_on = merged.get("approved_on", (None, ()))[0]
+        expires = merged.get("expires", (None, ()))[0]
+        ok = True
+        if approved_on is not None and expires is not None and expires < approved_on:
+            errors.append(
+                err(
+                    merged["expires"][1],
+                    f"expires ({expires}) is before approved_on ({approved_on})",
+                )
+            )
+            ok = False
+        if approved_on is not None and self.today is not None and approved_on > self.today:
+            errors.append(
+                err(
+                    merged["approved_on"][1],
+                    f"approved_on ({approved_on}) is in the future (today is {self.today})",
+                )
+            )
+            ok = False
+        if not ok:
+            return None
+        return Approval(
+            approved_by=merged["approved_by"][0],
+            reason=merged.get("reason", (None, ()))[0],
+            ticket=merged.get("ticket", (None, ()))[0],
+            approved_on=approved_on,
+            expires=expires,
+        )
+
+    def _check_unique(self, built: list[tuple[int, Entry]], errors: list[PolicyError]) -> None:
+        by_target: dict[Reference, int] = {}
+        by_name: dict[str, int] = {}
+        loc = self.located.location
+        for index, entry in built:
+            first = by_target.setdefault(entry.target, index)
+            if first != index:
+                other = self.pieces.images[first].source
+                errors.append(
+                    self.located.error(
+                        ("images", index, "source"),
+                        f"duplicate target {entry.target.name}: images[{index}] ({entry.source.familiar}) and "
+                        f"images[{first}] ({other}, {loc(('images', first, 'source'))}) mirror into the same "
+                        'repository; set target: on one of them, or naming: "{namespace}-{name}"',
+                    )
+                )
+            first = by_name.setdefault(entry.name, index)
+            if first != index:
+                errors.append(
+                    self.located.error(
+                        ("images", index),
+                        f"duplicate entry name {entry.name!r} (also images[{first}], {loc(('images', first))}); "
+                        "give each a distinct name:",
+                    )
+                )

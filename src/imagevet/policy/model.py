@@ -1,0 +1,250 @@
+"""The loaded policy as frozen values: Policy, Target, Entry, TagRules, Approval.
+
+These are what the rest of imagevet works with; the YAML schema and its validation live in
+``imagevet.policy.schema`` and ``imagevet.policy.loader`` and never leak out.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from imagevet.digest import Digest
+from imagevet.manifest import Platform
+from imagevet.policy.versions import VersionRange
+from imagevet.reference import Reference
+from imagevet.repository_spec import RepoSpec, TeamPermission
+
+__all__ = [
+    "BACKUP_FIELDS",
+    "DEFAULT_BACKUP_TAG",
+    "DEFAULT_DESCRIPTION",
+    "DEFAULT_NAMING",
+    "DESCRIPTION_FIELDS",
+    "NAMING_FIELDS",
+    "Approval",
+    "Entry",
+    "EntryKey",
+    "Location",
+    "Mode",
+    "Policy",
+    "TagRules",
+    "Target",
+    "backup_tag_pattern",
+    "render_template",
+    "template_fields",
+]
+
+DEFAULT_NAMING = "{name}"
+DEFAULT_DESCRIPTION = "Vetted mirror of {source}"
+DEFAULT_BACKUP_TAG = "{tag}-backup-{digest12}"
+
+NAMING_FIELDS = ("name", "namespace", "path")
+DESCRIPTION_FIELDS = ("source", "name", "namespace", "path")
+BACKUP_FIELDS = ("tag", "digest12", "digest", "date")
+
+
+class Mode(enum.StrEnum):
+    """How upstream changes reach the mirror."""
+
+    PINNED = "pinned"
+    """Only the digests in the lock are mirrored; a moved upstream tag waits for a new lock."""
+    FOLLOW = "follow"
+    """Upstream changes are mirrored as they come; the replaced digest keeps a backup tag."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was written: 1-based line and column in ``path``."""
+
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryKey:
+    """What the lock files an entry under: its source and target repositories."""
+
+    source: Reference
+    target: Reference
+
+    def __str__(self) -> str:
+        return f"{self.source.name} -> {self.target.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class TagRules:
+    """Which upstream tags an entry mirrors (applied by :func:`imagevet.policy.select_tags`).
+
+    ``allow``/``deny`` are matched against the whole tag (anchored).  ``tags`` and ``digests``
+    are taken as they are, whatever the other rules say.
+    """
+
+    allow: tuple[re.Pattern[str], ...] = ()
+    deny: tuple[re.Pattern[str], ...] = ()
+    range: VersionRange | None = None
+    keep: int | None = None
+    prereleases: bool = False
+    tags: tuple[str, ...] = ()
+    digests: tuple[Digest, ...] = ()
+
+    @property
+    def orders_versions(self) -> bool:
+        """Whether ``range`` or ``keep`` is set: then only version tags pass the patterns."""
+        return self.range is not None or self.keep is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """Who vetted an entry, why, where it was recorded, and until when it holds."""
+
+    approved_by: str
+    reason: str | None = None
+    ticket: str | None = None
+    approved_on: date | None = None
+    expires: date | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the approval has run out at ``now``: it holds through its ``expires`` day (UTC)."""
+        if self.expires is None:
+            return False
+        return now.astimezone(UTC).date() > self.expires
+
+    def describe(self) -> str:
+        """``approved by alice (SEC-1), expires 2026-12-31``."""
+        out = f"approved by {self.approved_by}"
+        if self.ticket:
+            out += f" ({self.ticket})"
+        if self.expires is not None:
+            out += f", expires {self.expires.isoformat()}"
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where every mirror goes: ``registry/namespace/<name>``, with ``naming`` giving ``<name>``."""
+
+    registry: str
+    namespace: str
+    naming: str = DEFAULT_NAMING
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One vetted image: what to mirror from ``source`` into ``target`` and under which rules."""
+
+    name: str
+    source: Reference
+    """The upstream repository (no tag, no digest)."""
+    target: Reference
+    """The mirror repository (no tag, no digest)."""
+    tags: TagRules
+    approval: Approval
+    mode: Mode = Mode.PINNED
+    platforms: tuple[Platform, ...] | None = None
+    """``None``: every platform, the index copied as it is.  A subset rewrites the index."""
+    referrers: bool = True
+    backup_tag: str = DEFAULT_BACKUP_TAG
+    private: bool = True
+    description: str = ""
+    teams: Mapping[str, TeamPermission] = field(default_factory=dict)
+    location: Location | None = None
+
+    @property
+    def key(self) -> EntryKey:
+        return EntryKey(self.source, self.target)
+
+    @property
+    def rewrites_index(self) -> bool:
+        """Whether the mirror's index digest differs from the source's (a platform subset)."""
+        return self.platforms is not None
+
+    def repo_spec(self) -> RepoSpec:
+        """The desired state of the target repository, for a RepositoryManager."""
+        namespace, _, name = self.target.repository.rpartition("/")
+        return RepoSpec(
+            namespace=namespace,
+            name=name,
+            private=self.private,
+            description=self.description,
+            teams=dict(self.teams),
+        )
+
+    def backup_tag_for(self, tag: str, old: Digest, now: datetime) -> str:
+        """The tag that keeps ``old`` when ``tag`` is re-pointed (from the ``backup_tag`` template)."""
+        return render_template(
+            self.backup_tag,
+            {
+                "tag": tag,
+                "digest12": old.hex[:12],
+                "digest": old.hex,
+                "date": now.astimezone(UTC).strftime("%Y%m%d"),
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A loaded, valid policy file."""
+
+    path: Path
+    target: Target
+    entries: tuple[Entry, ...]
+    version: int = 1
+
+    def entry(self, name: str) -> Entry:
+        """The entry called ``name``; KeyError if there is none."""
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def expired(self, now: datetime) -> list[Entry]:
+        """The entries whose approval has run out at ``now``."""
+        return [e for e in self.entries if e.approval.expired(now)]
+
+
+def template_fields(template: str) -> list[str]:
+    """The ``{field}`` names a template uses; ValueError for conversions, specs or bad braces."""
+    names: list[str] = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"'{{{name}}}': no format spec or conversion allowed")
+        if not name.isidentifier():
+            raise ValueError(f"'{{{name}}}' is not a field name")
+        names.append(name)
+    return names
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    """Fill ``{field}``s of a template already checked with :func:`template_fields`."""
+    return template.format_map(dict(values))
+
+
+_BACKUP_PARTS = {
+    "tag": r"[\w][\w.-]*",
+    "digest12": r"[0-9a-f]{12}",
+    "digest": r"(?:[0-9a-f]{64}|[0-9a-f]{128})",
+    "date": r"[0-9]{8}",
+}
+
+
+def backup_tag_pattern(template: str) -> re.Pattern[str]:
+    """A regex matching every tag the backup template can produce (those are never pruned)."""
+    out = ""
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out += re.escape(literal)
+        if name is not None:
+            out += _BACKUP_PARTS.get(name, ".+")
+    return re.compile(out)

@@ -1,0 +1,298 @@
+"""The policy file's schema (pydantic, used at the edge only); see docs/policy.md.
+
+Field validators check what one value can check on its own (regexes compile, ranges parse,
+platforms, references, digests, templates, dates); the loader checks what needs several values
+(duplicate targets, Docker Hub naming, merged defaults).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
+
+from imagevet.digest import Digest
+from imagevet.errors import InvalidDigestError, InvalidReferenceError
+from imagevet.manifest import Platform
+from imagevet.policy.model import (
+    BACKUP_FIELDS,
+    DESCRIPTION_FIELDS,
+    NAMING_FIELDS,
+    render_template,
+    template_fields,
+)
+from imagevet.policy.versions import InvalidRangeError, VersionRange
+from imagevet.reference import Reference, canonical_registry
+
+__all__ = [
+    "HINTS",
+    "ApprovalModel",
+    "EntryModel",
+    "PolicyModel",
+    "SettingsModel",
+    "TagRulesModel",
+    "TargetModel",
+]
+
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+_PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+HINTS: dict[str, str] = {
+    "policy.version": "1",
+    "policy.target": "a mapping with registry, namespace, naming",
+    "policy.target.registry": "a registry host such as docker.io or registry.example.com:5000",
+    "policy.target.namespace": "the organization (Docker Hub) or path prefix to mirror into",
+    "policy.target.naming": "a template using {name}, {namespace}, {path}",
+    "policy.defaults": "a mapping of settings every entry inherits",
+    "policy.images": "a list of entries, each with at least source",
+    "source": "an upstream repository such as bitnami/redis or ghcr.io/org/app",
+    "target": "a repository name inside the target namespace, e.g. redis",
+    "name": "a name for the entry (default: the source, e.g. bitnami/redis)",
+    "mode": "pinned or follow",
+    "platforms": "all, or a list of os/arch[/variant] such as [linux/amd64, linux/arm64]",
+    "referrers": "true or false",
+    "private": "true or false",
+    "description": "a template using {source}, {name}, {namespace}, {path}",
+    "backup_tag": "a template using {tag} and {digest12}, {digest} or {date}",
+    "teams": "a mapping of team name: read, write, admin or none",
+    "approval": "a mapping with approved_by, reason, ticket, approved_on, expires",
+    "approval.approved_by": "who vetted the image (a name or email)",
+    "approval.approved_on": "a date YYYY-MM-DD",
+    "approval.expires": "a date YYYY-MM-DD",
+    "tags": "a mapping with allow, deny, range, keep, prereleases, tags, digests",
+    "tags.allow": "a list of regular expressions, each matched against the whole tag",
+    "tags.deny": "a list of regular expressions, each matched against the whole tag",
+    "tags.range": 'a version range such as ">=1.2 <2", "^1.2" or "~1.2"',
+    "tags.keep": "a whole number, 1 or more",
+    "tags.prereleases": "true or false",
+    "tags.tags": 'a list of tag names (quote numbers: "1.10")',
+    "tags.digests": "a list of digests such as sha256:<64 hex>",
+}
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(
+            f"invalid regular expression {value!r}: {e.msg} at position {e.pos}"
+        ) from None
+    return value
+
+
+def _range(value: str) -> str:
+    try:
+        VersionRange.parse(value)
+    except InvalidRangeError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+def _tag(value: str) -> str:
+    if not _TAG_RE.match(value):
+        raise ValueError(
+            f"invalid tag {value!r}: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'"
+        )
+    return value
+
+
+def _digest(value: str) -> str:
+    try:
+        Digest.parse(value)
+    except InvalidDigestError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+def _platform(value: str) -> str:
+    if value == "all":
+        return value
+    try:
+        platform = Platform.parse(value)
+    except ValueError as e:
+        raise ValueError(f"{e}, e.g. linux/amd64 or linux/arm/v7") from None
+    parts = [platform.os, platform.architecture, platform.variant or "x"]
+    if value != value.strip() or not all(_PLATFORM_PART.match(p) for p in parts):
+        raise ValueError(
+            f"invalid platform {value!r}: lowercase os/architecture[/variant], e.g. linux/amd64"
+        )
+    return value
+
+
+def _platforms_before(value: Any) -> Any:
+    if isinstance(value, str):
+        if value == "all":
+            return ["all"]
+        raise ValueError(f"expected all or a list of os/arch[/variant], got the string {value!r}")
+    return value
+
+
+def _platforms_after(value: list[str]) -> list[str]:
+    if "all" in value and len(value) > 1:
+        raise ValueError("'all' cannot be combined with other platforms")
+    if not value:
+        raise ValueError("empty list: write all, or list at least one os/arch[/variant]")
+    duplicates = sorted({p for p in value if value.count(p) > 1})
+    if duplicates:
+        raise ValueError(f"listed twice: {', '.join(duplicates)}")
+    return value
+
+
+def _source(value: str) -> str:
+    try:
+        ref = Reference.parse(value)
+    except InvalidReferenceError as e:
+        raise ValueError(str(e)) from None
+    if ref.tag is not None or ref.digest is not None:
+        raise ValueError(f"{value!r}: give the repository only; choose tags under tags:")
+    return value
+
+
+def _host(value: str) -> str:
+    try:
+        ref = Reference.parse(f"{value}/x/y")
+    except InvalidReferenceError:
+        ref = None
+    if ref is None or ref.registry != canonical_registry(value):
+        raise ValueError(
+            f"invalid registry host {value!r}: a host name with an optional :port, e.g. docker.io or registry.example.com:5000"
+        )
+    return value
+
+
+def _path_part(value: str) -> str:
+    try:
+        Reference.parse(f"example.com/{value}")
+    except InvalidReferenceError:
+        raise ValueError(
+            f"invalid repository path {value!r}: lowercase letters, digits and '.', '_', '-' separators, parts joined by '/'"
+        ) from None
+    return value
+
+
+def _template(allowed: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        try:
+            names = template_fields(value)
+        except ValueError as e:
+            raise ValueError(f"invalid template {value!r}: {e}") from None
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown field {{{unknown[0]}}} in {value!r}; allowed: {', '.join('{' + a + '}' for a in allowed)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _backup(value: str) -> str:
+    names = template_fields(value)
+    if "tag" not in names:
+        raise ValueError(f"{value!r} must contain {{tag}}")
+    if "digest12" not in names and "digest" not in names and "date" not in names:
+        raise ValueError(
+            f"{value!r} must contain {{digest12}}, {{digest}} or {{date}}, or a backup would be overwritten"
+        )
+    sample = render_template(
+        value, {"tag": "1.2.3", "digest12": "0" * 12, "digest": "0" * 64, "date": "20260101"}
+    )
+    if not _TAG_RE.match(sample):
+        raise ValueError(f"{value!r} does not give a valid tag (e.g. {sample!r})")
+    return value
+
+
+def _date(value: Any) -> Any:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise ValueError(f"invalid date {value!r}: {e}") from None
+
+
+Regex = Annotated[StrictStr, AfterValidator(_regex)]
+RangeText = Annotated[StrictStr, AfterValidator(_range)]
+TagName = Annotated[StrictStr, AfterValidator(_tag)]
+DigestText = Annotated[StrictStr, AfterValidator(_digest)]
+PlatformText = Annotated[StrictStr, AfterValidator(_platform)]
+Platforms = Annotated[
+    list[PlatformText], BeforeValidator(_platforms_before), AfterValidator(_platforms_after)
+]
+SourceText = Annotated[StrictStr, AfterValidator(_source)]
+HostText = Annotated[StrictStr, AfterValidator(_host)]
+PathText = Annotated[StrictStr, AfterValidator(_path_part)]
+NonEmpty = Annotated[StrictStr, Field(min_length=1)]
+Date = Annotated[date, BeforeValidator(_date)]
+Permission = Literal["read", "write", "admin", "none"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagRulesModel(_Model):
+    allow: list[Regex] | None = None
+    deny: list[Regex] | None = None
+    range: RangeText | None = None
+    keep: Annotated[StrictInt, Field(ge=1)] | None = None
+    prereleases: StrictBool | None = None
+    tags: list[TagName] | None = None
+    digests: list[DigestText] | None = None
+
+
+class ApprovalModel(_Model):
+    approved_by: NonEmpty | None = None
+    reason: StrictStr | None = None
+    ticket: StrictStr | None = None
+    approved_on: Date | None = None
+    expires: Date | None = None
+
+
+class TargetModel(_Model):
+    registry: HostText = "docker.io"
+    namespace: PathText
+    naming: Annotated[StrictStr, _template(NAMING_FIELDS)] = "{name}"
+
+
+class SettingsModel(_Model):
+    """What ``defaults`` sets for every entry and an entry may override."""
+
+    mode: Literal["pinned", "follow"] | None = None
+    platforms: Platforms | None = None
+    referrers: StrictBool | None = None
+    tags: TagRulesModel | None = None
+    backup_tag: Annotated[StrictStr, _template(BACKUP_FIELDS), AfterValidator(_backup)] | None = (
+        None
+    )
+    approval: ApprovalModel | None = None
+    private: StrictBool | None = None
+    description: Annotated[StrictStr, _template(DESCRIPTION_FIELDS)] | None = None
+    teams: dict[NonEmpty, Permission] | None = None
+
+
+class EntryModel(SettingsModel):
+    name: NonEmpty | None = None
+    source: SourceText
+    target: PathText | None = None
+
+
+class PolicyModel(_Model):
+    version: Literal[1]
+    target: TargetModel
+    defaults: SettingsModel | None = None
+    images: list[EntryModel]
