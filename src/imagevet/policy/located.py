@@ -15,6 +15,7 @@ them all in one go; it is a :class:`~imagevet.errors.PolicyError` itself.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +43,7 @@ __all__ = [
 YamlPath = tuple[str | int, ...]
 
 _MAX_DEPTH = 64
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -115,11 +117,14 @@ class Located:
 
 
 def field_path(path: Iterable[str | int]) -> str:
-    """``images[0].tags.allow[2]`` from ``("images", 0, "tags", "allow", 2)``."""
+    """``images[0].tags.allow[2]`` from ``("images", 0, "tags", "allow", 2)``; keys that are not
+    names are quoted: ``tags["7.10"].digest``."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _NAME.match(part):
+            out += f"[{json.dumps(part)}]"
         else:
             out += f".{part}" if out else part
     return out
@@ -348,15 +353,27 @@ def _unwrap(annotation: Any) -> list[Any]:
     return out
 
 
+def _is_dict(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (dict, Mapping):
+        return True
+    return origin is not None and any(_is_dict(a) for a in typing.get_args(annotation))
+
+
 def _model_at(model: type[BaseModel], path: YamlPath) -> type[BaseModel] | None:
     current: type[BaseModel] | None = model
+    skip_key = False
     for seg in path:
         if isinstance(seg, int) or current is None:
+            continue
+        if skip_key:  # a key of a dict field, not a field name
+            skip_key = False
             continue
         info = current.model_fields.get(seg)
         if info is None:
             return None
         models = _unwrap(info.annotation)
+        skip_key = _is_dict(info.annotation)
         current = models[0] if models else None
     return current
 

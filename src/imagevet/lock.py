@@ -1,0 +1,551 @@
+"""The lock file (``imagevet.lock``, next to the policy): the digest vetted for every selected tag.
+
+Format: YAML written by this module, never by a generic dumper::
+
+    # imagevet.lock: the digests vetted for each policy entry. ...
+    version: 1
+    images:
+      - source: "docker.io/bitnami/redis"
+        target: "docker.io/acme/redis"
+        tags:
+          "7.2.4":
+            digest: "sha256:…"
+            media_type: "application/vnd.oci.image.index.v1+json"
+            platforms:
+              - "linux/amd64"
+              - "linux/arm64"
+            referrers: []
+            resolved_at: "2026-05-01T10:00:00Z"
+        digests:            # only when the policy lists explicit digests
+          "sha256:…":
+            media_type: …
+
+Why YAML written by hand rather than JSON or a YAML dumper:
+
+* it is reviewed in pull requests: one value per line (lists too), entries sorted by source then
+  target, tags and digests sorted by text, so a re-pointed tag is a two-line diff (digest and
+  resolved_at) and nothing else moves;
+* every scalar is a JSON string literal (valid YAML double-quoted), so ``"7.10"`` can never turn
+  into the float 7.1 and the bytes depend on nothing but the values: writing the same lock twice
+  gives the same bytes;
+* it reads back through the policy's located YAML loader, so a damaged lock (a bad merge) is
+  reported with its line and column, and it may carry a comment header.
+
+``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
+the old time of every tag whose digest did not change, so re-locking with no upstream change
+rewrites identical bytes.  :func:`write_lock` replaces the file atomically (temporary file in the
+same directory, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from imagevet import mediatype
+from imagevet.digest import Digest
+from imagevet.errors import InvalidReferenceError, PolicyError
+from imagevet.policy.located import Located, PolicyErrors, parse_yaml, validation_errors
+from imagevet.policy.model import EntryKey
+from imagevet.policy.schema import DigestText, PlatformText, TagName
+from imagevet.reference import Reference
+
+__all__ = [
+    "LOCK_VERSION",
+    "Lock",
+    "LockChange",
+    "LockDiff",
+    "LockEntry",
+    "LockedImage",
+    "carry_resolved_at",
+    "diff_locks",
+    "lock_path_for",
+    "parse_lock",
+    "read_lock",
+    "render_lock",
+    "write_lock",
+]
+
+LOCK_VERSION = 1
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_HEADER = (
+    "# imagevet.lock: the digest vetted for every selected tag of each policy entry.\n"
+    "# Written by `imagevet lock`; review its changes, never edit it by hand.\n"
+)
+
+
+def lock_path_for(policy_path: Path) -> Path:
+    """The lock next to a policy: ``imagevet.yaml`` -> ``imagevet.lock``."""
+    return policy_path.with_suffix(".lock")
+
+
+@dataclass(frozen=True, slots=True)
+class LockedImage:
+    """What one tag (or explicit digest) resolved to upstream."""
+
+    digest: Digest
+    media_type: str
+    resolved_at: datetime
+    """When the tag was first seen at ``digest`` (UTC, whole seconds)."""
+    platforms: tuple[str, ...] = ()
+    """Every platform of the source image, ``os/arch[/variant]``; empty for a single manifest
+    whose platform was not read."""
+    referrers: tuple[Digest, ...] = ()
+    """Digests of the referrers (signatures, SBOMs, attestations) of the image upstream."""
+
+    def __post_init__(self) -> None:
+        if self.resolved_at.tzinfo is None:
+            raise ValueError("resolved_at must be timezone-aware")
+        when = self.resolved_at.astimezone(UTC).replace(microsecond=0)
+        object.__setattr__(self, "resolved_at", when)
+        object.__setattr__(self, "platforms", tuple(sorted(set(self.platforms))))
+        object.__setattr__(self, "referrers", tuple(sorted(set(self.referrers))))
+
+    @property
+    def is_index(self) -> bool:
+        return mediatype.is_index(self.media_type)
+
+    def same_content(self, other: LockedImage) -> bool:
+        """Equal but for ``resolved_at``."""
+        return replace(self, resolved_at=other.resolved_at) == other
+
+
+@dataclass(frozen=True, slots=True)
+class LockEntry:
+    """The locked tags (and explicit digests) of one policy entry, filed under source -> target."""
+
+    source: Reference
+    target: Reference
+    tags: Mapping[str, LockedImage] = field(default_factory=dict)
+    digests: Mapping[Digest, LockedImage] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", self.source.repo())
+        object.__setattr__(self, "target", self.target.repo())
+        object.__setattr__(self, "tags", dict(sorted(self.tags.items())))
+        object.__setattr__(
+            self, "digests", dict(sorted(self.digests.items(), key=lambda kv: str(kv[0])))
+        )
+        for d, image in self.digests.items():
+            if image.digest != d:
+                raise ValueError(f"digests[{d}] holds {image.digest}")
+
+    @property
+    def key(self) -> EntryKey:
+        return EntryKey(self.source, self.target)
+
+    def find_digest(self, digest: Digest) -> LockedImage | None:
+        """A record of ``digest`` under any tag or explicit digest (to reuse its platforms)."""
+        if digest in self.digests:
+            return self.digests[digest]
+        return next((i for i in self.tags.values() if i.digest == digest), None)
+
+
+def _key_text(key: EntryKey) -> tuple[str, str]:
+    return (key.source.name, key.target.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A whole lock file: its entries sorted by source then target."""
+
+    entries: tuple[LockEntry, ...] = ()
+    version: int = LOCK_VERSION
+
+    def __post_init__(self) -> None:
+        entries = tuple(sorted(self.entries, key=lambda e: _key_text(e.key)))
+        keys = [e.key for e in entries]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two lock entries for the same source -> target")
+        object.__setattr__(self, "entries", entries)
+
+    def entry(self, key: EntryKey) -> LockEntry | None:
+        """The entry filed under ``key``, if any."""
+        return next((e for e in self.entries if e.key == key), None)
+
+    def image(self, key: EntryKey, tag: str) -> LockedImage | None:
+        """The locked record of ``tag`` in the entry ``key``, if any."""
+        entry = self.entry(key)
+        return entry.tags.get(tag) if entry is not None else None
+
+    def with_entry(self, entry: LockEntry) -> Lock:
+        """A copy with ``entry`` added, or replacing the one with the same key."""
+        return Lock((*[e for e in self.entries if e.key != entry.key], entry), self.version)
+
+    def only(self, keys: Iterable[EntryKey]) -> Lock:
+        """A copy keeping only the entries of ``keys`` (those of the current policy)."""
+        wanted = set(keys)
+        return Lock(tuple(e for e in self.entries if e.key in wanted), self.version)
+
+
+def carry_resolved_at(new: Lock, old: Lock) -> Lock:
+    """``new`` with the ``resolved_at`` of ``old`` for every tag or digest still at the same digest."""
+    entries = []
+    for entry in new.entries:
+        before = old.entry(entry.key)
+        if before is None:
+            entries.append(entry)
+            continue
+
+        def keep(image: LockedImage, previous: LockedImage | None) -> LockedImage:
+            if previous is not None and previous.digest == image.digest:
+                return replace(image, resolved_at=previous.resolved_at)
+            return image
+
+        tags = {t: keep(i, before.tags.get(t)) for t, i in entry.tags.items()}
+        digests = {d: keep(i, before.digests.get(d)) for d, i in entry.digests.items()}
+        entries.append(replace(entry, tags=tags, digests=digests))
+    return Lock(tuple(entries), new.version)
+
+
+# ---- text form -------------------------------------------------------------------------------
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)
+
+
+def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[str]:
+    lines = [f"{indent}digest: {_q(str(image.digest))}"] if with_digest else []
+    lines.append(f"{indent}media_type: {_q(image.media_type)}")
+    for name, values in (
+        ("platforms", image.platforms),
+        ("referrers", [str(r) for r in image.referrers]),
+    ):
+        if values:
+            lines.append(f"{indent}{name}:")
+            lines.extend(f"{indent}  - {_q(v)}" for v in values)
+        else:
+            lines.append(f"{indent}{name}: []")
+    lines.append(f"{indent}resolved_at: {_q(image.resolved_at.strftime(_TIME_FORMAT))}")
+    return lines
+
+
+def render_lock(lock: Lock) -> str:
+    """The lock's text: deterministic, sorted, one value per line (see the module docstring)."""
+    lines = [f"version: {lock.version}"]
+    if not lock.entries:
+        lines.append("images: []")
+    else:
+        lines.append("images:")
+    for entry in lock.entries:
+        lines.append(f"  - source: {_q(entry.source.name)}")
+        lines.append(f"    target: {_q(entry.target.name)}")
+        if entry.tags:
+            lines.append("    tags:")
+            for tag, image in entry.tags.items():
+                lines.append(f"      {_q(tag)}:")
+                lines.extend(_image_lines(image, "        ", with_digest=True))
+        else:
+            lines.append("    tags: {}")
+        if entry.digests:
+            lines.append("    digests:")
+            for digest, image in entry.digests.items():
+                lines.append(f"      {_q(str(digest))}:")
+                lines.extend(_image_lines(image, "        ", with_digest=False))
+    return _HEADER + "\n".join(lines) + "\n"
+
+
+def _time(value: str) -> str:
+    if not _TIME_RE.match(value):
+        raise ValueError(f"expected a UTC time YYYY-MM-DDTHH:MM:SSZ, got {value!r}")
+    try:
+        datetime.strptime(value, _TIME_FORMAT)
+    except ValueError as e:
+        raise ValueError(f"invalid time {value!r}: {e}") from None
+    return value
+
+
+def _ref(value: str) -> str:
+    try:
+        ref = Reference.parse(value)
+    except InvalidReferenceError as e:
+        raise ValueError(str(e)) from None
+    if ref.tag is not None or ref.digest is not None:
+        raise ValueError(f"{value!r}: expected a repository without tag or digest")
+    return value
+
+
+_Time = Annotated[StrictStr, AfterValidator(_time)]
+_Repo = Annotated[StrictStr, AfterValidator(_ref)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _DigestRecord(_Model):
+    media_type: Annotated[StrictStr, Field(min_length=1)]
+    platforms: list[PlatformText] = []
+    referrers: list[DigestText] = []
+    resolved_at: _Time
+
+
+class _TagRecord(_DigestRecord):
+    digest: DigestText
+
+
+class _EntryModel(_Model):
+    source: _Repo
+    target: _Repo
+    tags: dict[TagName, _TagRecord] = {}
+    digests: dict[DigestText, _DigestRecord] = {}
+
+
+class _LockModel(_Model):
+    version: Literal[1]
+    images: list[_EntryModel] = []
+
+
+_HINTS = {
+    "policy.version": str(LOCK_VERSION),
+    "policy.images": "a list of {source, target, tags, digests}",
+    "tags": "a mapping of tag: {digest, media_type, platforms, referrers, resolved_at}",
+    "digests": "a mapping of digest: {media_type, platforms, referrers, resolved_at}",
+}
+
+
+def _image(record: _DigestRecord, digest: str) -> LockedImage:
+    return LockedImage(
+        digest=Digest.parse(digest),
+        media_type=record.media_type,
+        platforms=tuple(record.platforms),
+        referrers=tuple(Digest.parse(r) for r in record.referrers),
+        resolved_at=datetime.strptime(record.resolved_at, _TIME_FORMAT).replace(tzinfo=UTC),
+    )
+
+
+def parse_lock(text: str, *, path: str = "imagevet.lock") -> Lock:
+    """Read a lock from its text; raise PolicyErrors with the line and column of every problem."""
+    located = parse_yaml(text, path=path) if text.strip() else Located(path, {"version": 1}, {})
+    try:
+        model = _LockModel.model_validate(located.data)
+    except ValidationError as e:
+        raise PolicyErrors(validation_errors(located, e, _LockModel, hints=_HINTS)) from None
+    entries: list[LockEntry] = []
+    seen: dict[EntryKey, int] = {}
+    errors: list[PolicyError] = []
+    for index, item in enumerate(model.images):
+        entry = LockEntry(
+            source=Reference.parse(item.source),
+            target=Reference.parse(item.target),
+            tags={t: _image(r, r.digest) for t, r in item.tags.items()},
+            digests={Digest.parse(d): _image(r, d) for d, r in item.digests.items()},
+        )
+        first = seen.setdefault(entry.key, index)
+        if first != index:
+            errors.append(
+                located.error(
+                    ("images", index),
+                    f"second entry for {entry.key} (first: images[{first}], {located.location(('images', first))})",
+                )
+            )
+            continue
+        entries.append(entry)
+    if errors:
+        raise PolicyErrors(errors)
+    return Lock(tuple(entries), model.version)
+
+
+def read_lock(path: Path) -> Lock:
+    """Read the lock at ``path``: a missing file is an empty lock, a damaged one PolicyErrors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Lock()
+    except OSError as e:
+        raise PolicyErrors([PolicyError(str(path), f"cannot read: {e.strerror or e}")]) from None
+    except UnicodeDecodeError as e:
+        raise PolicyErrors(
+            [PolicyError(str(path), f"not UTF-8 text: {e.reason} at byte {e.start}")]
+        ) from None
+    return parse_lock(text, path=str(path))
+
+
+def write_lock(path: Path, lock: Lock) -> None:
+    """Write ``lock`` to ``path`` atomically: the file is either the old one or the new one.
+
+    Call :func:`carry_resolved_at` first (``write_lock(p, carry_resolved_at(new, read_lock(p)))``)
+    so unchanged tags keep their time.  OSError propagates.
+    """
+    data = render_lock(lock).encode("utf-8")
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# ---- diff ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LockChange:
+    """One tag (or explicit digest, ``tag`` None) that differs between two locks."""
+
+    key: EntryKey
+    tag: str | None
+    old: Digest | None
+    new: Digest | None
+    referrers_added: tuple[Digest, ...] = ()
+    referrers_removed: tuple[Digest, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The tag, or ``@sha256:…`` for an explicit digest."""
+        if self.tag is not None:
+            return self.tag
+        return f"@{self.new or self.old}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.key.source.name,
+            "target": self.key.target.name,
+            "tag": self.tag,
+            "old": str(self.old) if self.old else None,
+            "new": str(self.new) if self.new else None,
+            "referrers_added": [str(d) for d in self.referrers_added],
+            "referrers_removed": [str(d) for d in self.referrers_removed],
+        }
+
+
+def _short(digest: Digest | None) -> str:
+    return f"{digest.algorithm}:{digest.hex[:12]}" if digest else "-"
+
+
+@dataclass(frozen=True, slots=True)
+class LockDiff:
+    """What changed from one lock to the next; each list is sorted by entry, then tag."""
+
+    added: tuple[LockChange, ...] = ()
+    removed: tuple[LockChange, ...] = ()
+    repointed: tuple[LockChange, ...] = ()
+    """Same tag, new digest: the upstream tag moved."""
+    referrers_changed: tuple[LockChange, ...] = ()
+    """Same digest, other referrers (a new signature or SBOM upstream)."""
+    unchanged: tuple[LockChange, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether the lock's content changed (``imagevet lock --check`` fails on it)."""
+        return bool(self.added or self.removed or self.repointed or self.referrers_changed)
+
+    def render(self) -> str:
+        """A human summary: per entry, ``+`` added, ``-`` removed, ``~`` re-pointed, ``*`` referrers."""
+        rows: list[tuple[tuple[str, str], int, str, str]] = []
+        marks = [
+            ("+", self.added),
+            ("~", self.repointed),
+            ("*", self.referrers_changed),
+            ("-", self.removed),
+        ]
+        for order, (mark, changes) in enumerate(marks):
+            for c in changes:
+                if mark == "+":
+                    text = f"  + {c.name}  {_short(c.new)}"
+                elif mark == "-":
+                    text = f"  - {c.name}  {_short(c.old)}"
+                elif mark == "~":
+                    text = (
+                        f"  ~ {c.name}  {_short(c.old)} -> {_short(c.new)}  (re-pointed upstream)"
+                    )
+                else:
+                    text = f"  * {c.name}  {_short(c.new)}  referrers +{len(c.referrers_added)} -{len(c.referrers_removed)}"
+                rows.append((_key_text(c.key), order, c.name, text))
+        lines: list[str] = []
+        current: tuple[str, str] | None = None
+        for key, _, _, text in sorted(rows):
+            if key != current:
+                lines.append(f"{key[0]} -> {key[1]}")
+                current = key
+            lines.append(text)
+        summary = (
+            f"{len(self.added)} added, {len(self.removed)} removed, {len(self.repointed)} re-pointed, "
+            f"{len(self.referrers_changed)} with new referrers, {len(self.unchanged)} unchanged"
+        )
+        if not self.has_changes:
+            return f"no changes ({len(self.unchanged)} unchanged)\n"
+        return "\n".join([*lines, summary]) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": [c.to_json() for c in self.added],
+            "removed": [c.to_json() for c in self.removed],
+            "repointed": [c.to_json() for c in self.repointed],
+            "referrers_changed": [c.to_json() for c in self.referrers_changed],
+            "unchanged": len(self.unchanged),
+        }
+
+
+def _items(entry: LockEntry | None) -> dict[tuple[int, str], tuple[str | None, LockedImage]]:
+    if entry is None:
+        return {}
+    out: dict[tuple[int, str], tuple[str | None, LockedImage]] = {
+        (0, t): (t, i) for t, i in entry.tags.items()
+    }
+    out.update({(1, str(d)): (None, i) for d, i in entry.digests.items()})
+    return out
+
+
+def diff_locks(old: Lock, new: Lock) -> LockDiff:
+    """Compare two locks tag by tag (``resolved_at`` is ignored)."""
+    added: list[LockChange] = []
+    removed: list[LockChange] = []
+    repointed: list[LockChange] = []
+    referrers: list[LockChange] = []
+    unchanged: list[LockChange] = []
+    keys = sorted({e.key for e in old.entries} | {e.key for e in new.entries}, key=_key_text)
+    for key in keys:
+        before, after = _items(old.entry(key)), _items(new.entry(key))
+        for item in sorted(before.keys() | after.keys()):
+            tag, was = before.get(item, (None, None))
+            tag2, now = after.get(item, (None, None))
+            tag = tag if was is not None else tag2
+            if was is None and now is not None:
+                added.append(LockChange(key, tag, None, now.digest))
+            elif now is None and was is not None:
+                removed.append(LockChange(key, tag, was.digest, None))
+            elif was is not None and now is not None:
+                if was.digest != now.digest:
+                    repointed.append(LockChange(key, tag, was.digest, now.digest))
+                elif was.referrers != now.referrers:
+                    plus = tuple(sorted(set(now.referrers) - set(was.referrers)))
+                    minus = tuple(sorted(set(was.referrers) - set(now.referrers)))
+                    referrers.append(LockChange(key, tag, was.digest, now.digest, plus, minus))
+                else:
+                    unchanged.append(LockChange(key, tag, was.digest, now.digest))
+    return LockDiff(
+        tuple(added), tuple(removed), tuple(repointed), tuple(referrers), tuple(unchanged)
+    )
