@@ -21,17 +21,17 @@ from imagevet.reference import Reference
 from imagevet.repository_spec import RepoSpec, TeamPermission
 
 __all__ = [
+    "Approval",
     "BACKUP_FIELDS",
     "DEFAULT_BACKUP_TAG",
     "DEFAULT_DESCRIPTION",
     "DEFAULT_NAMING",
     "DESCRIPTION_FIELDS",
-    "NAMING_FIELDS",
-    "Approval",
     "Entry",
     "EntryKey",
     "Location",
     "Mode",
+    "NAMING_FIELDS",
     "Policy",
     "TagRules",
     "Target",

@@ -36,9 +36,9 @@ from imagevet.policy.versions import InvalidRangeError, VersionRange
 from imagevet.reference import Reference, canonical_registry
 
 __all__ = [
-    "HINTS",
     "ApprovalModel",
     "EntryModel",
+    "HINTS",
     "PolicyModel",
     "SettingsModel",
     "TagRulesModel",
