@@ -1,0 +1,346 @@
+"""The lock file: exact text, byte-stable writes, atomic replace, located read errors, diffs."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagevet.digest import Digest
+from imagevet.lock import (
+    Lock,
+    LockedImage,
+    LockEntry,
+    carry_resolved_at,
+    diff_locks,
+    lock_path_for,
+    parse_lock,
+    read_lock,
+    render_lock,
+    write_lock,
+)
+from imagevet.mediatype import OCI_INDEX, OCI_MANIFEST
+from imagevet.policy import PolicyErrors
+from imagevet.reference import Reference
+
+T0 = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)
+T1 = datetime(2026, 6, 1, 12, 30, 0, tzinfo=UTC)
+A, B, C, S = (Digest.of(x) for x in (b"a", b"b", b"c", b"sig"))
+REDIS = (Reference.parse("bitnami/redis"), Reference.parse("docker.io/acme/redis"))
+NGINX = (Reference.parse("nginx"), Reference.parse("docker.io/acme/nginx"))
+
+
+def image(digest: Digest, when: datetime = T0, **kw: object) -> LockedImage:
+    return LockedImage(digest, kw.pop("media_type", OCI_INDEX), when, **kw)  # type: ignore[arg-type]
+
+
+def sample() -> Lock:
+    return Lock(
+        (
+            LockEntry(
+                *REDIS,
+                tags={
+                    "7.2.4": image(A, platforms=("linux/arm64", "linux/amd64"), referrers=(S,)),
+                    "7.10": image(B, media_type=OCI_MANIFEST),
+                },
+                digests={C: image(C, media_type=OCI_MANIFEST)},
+            ),
+            LockEntry(*NGINX, tags={}),
+        )
+    )
+
+
+EXPECTED = f"""\
+# imagevet.lock: the digest vetted for every selected tag of each policy entry.
+# Written by `imagevet lock`; review its changes, never edit it by hand.
+version: 1
+images:
+  - source: "docker.io/bitnami/redis"
+    target: "docker.io/acme/redis"
+    tags:
+      "7.10":
+        digest: "{B}"
+        media_type: "application/vnd.oci.image.manifest.v1+json"
+        platforms: []
+        referrers: []
+        resolved_at: "2026-05-01T10:00:00Z"
+      "7.2.4":
+        digest: "{A}"
+        media_type: "application/vnd.oci.image.index.v1+json"
+        platforms:
+          - "linux/amd64"
+          - "linux/arm64"
+        referrers:
+          - "{S}"
+        resolved_at: "2026-05-01T10:00:00Z"
+    digests:
+      "{C}":
+        media_type: "application/vnd.oci.image.manifest.v1+json"
+        platforms: []
+        referrers: []
+        resolved_at: "2026-05-01T10:00:00Z"
+  - source: "docker.io/library/nginx"
+    target: "docker.io/acme/nginx"
+    tags: {{}}
+"""
+
+
+def test_render_is_exact_and_sorted() -> None:
+    assert render_lock(sample()) == EXPECTED
+
+
+def test_entry_order_does_not_matter() -> None:
+    lock = sample()
+    assert render_lock(Lock(tuple(reversed(lock.entries)))) == EXPECTED
+
+
+def test_empty_lock() -> None:
+    assert render_lock(Lock()).endswith("version: 1\nimages: []\n")
+    assert parse_lock(render_lock(Lock())) == Lock()
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "imagevet.lock"
+    write_lock(path, sample())
+    assert read_lock(path) == sample()
+    assert path.read_text() == EXPECTED
+
+
+def test_write_twice_gives_identical_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "imagevet.lock"
+    write_lock(path, sample())
+    first = path.read_bytes()
+    write_lock(path, read_lock(path))
+    assert path.read_bytes() == first
+
+
+def test_write_is_atomic_and_keeps_mode(tmp_path: Path) -> None:
+    path = tmp_path / "imagevet.lock"
+    path.write_text("old")
+    path.chmod(0o640)
+    write_lock(path, sample())
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imagevet.lock"]  # no temporary file left
+
+
+def test_write_failure_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "imagevet.lock"
+    path.write_text("old")
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_lock(path, sample())
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imagevet.lock"]
+
+
+def test_missing_file_is_an_empty_lock(tmp_path: Path) -> None:
+    assert read_lock(tmp_path / "imagevet.lock") == Lock()
+
+
+def test_lock_path_next_to_policy() -> None:
+    assert lock_path_for(Path("conf/imagevet.yaml")) == Path("conf/imagevet.lock")
+
+
+def test_resolved_at_is_normalised() -> None:
+    local = datetime(2026, 5, 1, 12, 0, 0, 999, tzinfo=UTC).astimezone()
+    assert image(A, local).resolved_at == T0 + timedelta(hours=2)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        LockedImage(A, OCI_INDEX, datetime(2026, 1, 1))
+
+
+def test_carry_resolved_at_keeps_unchanged_tags() -> None:
+    old = sample()
+    new = Lock(
+        (
+            LockEntry(
+                *REDIS,
+                tags={
+                    "7.2.4": image(A, T1, platforms=("linux/amd64", "linux/arm64"), referrers=(S,)),
+                    "7.10": image(C, T1),
+                },
+                digests={C: image(C, T1, media_type=OCI_MANIFEST)},
+            ),
+            LockEntry(*NGINX, tags={"1.27": image(A, T1)}),
+        )
+    )
+    settled = carry_resolved_at(new, old)
+    redis, nginx = settled.entries  # sorted by source
+    assert redis.source == REDIS[0] and nginx.source == NGINX[0]
+    assert redis.tags["7.2.4"].resolved_at == T0  # same digest: the old time
+    assert redis.tags["7.10"].resolved_at == T1  # re-pointed: the new time
+    assert redis.digests[C].resolved_at == T0
+    assert settled.image(nginx.key, "1.27") == image(A, T1)  # new tag
+
+
+def test_relock_without_upstream_change_is_byte_identical(tmp_path: Path) -> None:
+    path = tmp_path / "imagevet.lock"
+    write_lock(path, sample())
+    before = path.read_bytes()
+    relocked = Lock(
+        tuple(
+            LockEntry(
+                e.source,
+                e.target,
+                tags={
+                    t: image(
+                        i.digest,
+                        T1,
+                        media_type=i.media_type,
+                        platforms=i.platforms,
+                        referrers=i.referrers,
+                    )
+                    for t, i in e.tags.items()
+                },
+                digests={d: image(d, T1, media_type=i.media_type) for d, i in e.digests.items()},
+            )
+            for e in sample().entries
+        )
+    )
+    write_lock(path, carry_resolved_at(relocked, read_lock(path)))
+    assert path.read_bytes() == before
+
+
+# ---- damaged lock files ----------------------------------------------------------------------
+
+BAD = [
+    ("yaml", 'version: 1\nimages: [\n', 3, 1, None, "YAML syntax error"),
+    ("version", "version: 2\nimages: []\n", 1, 10, "version", "expected one of 1"),
+    ("unknown key", EXPECTED.replace('        resolved_at: "2026-05-01T10:00:00Z"\n      "7.2.4"', '        resolved_at: "2026-05-01T10:00:00Z"\n        bogus: 1\n      "7.2.4"'),
+     14, 9, 'images[0].tags["7.10"].bogus', "unknown key 'bogus'; allowed keys: digest, media_type, platforms, referrers, resolved_at"),
+    ("bad digest", EXPECTED.replace(f'"{A}"', '"sha256:abc"'), 15, 17, 'images[0].tags["7.2.4"].digest', "sha256 needs 64 lowercase hex characters"),
+    ("bad time", EXPECTED.replace('"2026-05-01T10:00:00Z"', '"yesterday"', 1), 13, 22, 'images[0].tags["7.10"].resolved_at', "expected a UTC time YYYY-MM-DDTHH:MM:SSZ, got 'yesterday'"),
+    ("bad tag key", EXPECTED.replace('"7.10":', '"-bad":'), 8, 7, 'images[0].tags["-bad"]', "invalid tag '-bad'"),
+    ("tagged source", EXPECTED.replace('"docker.io/bitnami/redis"', '"docker.io/bitnami/redis:7"'), 5, 13, "images[0].source", "expected a repository without tag or digest"),
+    ("missing digest", EXPECTED.replace(f'        digest: "{B}"\n', ""), 9, 9, 'images[0].tags["7.10"].digest', "required key is missing"),
+    ("duplicate entry", EXPECTED + '  - source: "docker.io/library/nginx"\n    target: "docker.io/acme/nginx"\n', 32, 5, "images[2]",
+     "second entry for docker.io/library/nginx -> docker.io/acme/nginx (first: images[1], line 29:5)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "field", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_damaged_lock(
+    tmp_path: Path, text: str, line: int, column: int, field: str | None, message: str
+) -> None:
+    path = tmp_path / "imagevet.lock"
+    path.write_text(text)
+    with pytest.raises(PolicyErrors) as info:
+        read_lock(path)
+    (error,) = info.value.errors
+    assert (error.path, error.line, error.column, error.field) == (
+        str(path),
+        line,
+        column,
+        field,
+    ), str(error)
+    assert message in error.message
+
+
+# ---- diff ------------------------------------------------------------------------------------
+
+
+def test_diff_kinds_and_rendering() -> None:
+    old = sample()
+    new = Lock(
+        (
+            LockEntry(
+                *REDIS,
+                tags={
+                    "7.2.4": image(A, platforms=("linux/amd64", "linux/arm64"), referrers=(S, B)),
+                    "7.10": image(C, media_type=OCI_MANIFEST),
+                    "7.2.5": image(B),
+                },
+            ),
+            LockEntry(*NGINX, tags={}),
+        )
+    )
+    diff = diff_locks(old, new)
+    assert [(c.tag, c.new) for c in diff.added] == [("7.2.5", B)]
+    assert [(c.name, c.old) for c in diff.removed] == [(f"@{C}", C)]
+    assert [(c.tag, c.old, c.new) for c in diff.repointed] == [("7.10", B, C)]
+    assert [(c.tag, c.referrers_added) for c in diff.referrers_changed] == [("7.2.4", (B,))]
+    assert diff.unchanged == ()
+    assert diff.has_changes
+    assert diff.render() == (
+        "docker.io/bitnami/redis -> docker.io/acme/redis\n"
+        f"  + 7.2.5  sha256:{B.hex[:12]}\n"
+        f"  ~ 7.10  sha256:{B.hex[:12]} -> sha256:{C.hex[:12]}  (re-pointed upstream)\n"
+        f"  * 7.2.4  sha256:{A.hex[:12]}  referrers +1 -0\n"
+        f"  - @{C}  sha256:{C.hex[:12]}\n"
+        "1 added, 1 removed, 1 re-pointed, 1 with new referrers, 0 unchanged\n"
+    )
+    assert diff.to_json()["repointed"] == [
+        {
+            "source": "docker.io/bitnami/redis",
+            "target": "docker.io/acme/redis",
+            "tag": "7.10",
+            "old": str(B),
+            "new": str(C),
+            "referrers_added": [],
+            "referrers_removed": [],
+        }
+    ]
+
+
+def test_diff_ignores_resolved_at_and_handles_whole_entries() -> None:
+    old = sample()
+    later = Lock(
+        tuple(
+            LockEntry(
+                e.source,
+                e.target,
+                {
+                    t: image(
+                        i.digest,
+                        T1,
+                        media_type=i.media_type,
+                        platforms=i.platforms,
+                        referrers=i.referrers,
+                    )
+                    for t, i in e.tags.items()
+                },
+                e.digests,
+            )
+            for e in old.entries
+        )
+    )
+    diff = diff_locks(old, later)
+    assert not diff.has_changes and len(diff.unchanged) == 3
+    assert diff.render() == "no changes (3 unchanged)\n"
+    gone = diff_locks(old, Lock())
+    assert len(gone.removed) == 3 and not gone.added
+    assert len(diff_locks(Lock(), old).added) == 3
+
+
+_digests = st.sampled_from([A, B, C, S])
+_entries = st.dictionaries(st.sampled_from(["1", "1.1", "2", "latest"]), _digests, max_size=4)
+
+
+@given(_entries, _entries)
+def test_diff_partitions_every_tag(
+    old_tags: dict[str, Digest], new_tags: dict[str, Digest]
+) -> None:
+    old = Lock((LockEntry(*REDIS, tags={t: image(d) for t, d in old_tags.items()}),))
+    new = Lock((LockEntry(*REDIS, tags={t: image(d) for t, d in new_tags.items()}),))
+    diff = diff_locks(old, new)
+    seen = [
+        c.tag
+        for c in (
+            *diff.added,
+            *diff.removed,
+            *diff.repointed,
+            *diff.referrers_changed,
+            *diff.unchanged,
+        )
+    ]
+    assert sorted(seen) == sorted(old_tags.keys() | new_tags.keys())  # type: ignore[type-var]
+    assert diff.has_changes == (old_tags != new_tags)
