@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
@@ -22,15 +23,23 @@ NGINX = [
 ]  # fmt: skip
 
 
-def rules(**kw: object) -> TagRules:
-    for name in ("allow", "deny"):
-        if name in kw:
-            kw[name] = tuple(re.compile(p) for p in kw[name])  # type: ignore[attr-defined]
-    if "range" in kw:
-        kw["range"] = VersionRange.parse(kw["range"])  # type: ignore[arg-type]
-    if "tags" in kw:
-        kw["tags"] = tuple(kw["tags"])  # type: ignore[call-overload]
-    return TagRules(**kw)  # type: ignore[arg-type]
+def rules(
+    *,
+    allow: Sequence[str] = (),
+    deny: Sequence[str] = (),
+    range: str | None = None,
+    keep: int | None = None,
+    prereleases: bool = False,
+    tags: Sequence[str] = (),
+) -> TagRules:
+    return TagRules(
+        allow=tuple(re.compile(p) for p in allow),
+        deny=tuple(re.compile(p) for p in deny),
+        range=VersionRange.parse(range) if range is not None else None,
+        keep=keep,
+        prereleases=prereleases,
+        tags=tuple(tags),
+    )
 
 
 TABLE: list[tuple[str, list[str], TagRules, list[str]]] = [
