@@ -179,9 +179,14 @@ class CopySession:
         self._manifests: dict[tuple[str, Digest], asyncio.Task[None]] = {}
         self._source_tags: dict[str, asyncio.Task[frozenset[str]]] = {}
 
-    async def copy(self, source: Reference, target: Reference) -> CopyResult:
-        """Copy ``source`` (tag or digest) to ``target`` (tag, or repository only)."""
-        return await _ImageCopy(self, source, target).run()
+    async def copy(
+        self, source: Reference, target: Reference, *, options: CopyOptions | None = None
+    ) -> CopyResult:
+        """Copy ``source`` (tag or digest) to ``target`` (tag, or repository only).
+
+        ``options`` overrides the session's for this image (``jobs`` stays the session's).
+        """
+        return await _ImageCopy(self, source, target, options or self.options).run()
 
     # -- shared, deduplicated work ------------------------------------------------------------
 
@@ -216,8 +221,11 @@ class CopySession:
 class _ImageCopy:
     """One copy_image call: walks the source graph and pushes it bottom-up."""
 
-    def __init__(self, session: CopySession, source: Reference, target: Reference) -> None:
+    def __init__(
+        self, session: CopySession, source: Reference, target: Reference, options: CopyOptions
+    ) -> None:
         self.s = session
+        self.options = options
         self.client = session.client
         self.source = source
         self.target = target
@@ -237,7 +245,7 @@ class _ImageCopy:
         return result
 
     async def _run(self) -> CopyResult:
-        opts = self.s.options
+        opts = self.options
         src_digest, src_type = await self._resolve_source()
         target_tag = self.target.tag if self.target.tag else (
             self.source.tag if self.target.digest is None and self.source.digest is None else None

@@ -54,8 +54,8 @@ def copy_command(
         src = Reference.parse(source)
         dst = Reference.parse(target)
         platforms = tuple(Platform.parse(p) for p in platform) or None
-    except (ImagevetError, ValueError) as e:
-        fail(str(e), 2)
+    except (ImagevetError, ValueError) as bad:
+        fail(str(bad), 2)
     if all_tags and (src.tag or src.digest or dst.tag or dst.digest):
         fail("--all-tags takes repositories, without a tag or digest", 2)
     options = CopyOptions(jobs=jobs, referrers=referrers, platforms=platforms, force=force)
@@ -78,11 +78,11 @@ def copy_command(
             "ok": not errors,
             "seconds": round(seconds, 3),
             "results": [r.to_json() for r in results],
-            "errors": [{"source": e.source, "target": e.target, "reason": e.reason} for e in errors],
+            "errors": [{"source": f.source, "target": f.target, "reason": f.reason} for f in errors],
         })
     else:
-        for e in errors:
-            err_console.print(f"[red]failed[/] {e.source} -> {e.target}: {e.reason}")
+        for failure in errors:
+            err_console.print(f"[red]failed[/] {failure.source} -> {failure.target}: {failure.reason}")
         console.print(_summary(results, errors, seconds))
     if errors:
         raise typer.Exit(EXIT_FAILURE)

@@ -1,0 +1,118 @@
+"""What the policy commands share: loading policy and lock, the Hub manager, rendering plans."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from imagevet.cli.common import console, handle_errors
+from imagevet.digest import Digest
+from imagevet.ledger import read_ledger
+from imagevet.lock import Lock, lock_path_for, read_lock
+from imagevet.plan import ActionKind, Plan
+from imagevet.policy import Policy, load_policy
+from imagevet.reference import DOCKER_HUB
+from imagevet.repository_spec import RepositoryManager
+from imagevet.sync import rewritten_from_ledger
+
+__all__ = [
+    "LEDGER_NAME",
+    "POLICY_OPTION",
+    "Loaded",
+    "hub_manager",
+    "load",
+    "print_plan",
+    "state_dir",
+]
+
+POLICY_OPTION = typer.Option(
+    Path("imagevet.yaml"), "--policy", "-p", help="The policy file; the lock sits next to it."
+)
+LEDGER_NAME = "ledger.jsonl"
+
+_STYLE = {
+    ActionKind.CREATE_REPO: "green", ActionKind.UPDATE_REPO: "yellow", ActionKind.COPY: "green",
+    ActionKind.UPDATE: "yellow", ActionKind.HOLD: "magenta", ActionKind.PRUNE: "red",
+    ActionKind.NOOP: "dim", ActionKind.DEFER: "cyan",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    policy: Policy
+    lock_path: Path
+    lock: Lock
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def load(policy_path: Path) -> Loaded:
+    """Read and check the policy and its lock; errors exit 2 with file:line:column."""
+    with handle_errors():
+        policy = load_policy(policy_path, env=os.environ, today=now_utc().date())
+        lock_path = lock_path_for(policy_path)
+        lock = read_lock(lock_path)
+    return Loaded(policy, lock_path, lock)
+
+
+def state_dir(policy: Policy) -> Path:
+    """Where sync keeps its ledger and run summaries: ``.imagevet/`` next to the policy."""
+    return policy.path.parent / ".imagevet"
+
+
+def rewritten(policy: Policy) -> dict[Digest, Digest]:
+    """Rewritten index digests (platform subsets) recorded in the ledger."""
+    if not any(e.rewrites_index for e in policy.entries):
+        return {}
+    with handle_errors():
+        return rewritten_from_ledger(read_ledger(state_dir(policy) / LEDGER_NAME))
+
+
+@asynccontextmanager
+async def hub_manager(policy: Policy) -> AsyncIterator[RepositoryManager | None]:
+    """A Docker Hub repository manager when the target is on Docker Hub (or a Hub is configured).
+
+    ``IMAGEVET_HUB_URL`` names the Hub API for a target registry that is not docker.io (tests,
+    and registries that Docker Hub's API fronts); Hub credentials come from
+    ``DOCKER_HUB_USERNAME``/``DOCKER_HUB_TOKEN``.
+    """
+    from imagevet.hub import HubClient, HubRepositoryManager, hub_settings_from_env
+
+    on_hub = policy.target.registry == DOCKER_HUB or bool(os.environ.get("IMAGEVET_HUB_URL"))
+    if not on_hub:
+        yield None
+        return
+    url, credentials = hub_settings_from_env(os.environ)
+    if credentials is None:
+        console.print(
+            "[yellow]note:[/] no DOCKER_HUB_USERNAME/DOCKER_HUB_TOKEN: repositories are not "
+            "created or configured (pushing may still create them)", highlight=False,
+        )
+        yield None
+        return
+    async with HubClient(url, credentials) as client:
+        yield HubRepositoryManager(client)
+
+
+def print_plan(plan: Plan, *, verbose: bool = False) -> None:
+    """One line per action (up-to-date tags folded into the count unless ``verbose``), then warnings."""
+    for action in plan.actions:
+        if action.kind is ActionKind.NOOP and not verbose:
+            continue
+        style = _STYLE.get(action.kind, "")
+        console.print(f"[{style}]{str(action.kind):<12}[/] {escape(action.describe())}", highlight=False)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    counts = {k: v for k, v in plan.summary().items() if v}
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no entries"
+    verdict = "changes pending" if plan.has_changes else "nothing to do"
+    console.print(f"plan: {verdict} ({summary})", highlight=False)

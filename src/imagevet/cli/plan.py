@@ -1,0 +1,65 @@
+"""``imagevet plan``: what sync would do now, from the policy, the lock and HEAD requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imagevet.cli._policy import POLICY_OPTION, hub_manager, load, now_utc, print_plan, rewritten
+from imagevet.cli.common import (
+    EXIT_CHANGES,
+    EXIT_FAILURE,
+    err_console,
+    make_registry_client,
+    print_json,
+    run,
+)
+from imagevet.plan import Plan
+from imagevet.resolve import SourceProblem
+from imagevet.sync import plan_policy, repo_specs
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_command)
+
+
+def plan_command(
+    policy: Path = POLICY_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="The plan as JSON."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 3 when changes are pending (0: nothing to do)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List up-to-date tags too."),
+    insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
+) -> None:
+    """Compare policy + lock with the targets (HEAD requests only) and list the actions."""
+    loaded = load(policy)
+    known = rewritten(loaded.policy)
+
+    async def _go() -> tuple[Plan, list[SourceProblem]]:
+        async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
+            from imagevet.hub import render_overview
+
+            specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
+            plan, _, problems = await plan_policy(
+                client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
+                rewritten=known,
+            )
+            return plan, problems
+
+    plan, problems = run(_go)
+    if as_json:
+        out = plan.to_json()
+        out["problems"] = [{"entry": p.entry, "source": p.source, "message": p.message} for p in problems]
+        print_json(out)
+    else:
+        print_plan(plan, verbose=verbose)
+        for p in problems:
+            err_console.print(f"[red]error:[/] {p.entry} ({p.source}): {p.message}", highlight=False)
+    if problems:
+        raise typer.Exit(EXIT_FAILURE)
+    if detailed_exitcode and plan.has_changes:
+        raise typer.Exit(EXIT_CHANGES)

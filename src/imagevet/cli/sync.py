@@ -1,0 +1,126 @@
+"""``imagevet sync``: apply the plan: repositories, then images, byte for byte; record it all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from imagevet.cli._policy import (
+    LEDGER_NAME,
+    POLICY_OPTION,
+    hub_manager,
+    load,
+    now_utc,
+    print_plan,
+    rewritten,
+    state_dir,
+)
+from imagevet.cli.common import (
+    EXIT_FAILURE,
+    console,
+    err_console,
+    make_registry_client,
+    print_json,
+    run,
+)
+from imagevet.cli.progress import TransferProgress
+from imagevet.copy import DEFAULT_JOBS
+from imagevet.ledger import append_events
+from imagevet.sync import (
+    SyncOptions,
+    SyncReport,
+    apply_plan,
+    plan_policy,
+    repo_specs,
+    summarize_requests,
+)
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sync")(sync_command)
+
+
+def sync_command(
+    policy: Path = POLICY_OPTION,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    prune: bool = typer.Option(False, "--prune", help="Delete target tags the policy no longer selects."),
+    jobs: int = typer.Option(DEFAULT_JOBS, "--jobs", "-j", min=1, max=64, help="Concurrent blob transfers."),
+    images: int = typer.Option(4, "--images", min=1, max=32, help="Images copied at once."),
+    budget_reserve: int = typer.Option(0, "--budget-reserve", min=0, help="Docker Hub pulls to leave unspent."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Where to write the run summary (default .imagevet/last-sync.json)."
+    ),
+    insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
+    loaded = load(policy)
+    options = SyncOptions(jobs=jobs, images=images, prune=prune, budget_reserve=budget_reserve)
+    known = rewritten(loaded.policy)
+    show_progress = not as_json and err_console.is_terminal
+
+    async def _go() -> SyncReport:
+        async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
+            from imagevet.hub import render_overview
+
+            specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
+            plan, observed, problems = await plan_policy(
+                client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
+                rewritten=known, budget_reserve=budget_reserve,
+            )
+            if dry_run:
+                result = SyncReport(plan, problems=problems)
+            else:
+                with TransferProgress(err_console, enabled=show_progress) as progress:
+                    result = await apply_plan(
+                        client, plan, loaded.policy, observed, manager=manager, options=options,
+                        progress=progress,
+                    )
+                result.problems = problems
+            result.requests = summarize_requests(client)
+            return result
+
+    result = run(_go)
+    if dry_run:
+        if as_json:
+            print_json(result.plan.to_json())
+        else:
+            print_plan(result.plan)
+        raise typer.Exit(EXIT_FAILURE if result.problems else 0)
+
+    directory = state_dir(loaded.policy)
+    summary = result.to_json()
+    summary_path = report or directory / "last-sync.json"
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    append_events(directory / LEDGER_NAME, result.ledger_events())
+    if as_json:
+        print_json(summary)
+    else:
+        for outcome in result.failed:
+            err_console.print(f"[red]failed[/] {outcome.action.describe()}: {outcome.message}", highlight=False)
+        for p in result.problems:
+            err_console.print(f"[red]error:[/] {p.entry} ({p.source}): {p.message}", highlight=False)
+        for warning in result.plan.warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(_summary_line(result), highlight=False)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _summary_line(result: SyncReport) -> str:
+    counts = result.counts()
+    order = ["copy", "update", "create-repo", "update-repo", "noop", "hold", "defer", "prune", "failed", "skipped"]
+    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
+    moved = sum(o.result.bytes_copied for o in result.outcomes if o.result is not None)
+    heads = sum(v for k, v in result.requests.items() if k.startswith("HEAD"))
+    gets = sum(v for k, v in result.requests.items() if k.startswith("GET manifest"))
+    return (
+        f"sync {'done' if result.ok else 'finished with failures'}: {', '.join(parts) or 'nothing to do'}; "
+        f"{moved / (1 << 20):.1f} MiB copied in {result.seconds:.2f}s; "
+        f"{heads} HEAD, {gets} manifest GET requests"
+    )

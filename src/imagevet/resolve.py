@@ -1,0 +1,151 @@
+"""Resolve a policy against its sources: which tags are selected and which digest each holds.
+
+Cost, per entry: one tag listing, one manifest HEAD per selected tag (HEADs are not Docker Hub
+pulls), and a manifest GET only for a digest the old lock has never seen (to record its
+platforms), plus the referrers listing of that digest.  Re-locking with no upstream change makes
+no GET at all and rewrites identical bytes.
+
+An entry whose source cannot be read keeps its old lock records and is reported as a problem:
+a registry outage never empties the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from imagevet.digest import Digest
+from imagevet.errors import ImagevetError, NotFoundError
+from imagevet.lock import Lock, LockedImage, LockEntry, carry_resolved_at
+from imagevet.plan import SourceState
+from imagevet.policy import Entry, Policy, missing_tags, select_tags
+from imagevet.reference import Reference
+from imagevet.registry import RegistryClient
+
+__all__ = ["HEAD_CONCURRENCY", "Resolution", "SourceProblem", "observe_source", "resolve_lock"]
+
+log = logging.getLogger(__name__)
+
+HEAD_CONCURRENCY = 16
+"""Manifest HEADs in flight at once, across all entries."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProblem:
+    """An entry whose source could not be read (its old lock records are kept)."""
+
+    entry: str
+    source: str
+    message: str
+
+
+@dataclass
+class Resolution:
+    """The new lock, what each source holds now, and what could not be resolved."""
+
+    lock: Lock
+    sources: dict[Reference, SourceState] = field(default_factory=dict)
+    problems: list[SourceProblem] = field(default_factory=list)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    """Entry name -> explicit tags of its rules that upstream does not have."""
+
+
+async def observe_source(
+    client: RegistryClient, entry: Entry, gate: asyncio.Semaphore | None = None
+) -> SourceState:
+    """List the source's tags, select them by the entry's rules, HEAD each selected tag."""
+    gate = gate or asyncio.Semaphore(HEAD_CONCURRENCY)
+    listed = await client.list_tags(entry.source)
+    selected = select_tags(listed, entry.tags)
+
+    async def head(tag: str) -> tuple[str, Digest | None]:
+        async with gate:
+            found = await client.head_manifest(entry.source.with_tag(tag))
+        return tag, found.digest if found is not None else None
+
+    results = await asyncio.gather(*(head(t) for t in selected))
+    # a tag deleted between the listing and its HEAD is simply not there any more
+    return SourceState({t: d for t, d in results if d is not None})
+
+
+async def _describe(
+    client: RegistryClient, repo: Reference, digest: Digest, entry: Entry, now: datetime
+) -> LockedImage:
+    """Read a digest never seen before: media type, platforms (GET), referrers."""
+    manifest = await client.get_manifest(repo.with_digest(digest))
+    platforms = tuple(str(d.platform) for d in manifest.children() if d.platform is not None
+                      and d.platform.os != "unknown")
+    referrers: tuple[Digest, ...] = ()
+    if entry.referrers:
+        referrers = tuple(d.digest for d in await client.referrers(repo, digest))
+    return LockedImage(digest, manifest.media_type, now, platforms, referrers)
+
+
+async def _resolve_entry(
+    client: RegistryClient, entry: Entry, old: LockEntry | None, now: datetime,
+    gate: asyncio.Semaphore,
+) -> tuple[LockEntry, SourceState]:
+    state = await observe_source(client, entry, gate)
+    known: dict[Digest, LockedImage] = {}
+
+    async def image(digest: Digest) -> LockedImage:
+        previous = old.find_digest(digest) if old is not None else None
+        if previous is not None:
+            return previous
+        if digest not in known:
+            async with gate:
+                known[digest] = await _describe(client, entry.source, digest, entry, now)
+        return known[digest]
+
+    tags = {tag: await image(d) for tag, d in sorted(state.tags.items())}
+    digests: dict[Digest, LockedImage] = {}
+    for digest in entry.tags.digests:
+        try:
+            digests[digest] = await image(digest)
+        except NotFoundError:
+            log.warning("%s: digest %s is not at %s", entry.name, digest, entry.source)
+    images = {i.digest: i for i in (*tags.values(), *digests.values())}
+    return LockEntry(entry.source, entry.target, tags, digests), SourceState(state.tags, images)
+
+
+async def resolve_lock(
+    client: RegistryClient,
+    policy: Policy,
+    old: Lock,
+    *,
+    now: datetime,
+    entries: Sequence[Entry] | None = None,
+) -> Resolution:
+    """Resolve every entry (or only ``entries``) against upstream; see the module docstring."""
+    gate = asyncio.Semaphore(HEAD_CONCURRENCY)
+    chosen = list(entries) if entries is not None else list(policy.entries)
+
+    async def one(entry: Entry) -> tuple[Entry, LockEntry | None, SourceState | None, str | None]:
+        try:
+            locked, state = await _resolve_entry(client, entry, old.entry(entry.key), now, gate)
+            return entry, locked, state, None
+        except ImagevetError as e:
+            return entry, None, None, str(e)
+
+    resolution = Resolution(lock=Lock())
+    new_entries: list[LockEntry] = []
+    for entry, locked, state, error in await asyncio.gather(*(one(e) for e in chosen)):
+        if locked is None or state is None:
+            resolution.problems.append(SourceProblem(entry.name, str(entry.source), error or ""))
+            kept = old.entry(entry.key)
+            if kept is not None:
+                new_entries.append(kept)
+            continue
+        new_entries.append(locked)
+        resolution.sources[entry.source] = state
+        absent = missing_tags(state.tags, entry.tags)
+        if absent:
+            resolution.missing[entry.name] = absent
+    # entries not resolved this time (``entries`` given) keep their records
+    done = {e.key for e in new_entries} | {e.key for e in chosen}
+    keep = [e for e in old.entries if e.key not in done and e.key in {x.key for x in policy.entries}]
+    resolution.lock = carry_resolved_at(Lock(tuple(new_entries + keep)), old)
+    return resolution

@@ -1,0 +1,407 @@
+"""Sync: observe the targets, plan, and carry out the plan with the copy engine.
+
+One image, from policy entry to pushed tag::
+
+    policy entry --resolve--> lock record (tag -> digest)       imagevet.resolve
+                 --observe--> source/target HEADs, repo diff      observe() here
+                 --plan-----> Copy / Update / Hold / ...          imagevet.plan.plan_sync
+                 --apply----> repository settings, then images    apply_plan() here
+                 --record---> run summary (JSON) + audit ledger   SyncReport, imagevet.ledger
+
+Observation costs HEAD requests and tag listings only.  Applying goes repository first (a
+:class:`~imagevet.repository_spec.RepositoryManager` creates and configures Docker Hub
+repositories; plain OCI registries need none), then images a few at a time through one
+:class:`~imagevet.copy.CopySession` (each blob moves once per run).  A failing image is reported
+with its reason and the others go on.  An ``Update`` first writes the backup tag (the replaced
+digest), then re-points the tag.  Prune candidates are deleted only when asked, and only when no
+other tag of the target still points at the same manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from imagevet.copy import (
+    DEFAULT_JOBS,
+    CopyOptions,
+    CopyProgress,
+    CopyResult,
+    CopySession,
+    is_digest_tag,
+)
+from imagevet.digest import Digest
+from imagevet.errors import ImagevetError, NotFoundError
+from imagevet.lock import Lock
+from imagevet.plan import (
+    Action,
+    ActionKind,
+    Copy,
+    CreateRepo,
+    Observed,
+    Plan,
+    Prune,
+    SourceState,
+    TargetState,
+    Update,
+    UpdateRepo,
+    plan_sync,
+)
+from imagevet.policy import Entry, Policy
+from imagevet.reference import Reference
+from imagevet.registry import RegistryClient
+from imagevet.repository_spec import RepositoryManager, RepoSpec
+from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem, observe_source
+
+__all__ = [
+    "ActionOutcome",
+    "SyncOptions",
+    "SyncReport",
+    "apply_plan",
+    "observe",
+    "plan_policy",
+    "repo_specs",
+    "rewritten_from_ledger",
+    "summarize_requests",
+]
+
+log = logging.getLogger(__name__)
+
+
+class OverviewRenderer(Protocol):
+    """Writes a repository overview (Markdown); Docker Hub's is ``imagevet.hub.render_overview``."""
+
+    def __call__(
+        self, *, upstream: str, policy_entry: str, approver: str, approval_expiry: Any,
+        tags: Iterable[tuple[str, str, Any]], last_sync: Any,
+    ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """How a sync runs."""
+
+    jobs: int = DEFAULT_JOBS
+    """Blob transfers at once, across all images."""
+    images: int = 4
+    """Images copied at once."""
+    prune: bool = False
+    """Delete target tags the policy no longer selects (otherwise they are only reported)."""
+    budget_reserve: int = 0
+    """Docker Hub pulls to leave unspent."""
+
+
+@dataclass
+class ActionOutcome:
+    """What happened to one planned action."""
+
+    action: Action
+    status: str
+    """``done``, ``failed``, ``skipped`` (an earlier step of its entry failed) or ``reported``."""
+    message: str = ""
+    result: CopyResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"status": self.status, "message": self.message, **self.action.to_json()}
+        if self.result is not None:
+            out["copy"] = self.result.to_json()
+        return out
+
+
+@dataclass
+class SyncReport:
+    """The outcome of one sync: every action, and what it cost."""
+
+    plan: Plan
+    outcomes: list[ActionOutcome] = field(default_factory=list)
+    problems: list[SourceProblem] = field(default_factory=list)
+    seconds: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[ActionOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.problems
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            key = str(o.action.kind) if o.status in ("done", "reported") else o.status
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "ok": self.ok,
+            "now": self.plan.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "seconds": round(self.seconds, 3),
+            "counts": self.counts(),
+            "requests": self.requests,
+            "warnings": list(self.plan.warnings),
+            "problems": [
+                {"entry": p.entry, "source": p.source, "message": p.message} for p in self.problems
+            ],
+            "actions": [o.to_json() for o in self.outcomes],
+        }
+
+    def ledger_events(self) -> list[dict[str, Any]]:
+        """One event per action that did or failed something, plus the run itself."""
+        events: list[dict[str, Any]] = [{"kind": "run", "counts": self.counts(), "ok": self.ok}]
+        for o in self.outcomes:
+            if o.action.kind is ActionKind.NOOP:
+                continue
+            event = o.to_json()
+            event["action"] = event.pop("kind")
+            event["kind"] = o.action.kind.value
+            events.append(event)
+        return events
+
+
+# ---- observation -----------------------------------------------------------------------------
+
+
+async def _observe_target(
+    client: RegistryClient,
+    entry: Entry,
+    spec: RepoSpec,
+    manager: RepositoryManager | None,
+    gate: asyncio.Semaphore,
+) -> TargetState:
+    changes = tuple(await manager.diff(spec)) if manager is not None else ()
+    try:
+        listed = await client.list_tags(entry.target)
+    except NotFoundError:
+        return TargetState(exists=False, listed=True, changes=changes)
+
+    async def head(ref: Reference) -> Digest | None:
+        async with gate:
+            found = await client.head_manifest(ref)
+        return found.digest if found is not None else None
+
+    names = [t for t in listed if not is_digest_tag(t)]
+    digests = await asyncio.gather(*(head(entry.target.with_tag(t)) for t in names))
+    explicit = await asyncio.gather(*(head(entry.target.with_digest(d)) for d in entry.tags.digests))
+    return TargetState(
+        exists=True,
+        tags=dict(zip(names, digests, strict=True)),
+        listed=True,
+        digests=frozenset(d for d in explicit if d is not None),
+        changes=changes,
+    )
+
+
+async def observe(
+    client: RegistryClient,
+    policy: Policy,
+    *,
+    specs: Mapping[str, RepoSpec] | None = None,
+    manager: RepositoryManager | None = None,
+    sources: Mapping[Reference, SourceState] | None = None,
+    rewritten: Mapping[Digest, Digest] | None = None,
+) -> tuple[Observed, list[SourceProblem]]:
+    """HEAD what the plan needs: upstream tags (unless given) and every target tag.
+
+    ``rewritten`` maps the digest of each index imagevet rewrote for a platform subset to the
+    source digest it was made from (:func:`rewritten_from_ledger`), so that such a tag is not
+    copied again on every run.
+    """
+    gate = asyncio.Semaphore(HEAD_CONCURRENCY)
+    problems: list[SourceProblem] = []
+    seen_sources: dict[Reference, SourceState] = dict(sources or {})
+
+    async def source(entry: Entry) -> None:
+        if entry.source in seen_sources:
+            return
+        try:
+            seen_sources[entry.source] = await observe_source(client, entry, gate)
+        except ImagevetError as e:
+            problems.append(SourceProblem(entry.name, str(entry.source), str(e)))
+
+    async def target(entry: Entry) -> tuple[Reference, TargetState]:
+        spec = (specs or {}).get(entry.name) or entry.repo_spec()
+        state = await _observe_target(client, entry, spec, manager, gate)
+        if rewritten and entry.rewrites_index:
+            held = {d for d in state.tags.values() if d is not None}
+            state = replace(state, sources={t: s for t, s in rewritten.items() if t in held})
+        return entry.target, state
+
+    await asyncio.gather(*(source(e) for e in policy.entries))
+    targets = dict(await asyncio.gather(*(target(e) for e in policy.entries)))
+    remaining = {
+        registry: rl.remaining
+        for registry, rl in client.ratelimits.items()
+        if rl.remaining is not None
+    }
+    return Observed(seen_sources, targets, remaining), problems
+
+
+async def plan_policy(
+    client: RegistryClient,
+    policy: Policy,
+    lock: Lock,
+    *,
+    now: datetime,
+    manager: RepositoryManager | None = None,
+    specs: Mapping[str, RepoSpec] | None = None,
+    rewritten: Mapping[Digest, Digest] | None = None,
+    budget_reserve: int = 0,
+) -> tuple[Plan, Observed, list[SourceProblem]]:
+    """Observe and plan: what ``sync`` would do now (``plan`` and ``sync --dry-run`` print it)."""
+    observed, problems = await observe(
+        client, policy, specs=specs, manager=manager, rewritten=rewritten
+    )
+    plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve)
+    return plan, observed, problems
+
+
+# ---- applying --------------------------------------------------------------------------------
+
+
+async def _backup(client: RegistryClient, action: Update) -> None:
+    """Keep the digest a tag is about to leave under the backup tag (same repository)."""
+    old = await client.get_manifest(action.target.repo().with_digest(action.old_digest))
+    await client.put_manifest(action.backup, old)
+
+
+async def _prune(client: RegistryClient, action: Prune, keep: Mapping[Reference, set[Digest]]) -> str:
+    if action.digest is None:
+        return "not deleted: its digest is unknown"
+    if action.digest in keep.get(action.target.repo(), set()):
+        return "not deleted: another tag still points at the same manifest"
+    await client.delete_manifest(action.target.repo().with_digest(action.digest))
+    return "deleted"
+
+
+async def apply_plan(
+    client: RegistryClient,
+    plan: Plan,
+    policy: Policy,
+    observed: Observed,
+    *,
+    manager: RepositoryManager | None = None,
+    options: SyncOptions | None = None,
+    progress: CopyProgress | None = None,
+) -> SyncReport:
+    """Carry out ``plan``: repositories first, then images; see the module docstring."""
+    opts = options or SyncOptions()
+    started = time.monotonic()
+    report = SyncReport(plan)
+    outcomes: dict[int, ActionOutcome] = {}
+    broken: set[str] = set()  # entries whose repository step failed
+    session = CopySession(client, CopyOptions(jobs=opts.jobs), progress=progress)
+
+    for i, action in enumerate(plan.actions):
+        if isinstance(action, CreateRepo | UpdateRepo):
+            if manager is None:
+                outcomes[i] = ActionOutcome(action, "reported", "no repository manager for this registry")
+                continue
+            try:
+                await manager.apply(action.spec, action.changes)
+                outcomes[i] = ActionOutcome(action, "done")
+            except ImagevetError as e:
+                broken.add(action.entry)
+                outcomes[i] = ActionOutcome(action, "failed", str(e))
+
+    gate = asyncio.Semaphore(max(1, opts.images))
+
+    async def image(i: int, action: Copy | Update) -> None:
+        if action.entry in broken:
+            outcomes[i] = ActionOutcome(action, "skipped", "its repository could not be prepared")
+            return
+        copy_options = CopyOptions(
+            jobs=opts.jobs, referrers=action.referrers, platforms=action.platforms
+        )
+        async with gate:
+            try:
+                if isinstance(action, Update):
+                    await _backup(client, action)
+                result = await session.copy(action.source, action.target, options=copy_options)
+                outcomes[i] = ActionOutcome(action, "done", result=result)
+            except ImagevetError as e:
+                outcomes[i] = ActionOutcome(action, "failed", str(e))
+
+    await asyncio.gather(*(
+        image(i, a) for i, a in enumerate(plan.actions) if isinstance(a, Copy | Update)
+    ))
+
+    keep: dict[Reference, set[Digest]] = {}
+    pruned = {(a.target.repo(), a.target.tag) for a in plan.actions if isinstance(a, Prune)}
+    for repo, state in observed.targets.items():
+        keep[repo] = {d for t, d in state.tags.items() if d is not None and (repo, t) not in pruned}
+    for i, action in enumerate(plan.actions):
+        if i in outcomes:
+            continue
+        if isinstance(action, Prune) and opts.prune:
+            try:
+                outcomes[i] = ActionOutcome(action, "done", await _prune(client, action, keep))
+            except ImagevetError as e:
+                outcomes[i] = ActionOutcome(action, "failed", str(e))
+        else:
+            outcomes[i] = ActionOutcome(action, "reported", action.describe())
+
+    report.outcomes = [outcomes[i] for i in range(len(plan.actions))]
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def summarize_requests(client: RegistryClient) -> dict[str, int]:
+    """Requests made so far, by method and kind (``HEAD manifest``: 12, ...)."""
+    out: dict[str, int] = {}
+    for record in client.stats:
+        key = f"{record.method} {record.kind}"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def rewritten_from_ledger(records: Iterable[Mapping[str, Any]]) -> dict[Digest, Digest]:
+    """Target digest -> source digest of every rewritten index (platform subset) a sync recorded."""
+    out: dict[Digest, Digest] = {}
+    for record in records:
+        copy = record.get("event", {}).get("copy")
+        if isinstance(copy, dict) and copy.get("index_rewritten"):
+            try:
+                out[Digest.parse(copy["digest"])] = Digest.parse(copy["source_digest"])
+            except (KeyError, ImagevetError):
+                continue
+    return out
+
+
+def repo_specs(
+    policy: Policy, lock: Lock, overview: OverviewRenderer | None = None
+) -> dict[str, RepoSpec]:
+    """The desired state of every target repository; ``overview`` writes its full description.
+
+    The overview is made from the lock (tags, source digests, when each was resolved) and the
+    approval, so it changes only when what is vetted changes: a no-op sync stays a no-op.
+    """
+    out: dict[str, RepoSpec] = {}
+    for entry in policy.entries:
+        spec = entry.repo_spec()
+        locked = lock.entry(entry.key)
+        if overview is not None:
+            tags = [(t, str(i.digest), i.resolved_at) for t, i in (locked.tags.items() if locked else [])]
+            last = max((i.resolved_at for i in locked.tags.values()), default=None) if locked else None
+            spec = replace(spec, full_description=overview(
+                upstream=str(entry.source), policy_entry=entry.name,
+                approver=entry.approval.describe(),
+                approval_expiry=entry.approval.expires.isoformat() if entry.approval.expires else None,
+                tags=tags, last_sync=last,
+            ))
+        out[entry.name] = spec
+    return out
+
+
+def entries_by_name(policy: Policy, names: Sequence[str]) -> list[Entry]:
+    """The entries called ``names`` (all when empty); KeyError naming an unknown one."""
+    if not names:
+        return list(policy.entries)
+    return [policy.entry(n) for n in names]
