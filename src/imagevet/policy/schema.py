@@ -87,7 +87,7 @@ def _regex(value: str) -> str:
         re.compile(value)
     except re.error as e:
         raise ValueError(
-            f"invalid regular expression {value!r}: {e.msg} at position {e.pos}"
+            f"invalid regular expression '{value}': {e.msg} at position {e.pos}"
         ) from None
     return value
 

@@ -287,7 +287,7 @@ MALFORMED: list[tuple[str, str, list[tuple[int, int, str | None, str]]]] = [
                 10,
                 25,
                 "images[0].tags.allow[1]",
-                "invalid regular expression '7\\\\.(\\\\d+': missing ), unterminated subpattern at position 3",
+                "invalid regular expression '7\\.(\\d+': missing ), unterminated subpattern at position 3",
             )
         ],
     ),
