@@ -305,10 +305,10 @@ def expand_env(located: Located, env: Mapping[str, str], errors: list[PolicyErro
                 )
                 return m[0]
             got = env.get(name)
-            if got:
-                return got
             if m["default"] is not None:
-                return m["default"]
+                return got or m["default"]  # ${VAR:-default}: unset or empty takes the default
+            if got is not None:
+                return got
             errors.append(
                 located.error(
                     path, f"environment variable {name} is not set (or write ${{{name}:-default}})"

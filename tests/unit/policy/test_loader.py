@@ -628,3 +628,10 @@ def test_secret_values_are_not_echoed() -> None:
     with pytest.raises(PolicyErrors) as info:
         _parse(f"version: 1\ntarget: {{namespace: acme}}\nimages: []\nx-token: {token}\n")
     assert token not in str(info.value)
+
+
+def test_env_set_but_empty() -> None:
+    text = "version: 1\ntarget: {namespace: acme}\ndefaults: {approval: {approved_by: 'x${EMPTY}y'}}\nimages:\n  - source: redis\n    tags: {tags: [a]}\n"
+    assert _parse(text, env={"EMPTY": ""}).entries[0].approval.approved_by == "xy"
+    (error,) = _errors(text)
+    assert (error.line, error.column, error.field) == (3, 36, "defaults.approval.approved_by")
