@@ -417,7 +417,8 @@ class _ImageCopy:
         #    manifests already copied above are deduplicated by the session)
         if _digest_tag(subject, "") in tags:
             return  # the fallback index was copied byte for byte as a tag: it lists them all
-        referrers = await self.client.referrers(self.source.repo(), subject)
+        # the tag list shows there is no fallback tag: ask the API only (no manifest GET)
+        referrers = await self.client.referrers(self.source.repo(), subject, tag_schema=False)
         if not referrers:
             return
         for desc in referrers:

@@ -57,8 +57,14 @@ async def observe_source(
     client: RegistryClient, entry: Entry, gate: asyncio.Semaphore | None = None
 ) -> SourceState:
     """List the source's tags, select them by the entry's rules, HEAD each selected tag."""
-    gate = gate or asyncio.Semaphore(HEAD_CONCURRENCY)
-    listed = await client.list_tags(entry.source)
+    state, _ = await _list_and_head(client, entry, gate or asyncio.Semaphore(HEAD_CONCURRENCY))
+    return state
+
+
+async def _list_and_head(
+    client: RegistryClient, entry: Entry, gate: asyncio.Semaphore
+) -> tuple[SourceState, frozenset[str]]:
+    listed = frozenset(await client.list_tags(entry.source))
     selected = select_tags(listed, entry.tags)
 
     async def head(tag: str) -> tuple[str, Digest | None]:
@@ -68,11 +74,12 @@ async def observe_source(
 
     results = await asyncio.gather(*(head(t) for t in selected))
     # a tag deleted between the listing and its HEAD is simply not there any more
-    return SourceState({t: d for t, d in results if d is not None})
+    return SourceState({t: d for t, d in results if d is not None}), listed
 
 
 async def _describe(
-    client: RegistryClient, repo: Reference, digest: Digest, entry: Entry, now: datetime
+    client: RegistryClient, repo: Reference, digest: Digest, entry: Entry, now: datetime,
+    listed: frozenset[str],
 ) -> LockedImage:
     """Read a digest never seen before: media type, platforms (GET), referrers."""
     manifest = await client.get_manifest(repo.with_digest(digest))
@@ -80,7 +87,9 @@ async def _describe(
                       and d.platform.os != "unknown")
     referrers: tuple[Digest, ...] = ()
     if entry.referrers:
-        referrers = tuple(d.digest for d in await client.referrers(repo, digest))
+        fallback = f"{digest.algorithm}-{digest.hex}" in listed  # else no manifest GET for it
+        found = await client.referrers(repo, digest, tag_schema=fallback)
+        referrers = tuple(d.digest for d in found)
     return LockedImage(digest, manifest.media_type, now, platforms, referrers)
 
 
@@ -88,7 +97,7 @@ async def _resolve_entry(
     client: RegistryClient, entry: Entry, old: LockEntry | None, now: datetime,
     gate: asyncio.Semaphore,
 ) -> tuple[LockEntry, SourceState]:
-    state = await observe_source(client, entry, gate)
+    state, listed = await _list_and_head(client, entry, gate)
     known: dict[Digest, LockedImage] = {}
 
     async def image(digest: Digest) -> LockedImage:
@@ -97,7 +106,7 @@ async def _resolve_entry(
             return previous
         if digest not in known:
             async with gate:
-                known[digest] = await _describe(client, entry.source, digest, entry, now)
+                known[digest] = await _describe(client, entry.source, digest, entry, now, listed)
         return known[digest]
 
     tags = {tag: await image(d) for tag, d in sorted(state.tags.items())}

@@ -149,9 +149,17 @@ class RegistryClient:
         """Every tag of ``ref``'s repository, all pages."""
         return await tags.list_tags(self._p, ref, page_size=page_size)
 
-    async def referrers(self, ref: Reference, subject: Digest) -> list[Descriptor]:
-        """Descriptors of the manifests referring to ``subject`` (API, else the tag schema)."""
-        return await referrers_mod.referrers(self._p, ref, subject, self._referrers)
+    async def referrers(
+        self, ref: Reference, subject: Digest, *, tag_schema: bool = True
+    ) -> list[Descriptor]:
+        """Descriptors of the manifests referring to ``subject`` (API, else the tag schema).
+
+        ``tag_schema=False`` skips the fallback tag (a manifest GET, which Docker Hub may count as
+        a pull) when the caller already knows from the tag list that there is no such tag.
+        """
+        return await referrers_mod.referrers(
+            self._p, ref, subject, self._referrers, tag_schema=tag_schema
+        )
 
     def __repr__(self) -> str:
         return f"<RegistryClient {len(self.stats)} requests>"

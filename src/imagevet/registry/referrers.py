@@ -67,8 +67,13 @@ async def referrers(
     ref: Reference,
     subject: Digest,
     support: ReferrersSupport,
+    *,
+    tag_schema: bool = True,
 ) -> list[Descriptor]:
-    """The descriptors of the manifests whose ``subject`` is ``subject``, in ``ref``'s repository."""
+    """The descriptors of the manifests whose ``subject`` is ``subject``, in ``ref``'s repository.
+
+    Without the API, the fallback tag is read only when ``tag_schema`` is true.
+    """
     registry = ref.registry
     configured = p.host(registry).referrers_api
     known = support.get(registry) if configured is None else configured
@@ -76,6 +81,8 @@ async def referrers(
         found = await _from_api(p, ref, subject, support, configured)
         if found is not None:
             return found
+    if not tag_schema:
+        return []
     try:
         index = await get_manifest(p, ref.repo().with_tag(fallback_tag(subject)))
     except NotFoundError:
