@@ -21,6 +21,8 @@ from typing import Any
 
 from imagevet.digest import Digest
 from imagevet.errors import InvalidDigestError, InvalidReferenceError, PolicyError
+from imagevet.lock import Lock
+from imagevet.policy import Policy
 from imagevet.reference import Reference
 
 __all__ = [
@@ -91,13 +93,16 @@ def read_vetted(path: Path) -> list[VettedImage]:
     return vetted_from_data(data, path=str(path))
 
 
-def vetted_from_lock(policy: Any, lock: Any) -> list[VettedImage]:
-    """ADAPTER TO COMPLETE: build vetted images from the loaded policy and lock.
+def vetted_from_lock(policy: Policy, lock: Lock) -> list[VettedImage]:
+    """One VettedImage per policy entry: its source, its mirror, and the locked tag digests.
 
-    The policy/lock layer (``imagevet.policy.load_policy``, ``imagevet.lock.read_lock``) is being
-    written alongside this module; once their types exist this function should return, for every
-    mirrored repository, ``VettedImage(source_repository, mirror_repository, {tag: digest})`` with
-    the digests the lock recorded (the index digest of each vetted tag).  Until then it raises,
-    and the CLI takes ``--vetted FILE`` instead.
+    The digests are the source's (the lock's).  An entry that mirrors a platform subset holds a
+    rewritten index at the mirror, so a reference pinned to the *mirror's* digest of such an
+    entry is judged by its tag only.
     """
-    raise NotImplementedError("vetted_from_lock: the policy/lock adapter is not written yet")
+    out: list[VettedImage] = []
+    for entry in policy.entries:
+        locked = lock.entry(entry.key)
+        tags = {t: i.digest for t, i in locked.tags.items()} if locked is not None else {}
+        out.append(VettedImage(entry.source, entry.target, tags))
+    return out

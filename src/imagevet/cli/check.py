@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import importlib
 import json
 import os
 import sys
@@ -34,6 +33,8 @@ from imagevet.check import (
 from imagevet.check.scan import ScanResult
 from imagevet.cli.common import EXIT_OK, EXIT_USAGE, console, err_console, fail, handle_errors, run
 from imagevet.errors import ImagevetError
+from imagevet.lock import lock_path_for, read_lock
+from imagevet.policy import load_policy
 
 __all__ = ["register"]
 
@@ -120,17 +121,11 @@ def _load_vetted(vetted: Path | None, policy: Path | None, lock: Path | None) ->
         return read_vetted(vetted)
     if policy is None and lock is None:
         return []
-    if policy is None or lock is None:
-        fail("--policy and --lock go together (or pass --vetted FILE)", EXIT_USAGE)
-    try:
-        load_policy: Any = importlib.import_module("imagevet.policy").load_policy
-        read_lock: Any = importlib.import_module("imagevet.lock").read_lock
-    except (ImportError, AttributeError):
-        fail("this build cannot read policy and lock files yet; pass --vetted FILE", EXIT_USAGE)
-    try:
-        return vetted_from_lock(load_policy(policy, env=dict(os.environ)), read_lock(lock))
-    except NotImplementedError:
-        fail("vetted mirrors from --policy/--lock are not wired yet; pass --vetted FILE", EXIT_USAGE)
+    if policy is None:
+        fail("--lock needs --policy (or pass --vetted FILE)", EXIT_USAGE)
+    with handle_errors():
+        loaded = load_policy(policy, env=os.environ)
+        return vetted_from_lock(loaded, read_lock(lock or lock_path_for(policy)))
 
 
 def _org_from_mirrors(mirrors: Sequence[VettedImage]) -> str | None:
