@@ -142,11 +142,11 @@ def test_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: lis
     assert runner.invoke(app, ["check", *args]).exit_code == 2
 
 
-def test_policy_and_lock_adapter_not_wired_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _tree(tmp_path, monkeypatch, {"Dockerfile": "FROM alpine\n", "imagevet.yaml": "", "imagevet.lock": ""})
-    result = runner.invoke(app, ["check", "--policy", "imagevet.yaml", "--lock", "imagevet.lock"])
+def test_a_broken_policy_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tree(tmp_path, monkeypatch, {"Dockerfile": "FROM alpine\n", "imagevet.yaml": "version: 1\n"})
+    result = runner.invoke(app, ["check", "--policy", "imagevet.yaml"])
     assert result.exit_code == 2
-    assert "--vetted FILE" in result.stderr
+    assert "imagevet.yaml" in result.stderr and "target" in result.stderr
 
 
 def test_fix_dry_run_prints_a_diff_and_writes_nothing(in_repo: Path) -> None:
