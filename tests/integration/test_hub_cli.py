@@ -8,12 +8,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-import imagevet.policy
 from imagevet.cli import app
 from imagevet.reference import Reference
 from tests.support.fake_hub import FakeHub, fake_hub  # noqa: F401  (fixture)
@@ -124,17 +122,14 @@ def test_doctor_policy_entries_against_iam(
 ) -> None:
     hub_env.set_settings("acme", enabled=True, allow_official=True, allow_verified=False)
     policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text("# stands in for a real policy\n")
-
-    def load_policy(path: Path, env: Any = None) -> list[_Entry]:
-        assert path == policy_file
-        return [
-            _Entry("nginx", "nginx:1.27"),
-            _Entry("redis", "bitnami/redis:7"),
-            _Entry("tool", "someone/tool"),
-        ]
-
-    monkeypatch.setattr(imagevet.policy, "load_policy", load_policy, raising=False)
+    policy_file.write_text(
+        "version: 1\ntarget: {registry: docker.io, namespace: acme}\n"
+        "defaults:\n  approval: {approved_by: sec@acme.example}\n  tags: {tags: ['1']}\n"
+        "images:\n"
+        "  - {name: nginx, source: nginx, target: nginx-mirror}\n"
+        "  - {name: redis, source: bitnami/redis}\n"
+        "  - {name: tool, source: someone/tool}\n"
+    )
     result = runner.invoke(app, ["doctor", "--org", "acme", "--policy", str(policy_file), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

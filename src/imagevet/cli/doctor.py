@@ -27,6 +27,7 @@ from imagevet.hub import (
     diagnose,
     hub_settings_from_env,
 )
+from imagevet.policy import load_policy
 from imagevet.reference import Reference
 
 __all__ = ["register"]
@@ -39,22 +40,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _policy_sources(path: Path) -> list[tuple[str, Reference]]:
-    """HOOK: the ``(entry name, source reference)`` pairs of the policy at ``path``.
-
-    Reads the policy with ``imagevet.policy.load_policy(path, env=os.environ)`` and takes each
-    entry's ``name`` and ``source``; adjust here if the policy model names them otherwise.
-    """
-    try:
-        from imagevet.policy import load_policy  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        fail("--policy: this build of imagevet cannot read policy files yet", EXIT_USAGE)
-    policy: Any = load_policy(path, env=os.environ)
-    pairs = []
-    for entry in getattr(policy, "entries", policy):
-        source = entry.source
-        ref = source if isinstance(source, Reference) else Reference.parse(str(source))
-        pairs.append((str(getattr(entry, "name", ref.familiar)), ref))
-    return pairs
+    """The ``(entry name, source repository)`` pairs of the policy at ``path``."""
+    policy = load_policy(path, env=os.environ)
+    return [(entry.name, entry.source) for entry in policy.entries]
 
 
 def _org(org: str | None, creds: HubCredentials | None) -> str:
