@@ -284,14 +284,18 @@ async def _prune(client: RegistryClient, action: Prune, keep: Mapping[Reference,
 async def apply_plan(
     client: RegistryClient,
     plan: Plan,
-    policy: Policy,
     observed: Observed,
     *,
     manager: RepositoryManager | None = None,
+    specs: Mapping[str, RepoSpec] | None = None,
     options: SyncOptions | None = None,
     progress: CopyProgress | None = None,
 ) -> SyncReport:
-    """Carry out ``plan``: repositories first, then images; see the module docstring."""
+    """Carry out ``plan``: repositories first, then images; see the module docstring.
+
+    ``specs`` are the repository specs the plan was observed with (:func:`repo_specs`, with the
+    overview); an entry not in it uses the plan's own.
+    """
     opts = options or SyncOptions()
     started = time.monotonic()
     report = SyncReport(plan)
@@ -305,7 +309,7 @@ async def apply_plan(
                 outcomes[i] = ActionOutcome(action, "reported", "no repository manager for this registry")
                 continue
             try:
-                await manager.apply(action.spec, action.changes)
+                await manager.apply((specs or {}).get(action.entry, action.spec), action.changes)
                 outcomes[i] = ActionOutcome(action, "done")
             except ImagevetError as e:
                 broken.add(action.entry)

@@ -77,8 +77,8 @@ def sync_command(
             else:
                 with TransferProgress(err_console, enabled=show_progress) as progress:
                     result = await apply_plan(
-                        client, plan, loaded.policy, observed, manager=manager, options=options,
-                        progress=progress,
+                        client, plan, observed, manager=manager, specs=specs,
+                        options=options, progress=progress,
                     )
                 result.problems = problems
             result.requests = summarize_requests(client)
