@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.fake_hub import fake_hub, fake_hub_registry  # noqa: F401  (fixtures for every test)
 from tests.support.fake_registry import FakeRegistry, start_fake_registry
 from tests.support.fault_proxy import FaultProxy, start_fault_proxy
 from tests.support.registry_process import (

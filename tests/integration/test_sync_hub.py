@@ -8,13 +8,14 @@ token from the Hub, pushes byte for byte, and writes the provenance overview.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.fake_hub import FakeHub, HubRegistry, fake_hub, fake_hub_registry  # noqa: F401
+from tests.support.fake_hub import HubRegistry
 from tests.support.images import make_multiarch
 from tests.support.pusher import fetch_image, push_image
 from tests.support.registry_process import RunningRegistry
@@ -26,8 +27,6 @@ def test_sync_into_a_hub_org_creates_configures_pushes_and_documents(
     hub, registry = fake_hub_registry.hub, fake_hub_registry.registry
     assert hub.seed is not None
     image = make_multiarch(seed="hub-e2e")
-    import asyncio
-
     asyncio.run(push_image(plain_registry, f"{unique_repo}/redis", image, "7.4.1"))
     policy = tmp_path / "imagevet.yaml"
     policy.write_text(
