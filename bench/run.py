@@ -133,7 +133,7 @@ def imagevet_cmd(src: RunningRegistry, dst: RunningRegistry, repos: list[str], w
     if has_sync(exe):
         policy = work / "imagevet.yaml"
         policy.write_text(bench_policy(src, dst, repos))
-        return [exe, "--quiet", "sync", "--policy", str(policy), "--lock-mode", "follow", "--jobs", str(jobs)]
+        return [exe, "--quiet", "sync", "--policy", str(policy), "--jobs", str(jobs)]
     return [sys.executable, str(ROOT / "bench" / "imagevet_copy.py"), src.host, dst.host, str(jobs), *repos]
 
 
