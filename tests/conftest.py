@@ -8,6 +8,7 @@ tool is a fixture error with the reason, never a skip. Nothing here outlives the
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,15 @@ def token_acl(user: str | None, repository: str, wanted: set[str]) -> set[str]:
 
 
 # -- environment -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _restore_imagevet_logger() -> Iterator[None]:
+    """In-process CLI runs configure the ``imagevet`` logger; give later tests (caplog) it back."""
+    logger = logging.getLogger("imagevet")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(autouse=True)

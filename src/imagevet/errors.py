@@ -11,7 +11,8 @@ Every error imagevet raises on purpose derives from ``ImagevetError``::
     ├── RegistryError                             the registry answered with an error status
     │   ├── UnauthorizedError                     401 / 403 (also auth-flow failures)
     │   ├── NotFoundError                         404 (MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN)
-    │   └── RateLimitedError                      429 (carries retry_after and remaining)
+    │   ├── RateLimitedError                      429 (carries retry_after and remaining)
+    │   └── UnavailableError                      5xx with Retry-After
     ├── DigestMismatchError                       content did not hash to what it claimed
     ├── SecurityError                             refused for safety (http realm, foreign redirect)
     ├── CopyError                                 one image could not be copied (wraps the cause)
@@ -44,6 +45,7 @@ __all__ = [
     "SecurityError",
     "TransportError",
     "UnauthorizedError",
+    "UnavailableError",
     "redact_url",
 ]
 
@@ -147,12 +149,16 @@ class RegistryError(ImagevetError):
         url: str,
         diagnostics: tuple[Diagnostic, ...] = (),
         body: str = "",
+        *,
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.method = method
         self.url = redact_url(url)
         self.diagnostics = diagnostics
         self.body = body[:2048]
+        self.retry_after = retry_after
+        """Seconds the registry asked to wait (``Retry-After``), when it said so."""
         if diagnostics:
             why = "; ".join(f"{d.code}: {d.message}" if d.message else d.code for d in diagnostics)
         else:
@@ -191,9 +197,12 @@ class RateLimitedError(RegistryError):
         retry_after: float | None = None,
         remaining: int | None = None,
     ) -> None:
-        super().__init__(status, method, url, diagnostics, body)
-        self.retry_after = retry_after
+        super().__init__(status, method, url, diagnostics, body, retry_after=retry_after)
         self.remaining = remaining
+
+
+class UnavailableError(RegistryError):
+    """5xx with a ``Retry-After``: the registry asked to be retried later."""
 
 
 class DigestMismatchError(ImagevetError):

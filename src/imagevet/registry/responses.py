@@ -14,6 +14,7 @@ from imagevet.errors import (
     RateLimitedError,
     RegistryError,
     UnauthorizedError,
+    UnavailableError,
 )
 from imagevet.ratelimit import RateLimit
 from imagevet.registry.transport import Response
@@ -29,23 +30,6 @@ __all__ = [
 
 #: At most this much of an error body is read (ggcr reads 64 KiB too).
 ERROR_BODY_LIMIT = 64 << 10
-
-
-class UnavailableError(RegistryError):
-    """5xx with a ``Retry-After``: the registry asked to be retried later (``retry_after`` s)."""
-
-    def __init__(
-        self,
-        status: int,
-        method: str,
-        url: str,
-        diagnostics: tuple[Diagnostic, ...] = (),
-        body: str = "",
-        *,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(status, method, url, diagnostics, body)
-        self.retry_after = retry_after
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
