@@ -37,7 +37,7 @@ from imagevet.copy import (
 )
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, NotFoundError
-from imagevet.lock import Lock
+from imagevet.lock import Lock, LockedImage, LockEntry
 from imagevet.plan import (
     Action,
     ActionKind,
@@ -52,7 +52,7 @@ from imagevet.plan import (
     UpdateRepo,
     plan_sync,
 )
-from imagevet.policy import Entry, Policy
+from imagevet.policy import Entry, Mode, Policy
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
@@ -63,6 +63,7 @@ __all__ = [
     "SyncOptions",
     "SyncReport",
     "apply_plan",
+    "follow_lock",
     "observe",
     "plan_policy",
     "repo_specs",
@@ -364,6 +365,45 @@ def summarize_requests(client: RegistryClient) -> dict[str, int]:
         key = f"{record.method} {record.kind}"
         out[key] = out.get(key, 0) + 1
     return dict(sorted(out.items()))
+
+
+def follow_lock(policy: Policy, lock: Lock, report: SyncReport, observed: Observed) -> Lock:
+    """The lock with what ``follow`` entries now mirror, built from this run's copy results.
+
+    Under ``mode: follow`` upstream changes are mirrored without a new ``imagevet lock``, so the
+    lock (what ``check`` and the Hub overview read as vetted) is brought along: a tag copied or
+    updated this run gets a record from its copy result (no extra request), a tag still at its
+    locked digest keeps its record, a tag held, deferred or failed keeps its old one, and a tag
+    gone upstream is dropped.  ``pinned`` entries are never touched.
+    """
+    copied: dict[Reference, CopyResult] = {}
+    for outcome in report.outcomes:
+        action = outcome.action
+        if outcome.status == "done" and isinstance(action, Copy | Update) and outcome.result:
+            copied[action.target] = outcome.result
+    for entry in policy.entries:
+        if entry.mode is not Mode.FOLLOW:
+            continue
+        state = observed.source(entry.source)
+        if state is None:
+            continue  # source not read this run: keep what the lock says
+        old = lock.entry(entry.key)
+        tags: dict[str, LockedImage] = {}
+        for tag, digest in state.tags.items():
+            previous = old.tags.get(tag) if old is not None else None
+            result = copied.get(entry.target.with_tag(tag))
+            if previous is not None and previous.digest == digest:
+                tags[tag] = previous
+            elif result is not None and result.source_digest == digest:
+                tags[tag] = LockedImage(
+                    digest, result.media_type, report.plan.now, tuple(result.platforms),
+                    tuple(Digest.parse(a) for a in result.attachments if ":" in a),
+                )
+            elif previous is not None:
+                tags[tag] = previous
+        digests = dict(old.digests) if old is not None else {}
+        lock = lock.with_entry(LockEntry(entry.source, entry.target, tags, digests))
+    return lock
 
 
 def rewritten_from_ledger(records: Iterable[Mapping[str, Any]]) -> dict[Digest, Digest]:

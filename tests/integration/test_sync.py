@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from imagevet.ledger import verify_ledger
+from imagevet.lock import read_lock
 from tests.support.images import make_image, make_multiarch
 from tests.support.pusher import fetch_image, get_manifest_bytes, list_tags, push_image
 from tests.support.registry_process import RunningRegistry
@@ -136,6 +137,12 @@ async def test_pinned_holds_a_moved_tag_and_follow_updates_with_a_backup(
     assert backup == f"1.0-backup-{old.digest.hex[:12]}"
     body, _, _ = await get_manifest_bytes(target, "acme/follow", backup)
     assert body == old.top.data
+    # the lock now records what the follow entry mirrors; the pinned entry keeps its vetted digest
+    lock = read_lock(tmp_path / "imagevet.lock")
+    by_target = {e.target.repository: e.tags["1.0"].digest for e in lock.entries}
+    assert by_target == {"acme/follow": new.digest, "acme/pinned": old.digest}
+    still = json.loads(imagevet("lock", "--check", "--json", policy=policy).stdout)
+    assert [c["target"].rsplit("/", 1)[1] for c in still["diff"]["repointed"]] == ["pinned"]
 
 
 async def test_expired_approval_holds_new_digests(

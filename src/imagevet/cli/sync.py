@@ -28,10 +28,12 @@ from imagevet.cli.common import (
 from imagevet.cli.progress import TransferProgress
 from imagevet.copy import DEFAULT_JOBS
 from imagevet.ledger import append_events
+from imagevet.lock import Lock, diff_locks, write_lock
 from imagevet.sync import (
     SyncOptions,
     SyncReport,
     apply_plan,
+    follow_lock,
     plan_policy,
     repo_specs,
     summarize_requests,
@@ -63,7 +65,10 @@ def sync_command(
     known = rewritten(loaded.policy)
     show_progress = not as_json and err_console.is_terminal
 
+    new_lock: Lock = loaded.lock
+
     async def _go() -> SyncReport:
+        nonlocal new_lock
         async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
             from imagevet.hub import render_overview
 
@@ -81,6 +86,7 @@ def sync_command(
                         options=options, progress=progress,
                     )
                 result.problems = problems
+                new_lock = follow_lock(loaded.policy, loaded.lock, result, observed)
             result.requests = summarize_requests(client)
             return result
 
@@ -98,6 +104,11 @@ def sync_command(
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     append_events(directory / LEDGER_NAME, result.ledger_events())
+    lock_diff = diff_locks(loaded.lock, new_lock)
+    if lock_diff.has_changes:  # follow entries: the lock records what is mirrored now
+        write_lock(loaded.lock_path, new_lock)
+        if not as_json:
+            console.print(f"{loaded.lock_path}: updated for follow entries", highlight=False)
     if as_json:
         print_json(summary)
     else:
