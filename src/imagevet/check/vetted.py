@@ -17,13 +17,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagevet.digest import Digest
 from imagevet.errors import InvalidDigestError, InvalidReferenceError, PolicyError
-from imagevet.lock import Lock
-from imagevet.policy import Policy
 from imagevet.reference import Reference
+
+if TYPE_CHECKING:  # read only with --policy: keep pydantic out of a plain `check` run
+    from imagevet.lock import Lock
+    from imagevet.policy import Policy
 
 __all__ = [
     "VettedImage",

@@ -1,27 +1,72 @@
 """The command line: the only package that parses arguments, reads the environment and prints.
 
 Each command lives in its own module (``cli/copy.py``, ``cli/sync.py`` ...) exposing
-``register(app)``; :func:`main` builds the app from them.  Errors map to exit codes in
-:mod:`imagevet.cli.common`.
+``register(app)``.  Modules are imported only when their command runs, so ``imagevet check``
+never loads the registry client and a no-op ``imagevet sync`` starts fast.  Errors map to exit
+codes in :mod:`imagevet.cli.common`.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from imagevet.cli.common import configure_logging
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]
+
+COMMANDS: dict[str, str] = {
+    "validate": "Check the policy file: every error with file, line, column and field.",
+    "lock": "Resolve the tag rules upstream and pin tag -> digest in the lock.",
+    "plan": "What sync would do now (HEAD requests only).",
+    "sync": "Mirror every vetted image as the plan says.",
+    "copy": "Copy an image byte for byte: every platform, signatures and SBOMs.",
+    "check": "Find image references the org would block, and fix them.",
+    "classify": "Classify images as Docker Hub's Image Access Management does.",
+    "doctor": "Check the org: IAM settings, the token's abilities, the policy's entries.",
+    "audit": "Check and read the audit ledger.",
+}
+"""Command name -> one-line help; the module ``imagevet.cli.<name>`` implements it."""
+
+
+class _LazyGroup(TyperGroup):
+    """Lists every command at once, imports a command's module only when it is needed.
+
+    (Typer vendors its own click, so its types are not named here.)
+    """
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"{__name__}.{cmd_name}")
+        holder = typer.Typer()
+        module.register(holder)
+        command: Any = typer.main.get_command(holder)
+        inner = getattr(command, "commands", {})  # a group holding our command (audit's sub-app)
+        if cmd_name in inner:
+            command = inner[cmd_name]
+        command.name = cmd_name
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl(list(COMMANDS.items()))
+
 
 app = typer.Typer(
     name="imagevet",
+    cls=_LazyGroup,
     help="Mirror vetted container images into your organization, byte for byte, with an audit trail.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -31,20 +76,6 @@ def _root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
 ) -> None:
     configure_logging(debug=debug, quiet=quiet)
-
-
-def _register_commands() -> None:
-    package = importlib.import_module(__name__)
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if info.name in {"common"} or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(app)
-
-
-_register_commands()
 
 
 def main() -> None:

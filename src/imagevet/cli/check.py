@@ -33,8 +33,6 @@ from imagevet.check import (
 from imagevet.check.scan import ScanResult
 from imagevet.cli.common import EXIT_OK, EXIT_USAGE, console, err_console, fail, handle_errors, run
 from imagevet.errors import ImagevetError
-from imagevet.lock import lock_path_for, read_lock
-from imagevet.policy import load_policy
 
 __all__ = ["register"]
 
@@ -123,6 +121,9 @@ def _load_vetted(vetted: Path | None, policy: Path | None, lock: Path | None) ->
         return []
     if policy is None:
         fail("--lock needs --policy (or pass --vetted FILE)", EXIT_USAGE)
+    from imagevet.lock import lock_path_for, read_lock
+    from imagevet.policy import load_policy
+
     with handle_errors():
         loaded = load_policy(policy, env=os.environ)
         return vetted_from_lock(loaded, read_lock(lock or lock_path_for(policy)))

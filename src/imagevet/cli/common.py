@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -30,15 +30,9 @@ from imagevet.errors import (
     TransportError,
 )
 from imagevet.reference import DOCKER_HUB, canonical_registry
-from imagevet.registry import (
-    ChainCredentials,
-    Credential,
-    CredentialStore,
-    DockerConfigCredentials,
-    RegistryClient,
-    RegistryHost,
-    StaticCredentials,
-)
+
+if TYPE_CHECKING:  # the registry stack (aiohttp) loads only for commands that talk to registries
+    from imagevet.registry import Credential, RegistryClient
 
 __all__ = [
     "EXIT_CHANGES",
@@ -156,6 +150,8 @@ def explicit_credentials(env: Mapping[str, str]) -> dict[str, Credential]:
     * ``DOCKER_HUB_USERNAME`` + ``DOCKER_HUB_TOKEN``: Docker Hub (a PAT, or an OAT with the org
       name as user), the same pair the Hub API integration uses.
     """
+    from imagevet.registry import Credential
+
     found: dict[str, Credential] = {}
     path = env.get("IMAGEVET_AUTH_FILE")
     if path:
@@ -183,6 +179,15 @@ def make_registry_client(
     *, insecure: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> RegistryClient:
     """A client with credentials from the environment first, then Docker's own config."""
+    from imagevet.registry import (
+        ChainCredentials,
+        CredentialStore,
+        DockerConfigCredentials,
+        RegistryClient,
+        RegistryHost,
+        StaticCredentials,
+    )
+
     env = os.environ if env is None else env
     explicit = explicit_credentials(env)
     docker = DockerConfigCredentials(env=env, home=Path.home())
