@@ -243,19 +243,31 @@ class Copy:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": str(self.kind),
-            "entry": self.entry,
-            "source": str(self.source),
-            "target": str(self.target),
-            "tag": self.target.tag,
-            "digest": str(self.digest),
-            "platforms": [str(p) for p in self.platforms] if self.platforms is not None else None,
-            "rewrites_index": self.rewrites_index,
-            "referrers": self.referrers,
-            "pulls": self.pulls,
-            "note": self.note,
-        }
+        return _transfer_json(self)
+
+
+def _transfer_json(action: Copy | Update) -> dict[str, Any]:
+    """The JSON both image actions share (an Update adds its old digest and backup)."""
+    out: dict[str, Any] = {
+        "kind": str(action.kind),
+        "entry": action.entry,
+        "source": str(action.source),
+        "target": str(action.target),
+        "tag": action.target.tag,
+        "digest": str(action.digest),
+    }
+    if isinstance(action, Update):
+        out["old_digest"] = str(action.old_digest)
+        out["backup"] = str(action.backup)
+    platforms = action.platforms
+    out.update({
+        "platforms": [str(p) for p in platforms] if platforms is not None else None,
+        "rewrites_index": action.rewrites_index,
+        "referrers": action.referrers,
+        "pulls": sum(action.costs().values()),
+        "note": action.note,
+    })
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,21 +302,7 @@ class Update:
         ) + (f"; {self.note}" if self.note else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": str(self.kind),
-            "entry": self.entry,
-            "source": str(self.source),
-            "target": str(self.target),
-            "tag": self.target.tag,
-            "digest": str(self.digest),
-            "old_digest": str(self.old_digest),
-            "backup": str(self.backup),
-            "platforms": [str(p) for p in self.platforms] if self.platforms is not None else None,
-            "rewrites_index": self.rewrites_index,
-            "referrers": self.referrers,
-            "pulls": sum(self.costs().values()),
-            "note": self.note,
-        }
+        return _transfer_json(self)
 
 
 @dataclass(frozen=True, slots=True)
