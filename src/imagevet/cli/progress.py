@@ -28,6 +28,7 @@ class TransferProgress:
         self._task: TaskID | None = None
         self._done = 0
         self._skipped = 0
+        self._moved: dict[Digest, int] = {}  # bytes advanced per blob in its current attempt
         if enabled:
             self._progress = Progress(
                 TextColumn("{task.description}"),
@@ -56,12 +57,19 @@ class TransferProgress:
             self._progress.stop()
 
     def blob_started(self, digest: Digest, size: int) -> None:
-        if self._progress is not None and self._task is not None:
+        """A blob starts streaming; a second start of the same blob is a retry."""
+        if self._progress is None or self._task is None:
+            return
+        if digest in self._moved:  # retry: take back what the failed attempt counted
+            self._progress.advance(self._task, -self._moved[digest])
+        else:
             total = self._progress.tasks[0].total or 0
             self._progress.update(self._task, total=total + size)
+        self._moved[digest] = 0
 
     def blob_advanced(self, digest: Digest, nbytes: int) -> None:
         if self._progress is not None and self._task is not None:
+            self._moved[digest] = self._moved.get(digest, 0) + nbytes
             self._progress.advance(self._task, nbytes)
 
     def blob_finished(self, digest: Digest, how: str) -> None:
