@@ -260,6 +260,7 @@ class _ImageCopy:
             if have is not None and have.digest == src_digest:
                 if opts.referrers:
                     await self._sync_digest_tags_cheaply(src_digest, target)
+                    await self._sync_native_referrers(src_digest)
                 result.noop = True
                 self._fill(result)
                 return result
@@ -464,6 +465,25 @@ class _ImageCopy:
         data = json.dumps(index, separators=(",", ":")).encode()
         await self.client.put_manifest(tag_ref, RawManifest.from_bytes(data))
         self.counters.manifests_pushed += 1
+
+    async def _sync_native_referrers(self, subject: Digest) -> None:
+        """No-op path: referrers attached upstream (OCI 1.1 API) since the image was mirrored.
+
+        One ``/referrers`` request at the source (not a manifest GET, so no Docker Hub pull; on a
+        registry without the API the answer is cached per registry), and only when something is
+        listed, the target's list.
+        """
+        found = await self.client.referrers(self.source.repo(), subject, tag_schema=False)
+        if not found:
+            return
+        have = {d.digest for d in await self.client.referrers(self.target.repo(), subject)}
+        missing = [d for d in found if d.digest not in have]
+        if not missing:
+            return
+        for desc in missing:
+            await self._copy_child(desc, depth=1)
+            self.attachments.append(str(desc.digest))
+        await self._ensure_target_lists_referrers(subject, found)
 
     async def _sync_digest_tags_cheaply(self, subject: Digest, target: Reference) -> None:
         """No-op path: bring digest tags of the top manifest up to date using HEADs only."""

@@ -344,6 +344,27 @@ async def test_native_referrers_reach_a_registry_without_the_api(
         assert body == m.top.data
 
 
+async def test_a_signature_attached_upstream_later_reaches_the_mirror(
+    fake_registry: Any, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """The image is already mirrored (a no-op); a referrer added upstream afterwards still comes."""
+    image = make_multiarch(seed="late-sig")
+    await push_image(fake_registry, unique_repo, image, "v1")
+    async with client_for() as client:
+        first = await copy_image(client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1"))
+        assert first.attachments == []
+        late = make_referrer(image.top, seed="late-sig-sbom")
+        await push_image(fake_registry, unique_repo, late)
+        fake_registry.requests.clear()
+        second = await copy_image(client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1"))
+        got = await client.referrers(ref(plain_registry, unique_repo), image.digest)
+    assert second.noop and second.attachments == [str(late.digest)]
+    assert [d.digest for d in got] == [late.digest]
+    # the top manifest was not fetched again: only the new referrer's own manifest was
+    gets = [r.path for r in fake_registry.requests if r.method == "GET" and "/manifests/" in r.path]
+    assert gets == [f"/v2/{unique_repo}/manifests/{late.digest}"]
+
+
 async def test_referrers_can_be_left_out(plain_registry: RunningRegistry, unique_repo: str) -> None:
     image = make_image(seed="nosig")
     sig = make_cosign_signature(image.top, seed="nosig")
