@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from imagevet.digest import Digest
 from imagevet.errors import (
@@ -175,9 +175,9 @@ class CopySession:
         self.options = options or CopyOptions()
         self.progress = progress
         self._slots = asyncio.Semaphore(max(1, self.options.jobs))
-        self._blobs: dict[tuple[str, Digest], asyncio.Task[str]] = {}
-        self._manifests: dict[tuple[str, Digest], asyncio.Task[None]] = {}
-        self._source_tags: dict[str, asyncio.Task[frozenset[str]]] = {}
+        self._blobs: dict[Any, asyncio.Task[str]] = {}
+        self._manifests: dict[Any, asyncio.Task[None]] = {}
+        self._source_tags: dict[Any, asyncio.Task[frozenset[str]]] = {}
 
     async def copy(
         self, source: Reference, target: Reference, *, options: CopyOptions | None = None
@@ -190,26 +190,31 @@ class CopySession:
 
     # -- shared, deduplicated work ------------------------------------------------------------
 
-    def _once(
+    async def _shared(
         self,
-        cache: dict[tuple[str, Digest], asyncio.Task[_T]],
-        key: tuple[str, Digest],
+        cache: dict[Any, asyncio.Task[_T]],
+        key: object,
         make: Callable[[], Awaitable[_T]],
-    ) -> asyncio.Task[_T]:
+    ) -> tuple[_T, bool]:
+        """Run ``make()`` once per key for the whole session; return its result and whether this
+        call started it.
+
+        Every caller awaits the same task through :func:`asyncio.shield`: an image cancelled
+        because its own copy failed does not cancel the work other images wait on.  A failed or
+        cancelled task is replaced by the next caller.
+        """
         task = cache.get(key)
+        created = False
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = asyncio.ensure_future(make())
             cache[key] = task
-        return task
+            created = True
+        return await asyncio.shield(task), created
 
     async def source_tags(self, source: Reference) -> frozenset[str]:
         """The source repository's tags, listed once per session (for digest-tag discovery)."""
-        key = source.name
-        task = self._source_tags.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._list_tags(source))
-            self._source_tags[key] = task
-        return await task
+        tags, _ = await self._shared(self._source_tags, source.name, lambda: self._list_tags(source))
+        return tags
 
     async def _list_tags(self, source: Reference) -> frozenset[str]:
         try:
@@ -318,7 +323,7 @@ class _ImageCopy:
 
     async def _copy_child(self, desc: Descriptor, *, depth: int) -> None:
         key = (self.target.name, desc.digest)
-        await self.s._once(self.s._manifests, key, lambda: self._copy_manifest(desc.digest, depth))
+        await self.s._shared(self.s._manifests, key, lambda: self._copy_manifest(desc.digest, depth))
 
     async def _copy_manifest(self, digest: Digest, depth: int) -> None:
         """Copy one manifest (and everything below it) by digest, unless the target has it."""
@@ -349,8 +354,10 @@ class _ImageCopy:
 
     async def _copy_blob(self, desc: Descriptor) -> None:
         key = (self.target.name, desc.digest)
-        how = await self.s._once(self.s._blobs, key, lambda: self._transfer_blob(desc))
-        if how == "copied":
+        how, mine = await self.s._shared(self.s._blobs, key, lambda: self._transfer_blob(desc))
+        if not mine:  # another image of this run moved it: count it once, there
+            self.counters.blobs_skipped += 1
+        elif how == "copied":
             self.counters.blobs_copied += 1
             self.counters.bytes_copied += desc.size
         elif how == "mounted":

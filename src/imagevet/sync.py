@@ -333,6 +333,9 @@ async def apply_plan(
                 outcomes[i] = ActionOutcome(action, "done", result=result)
             except ImagevetError as e:
                 outcomes[i] = ActionOutcome(action, "failed", str(e))
+            except Exception as e:  # a bug must not abort the run before its summary is written
+                log.exception("%s: unexpected error", action.target)
+                outcomes[i] = ActionOutcome(action, "failed", f"unexpected {type(e).__name__}: {e}")
 
     await asyncio.gather(*(
         image(i, a) for i, a in enumerate(plan.actions) if isinstance(a, Copy | Update)

@@ -186,6 +186,32 @@ async def test_blobs_present_at_target_are_skipped_and_never_moved_twice(
     assert ra.blobs_copied + rb.blobs_copied + ra.blobs_skipped + rb.blobs_skipped >= len(total)
 
 
+async def test_one_failing_image_does_not_cancel_work_another_shares(
+    plain_registry: RunningRegistry, basic_registry: RunningRegistry, unique_repo: str, fault_proxy: Any
+) -> None:
+    """A and B share a layer; A's own layer fails: A fails, B completes (no CancelledError)."""
+    base = random_blob(300_000, "shared-cancel")
+    a = make_image(seed="cancel-a", shared_layers=[base], layer_sizes=(1000,))
+    b = make_image(seed="cancel-b", shared_layers=[base], layer_sizes=(1000,))
+    await push_image(plain_registry, unique_repo, a, "a")
+    await push_image(plain_registry, unique_repo, b, "b")
+    own = next(d.digest for d in a.top.blobs() if d.size == 1000)
+    proxy = fault_proxy(plain_registry)
+    proxy.fail(times=None, status=403, path_contains=f"/blobs/{own}")
+    proxy.delay(0.3, path_contains=f"/blobs/{Digest.of(base)}")  # the shared layer is in flight
+    async with client_for(basic_registry) as client:
+        session = CopySession(client, CopyOptions(jobs=4))
+        ra, rb = await asyncio.gather(
+            session.copy(ref(proxy, unique_repo, "a"), ref(basic_registry, unique_repo, "a")),
+            session.copy(ref(proxy, unique_repo, "b"), ref(basic_registry, unique_repo, "b")),
+            return_exceptions=True,
+        )
+    assert isinstance(ra, CopyError)
+    assert not isinstance(rb, BaseException), rb
+    assert rb.digest == b.digest
+    assert await list_tags(basic_registry, unique_repo, **auth(basic_registry)) == ["b"]
+
+
 @pytest.mark.parametrize("trap", sorted(set(TRAPS) - DISTRIBUTION_28_REJECTS))
 async def test_conformance_traps_keep_their_bytes(
     plain_registry: RunningRegistry, basic_registry: RunningRegistry, unique_repo: str, trap: str

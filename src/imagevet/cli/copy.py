@@ -102,6 +102,9 @@ async def _copy_tags(
                 results.append(await session.copy(src.with_tag(tag), dst.with_tag(tag)))
             except CopyError as e:
                 errors.append(e)
+            except Exception as e:  # one tag's unexpected failure must not stop the others
+                errors.append(CopyError(str(src.with_tag(tag)), str(dst.with_tag(tag)),
+                                        f"unexpected {type(e).__name__}: {e}"))
 
     await asyncio.gather(*(one(t) for t in tags))
     results.sort(key=lambda r: str(r.target))
