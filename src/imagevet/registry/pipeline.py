@@ -148,10 +148,18 @@ class Pipeline:
             )
             if resp.status != 401 or not (reauth or gate is not None):
                 return resp
+            if origin(resp.url) != target.origin:
+                # A 401 from a redirect hop (CDN, storage) names no realm we may trust: never
+                # let another origin choose where the registry's credentials are sent.
+                return resp
             challenges = resp.headers.getall("WWW-Authenticate", [])
-            fresh = await auth.on_unauthorized(
-                registry, target.host, target.base, scopes, challenges, sent
-            )
+            try:
+                fresh = await auth.on_unauthorized(
+                    registry, target.host, target.base, scopes, challenges, sent
+                )
+            except BaseException:
+                await _discard(resp)
+                raise
             if fresh is None or not (body is None or isinstance(body, bytes)):
                 return resp
             await _discard(resp)

@@ -122,6 +122,29 @@ async def test_redirect_cross_origin_drops_authorization_keeps_query_bytes() -> 
     assert client.stats.count("GET", "blob") == 3  # 401, 307, CDN
 
 
+async def test_a_401_from_a_redirect_hop_cannot_redirect_credentials() -> None:
+    """A storage host answering 401 with its own realm must not receive the registry's password."""
+    reg = FakeRegistry(auth="bearer")
+    elsewhere: list[Request] = []
+
+    def handler(req: Request) -> Response:
+        if req.url.startswith("https://cdn.example/"):
+            return respond(401, b"", {"WWW-Authenticate": 'Bearer realm="https://evil.example/token"'})
+        if req.url.startswith("https://evil.example/"):
+            elsewhere.append(req)
+            return respond(200, b'{"token": "stolen"}')
+        if req.method == "GET" and req.url.endswith(BLOB_PATH):
+            return respond(307, b"", {"Location": SIGNED})
+        return sync(reg, req)
+
+    client, _ = make_client(MockTransport(handler), credentials=CREDS)
+    for _ in range(2):
+        with pytest.raises(RegistryError) as info:
+            await read_all(client, REF, DESC)
+        assert info.value.status == 401
+    assert elsewhere == []
+
+
 async def test_redirect_same_origin_keeps_authorization() -> None:
     reg = FakeRegistry(auth="basic", basic=("alice", "pw-s3cret"))
     reg.route("GET", "/v2/team/app/blobs/elsewhere")(lambda r: Response.from_bytes(200, {}, DATA))
