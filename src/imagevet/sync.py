@@ -341,10 +341,19 @@ async def apply_plan(
         image(i, a) for i, a in enumerate(plan.actions) if isinstance(a, Copy | Update)
     ))
 
+    # A manifest may be deleted only if nothing that stays points at it: tags not pruned
+    # (backup tags included), the policy's explicit digests, and what this run just pushed.
     keep: dict[Reference, set[Digest]] = {}
     pruned = {(a.target.repo(), a.target.tag) for a in plan.actions if isinstance(a, Prune)}
     for repo, state in observed.targets.items():
         keep[repo] = {d for t, d in state.tags.items() if d is not None and (repo, t) not in pruned}
+        keep[repo] |= set(state.digests)
+    for outcome in outcomes.values():
+        if isinstance(outcome.action, Copy | Update) and outcome.status == "done":
+            pushed = keep.setdefault(outcome.action.target.repo(), set())
+            pushed.add(outcome.action.digest)
+            if outcome.result is not None:
+                pushed.add(outcome.result.digest)
     for i, action in enumerate(plan.actions):
         if i in outcomes:
             continue

@@ -205,6 +205,25 @@ async def test_prune_is_reported_and_done_only_when_asked(
     assert await list_tags(target, "acme/p") == ["1"]
 
 
+async def test_prune_never_deletes_what_this_run_pushed(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
+) -> None:
+    a, b = make_image(seed="prune-a"), make_image(seed="prune-b")
+    await seed(plain_registry, f"{unique_repo}/q", {"1": a, "2": b})
+    await push_image(target, "acme/q", a, "stray")  # an old tag at the target, same digest as "1"
+    policy = write_policy(tmp_path, target.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/q\n    tags:\n      tags: ['1']\n"
+    ))
+    assert imagevet("lock", policy=policy).returncode == 0
+    out = imagevet("sync", "--prune", "--json", policy=policy)
+    assert out.returncode == 0, out.stderr
+    prune = next(a for a in json.loads(out.stdout)["actions"] if a["kind"] == "prune")
+    assert prune["tag"] == "stray"
+    assert prune["message"] == "not deleted: another tag still points at the same manifest"
+    body, _, _ = await get_manifest_bytes(target, "acme/q", "1")
+    assert body == a.top.data
+
+
 async def test_one_failing_source_does_not_stop_the_others(
     plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
     fault_proxy: Any,
