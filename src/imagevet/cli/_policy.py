@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from imagevet.cli.common import console, handle_errors
+from imagevet.cli.common import console, err_console, handle_errors
 from imagevet.digest import Digest
 from imagevet.ledger import read_ledger
 from imagevet.lock import Lock, lock_path_for, read_lock
@@ -93,7 +93,7 @@ async def hub_manager(policy: Policy) -> AsyncIterator[RepositoryManager | None]
         return
     url, credentials = hub_settings_from_env(os.environ)
     if credentials is None:
-        console.print(
+        err_console.print(
             "[yellow]note:[/] no DOCKER_HUB_USERNAME/DOCKER_HUB_TOKEN: repositories are not "
             "created or configured (pushing may still create them)", highlight=False,
         )

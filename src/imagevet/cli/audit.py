@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from imagevet.cli.common import EXIT_FAILURE, console, err_console, handle_errors, print_json
 from imagevet.ledger import read_ledger, verify_ledger
@@ -35,7 +36,7 @@ def verify_command(
     elif check.ok:
         console.print(f"{ledger}: {check.records} records, chain intact")
     else:
-        err_console.print(f"[red]{ledger}:{check.bad_line}: {check.reason}[/] "
+        err_console.print(f"[red]{escape(str(ledger))}:{check.bad_line}: {escape(check.reason)}[/] "
                           f"({check.records} records verified before it)")
     if not check.ok:
         raise typer.Exit(EXIT_FAILURE)

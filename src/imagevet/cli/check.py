@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from imagevet import __version__
 from imagevet.category import AccessSettings, Classification
@@ -181,7 +182,7 @@ async def _ask_hub(
             try:
                 access, source = await read_access_settings(client, org), "hub"
             except ImagevetError as e:
-                err_console.print(f"[yellow]warning:[/] cannot read {org}'s IAM settings ({e}); using the declared ones")
+                err_console.print(f"[yellow]warning:[/] cannot read {escape(org)}'s IAM settings ({escape(str(e))}); using the declared ones")
         classified = await CatalogClassifier(client, org=org).classify(refs)
     return access, {c.reference.name: c for c in classified}, source
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from imagevet.errors import (
     CopyError,
@@ -113,7 +114,7 @@ def exit_code_for(exc: BaseException) -> int:
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print ``message`` to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {redact(message)}", markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", markup=True)
     raise typer.Exit(code)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import typer
+from rich.markup import escape
 
 from imagevet.cli.common import (
     EXIT_FAILURE,
@@ -82,7 +83,7 @@ def copy_command(
         })
     else:
         for failure in errors:
-            err_console.print(f"[red]failed[/] {failure.source} -> {failure.target}: {failure.reason}")
+            err_console.print(f"[red]failed[/] {escape(failure.source)} -> {escape(failure.target)}: {escape(failure.reason)}")
         console.print(_summary(results, errors, seconds))
     if errors:
         raise typer.Exit(EXIT_FAILURE)

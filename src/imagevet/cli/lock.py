@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from imagevet.cli._policy import POLICY_OPTION, load, now_utc
 from imagevet.cli.common import (
@@ -41,7 +42,7 @@ def lock_command(
     try:
         chosen = entries_by_name(loaded.policy, entry)
     except KeyError as e:
-        err_console.print(f"[red]error:[/] no policy entry called {e.args[0]!r}")
+        err_console.print(f"[red]error:[/] no policy entry called {escape(repr(e.args[0]))}")
         raise typer.Exit(2) from None
 
     async def _go() -> Resolution:
@@ -64,9 +65,9 @@ def lock_command(
         console.print(diff.render() if diff.has_changes else f"{loaded.lock_path}: up to date",
                       highlight=False, markup=False)
         for name, tags in resolution.missing.items():
-            console.print(f"[yellow]warning:[/] {name}: tags not found upstream: {', '.join(tags)}")
+            console.print(f"[yellow]warning:[/] {escape(name)}: tags not found upstream: {escape(', '.join(tags))}")
         for p in resolution.problems:
-            err_console.print(f"[red]error:[/] {p.entry} ({p.source}): {p.message}", highlight=False)
+            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
     if not check and (diff.has_changes or not loaded.lock_path.exists()):
         write_lock(loaded.lock_path, new)
     if resolution.problems:

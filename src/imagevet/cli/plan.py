@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from imagevet.cli._policy import POLICY_OPTION, hub_manager, load, now_utc, print_plan, rewritten
 from imagevet.cli.common import (
@@ -58,7 +59,7 @@ def plan_command(
     else:
         print_plan(plan, verbose=verbose)
         for p in problems:
-            err_console.print(f"[red]error:[/] {p.entry} ({p.source}): {p.message}", highlight=False)
+            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
     if problems:
         raise typer.Exit(EXIT_FAILURE)
     if detailed_exitcode and plan.has_changes:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from imagevet.cli._policy import (
     LEDGER_NAME,
@@ -113,11 +114,11 @@ def sync_command(
         print_json(summary)
     else:
         for outcome in result.failed:
-            err_console.print(f"[red]failed[/] {outcome.action.describe()}: {outcome.message}", highlight=False)
+            err_console.print(f"[red]failed[/] {escape(f'{outcome.action.describe()}: {outcome.message}')}", highlight=False)
         for p in result.problems:
-            err_console.print(f"[red]error:[/] {p.entry} ({p.source}): {p.message}", highlight=False)
+            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
         for warning in result.plan.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         console.print(_summary_line(result), highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILURE)

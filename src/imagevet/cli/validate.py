@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from imagevet.cli._policy import POLICY_OPTION, load, now_utc
 from imagevet.cli.common import console, print_json
@@ -35,5 +36,5 @@ def validate_command(
     n = len(loaded.policy.entries)
     console.print(f"{policy}: valid, {n} entr{'y' if n == 1 else 'ies'}", highlight=False)
     for name in expired:
-        console.print(f"[yellow]warning:[/] approval of {name} has expired: new digests are held",
+        console.print(f"[yellow]warning:[/] approval of {escape(name)} has expired: new digests are held",
                       highlight=False)
