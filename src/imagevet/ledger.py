@@ -16,6 +16,7 @@ target references, digests, outcome, reason, rate-limit budget seen) plus a run 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -75,6 +76,21 @@ def _last_record(fd: int) -> tuple[int, str]:
     return 0, GENESIS  # pragma: no cover
 
 
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write ``data`` at the end and fsync; on any error cut the file back to where it was."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)  # never leave a partial record behind
+        raise LedgerError(f"cannot append to ledger {path}: {e.strerror}") from None
+
+
 def append_events(
     path: Path, events: Iterable[Mapping[str, Any]], *, now: datetime | None = None
 ) -> int:
@@ -99,8 +115,7 @@ def append_events(
             lines.append(_canonical(record) + b"\n")
             prev = digest
         if lines:
-            os.write(fd, b"".join(lines))
-            os.fsync(fd)
+            _write_all(fd, b"".join(lines), path)
         return seq
     finally:
         os.close(fd)

@@ -92,3 +92,27 @@ def test_corrupt_tail_is_refused_not_overwritten(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="corrupt last line"):
         append_events(path, [{"n": 2}], now=NOW)
     assert path.read_bytes() == before
+
+
+def test_a_failed_write_leaves_no_partial_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os as os_module
+
+    path = tmp_path / "ledger.jsonl"
+    append_events(path, [{"n": 1}], now=NOW)
+    before = path.read_bytes()
+    real_write = os_module.write
+    calls = {"n": 0}
+
+    def short_then_full_disk(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:10]))  # a short write...
+        raise OSError(28, "No space left on device")  # ...then the disk is full
+
+    monkeypatch.setattr(os_module, "write", short_then_full_disk)
+    with pytest.raises(LedgerError, match="No space left"):
+        append_events(path, [{"n": 2}], now=NOW)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert append_events(path, [{"n": 3}], now=NOW) == 2
+    assert verify_ledger(path).ok

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import typer
@@ -22,6 +25,7 @@ from imagevet.cli.common import (
     EXIT_FAILURE,
     console,
     err_console,
+    handle_errors,
     make_registry_client,
     print_json,
     run,
@@ -101,15 +105,13 @@ def sync_command(
 
     directory = state_dir(loaded.policy)
     summary = result.to_json()
-    summary_path = report or directory / "last-sync.json"
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    append_events(directory / LEDGER_NAME, result.ledger_events())
-    lock_diff = diff_locks(loaded.lock, new_lock)
-    if lock_diff.has_changes:  # follow entries: the lock records what is mirrored now
-        write_lock(loaded.lock_path, new_lock)
-        if not as_json:
-            console.print(f"{loaded.lock_path}: updated for follow entries", highlight=False)
+    with handle_errors():
+        _write_atomic(report or directory / "last-sync.json", json.dumps(summary, indent=2) + "\n")
+        append_events(directory / LEDGER_NAME, result.ledger_events())
+        if diff_locks(loaded.lock, new_lock).has_changes:
+            write_lock(loaded.lock_path, new_lock)  # follow entries: what is mirrored now
+            if not as_json:
+                console.print(f"{loaded.lock_path}: updated for follow entries", highlight=False)
     if as_json:
         print_json(summary)
     else:
@@ -122,6 +124,22 @@ def sync_command(
         console.print(_summary_line(result), highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _summary_line(result: SyncReport) -> str:
