@@ -124,6 +124,9 @@ class CopyResult:
     blobs_skipped: int = 0
     bytes_copied: int = 0
     platforms: list[str] = field(default_factory=list)
+    """Platforms the target now holds (attestation entries left out)."""
+    source_platforms: list[str] = field(default_factory=list)
+    """Platforms of the source image (differs from ``platforms`` for a subset)."""
     attachments: list[str] = field(default_factory=list)
     """Referrer digests and digest tags copied with the image."""
     index_rewritten: bool = False
@@ -145,6 +148,7 @@ class CopyResult:
             "blobs_skipped": self.blobs_skipped,
             "bytes_copied": self.bytes_copied,
             "platforms": self.platforms,
+            "source_platforms": self.source_platforms,
             "attachments": self.attachments,
             "index_rewritten": self.index_rewritten,
             "sparse": self.sparse,
@@ -272,11 +276,12 @@ class _ImageCopy:
 
         top = await self.client.get_manifest(self.source.repo().with_digest(src_digest))
         result.media_type = top.media_type
+        result.source_platforms = top.platforms()
         if opts.platforms is not None and top.is_index:
             top = _subset_index(top, opts.platforms)
             result.index_rewritten = top.digest != src_digest
             result.digest = top.digest
-        result.platforms = [str(d.platform) for d in top.children() if d.platform is not None]
+        result.platforms = top.platforms()
 
         await self._copy_tree(top, depth=0)
         await self._push_manifest(target.repo(), top)  # by digest: complete before any tag

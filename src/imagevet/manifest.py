@@ -167,6 +167,15 @@ class RawManifest:
             return []
         return [Descriptor.from_json(d) for d in self.json.get("manifests") or []]
 
+    def platforms(self) -> list[str]:
+        """The platforms an index lists (``os/arch[/variant]``), without attestation entries
+        (``unknown/unknown``); empty for an image manifest."""
+        return [
+            str(d.platform)
+            for d in self.children()
+            if d.platform is not None and d.platform.os not in ("", "unknown")
+        ]
+
     def blobs(self) -> list[Descriptor]:
         """The config and layers of an image manifest (empty for an index)."""
         if self.is_index:

@@ -83,8 +83,7 @@ async def _describe(
 ) -> LockedImage:
     """Read a digest never seen before: media type, platforms (GET), referrers."""
     manifest = await client.get_manifest(repo.with_digest(digest))
-    platforms = tuple(str(d.platform) for d in manifest.children() if d.platform is not None
-                      and d.platform.os != "unknown")
+    platforms = tuple(manifest.platforms())
     referrers: tuple[Digest, ...] = ()
     if entry.referrers:
         fallback = f"{digest.algorithm}-{digest.hex}" in listed  # else no manifest GET for it

@@ -408,7 +408,7 @@ def follow_lock(policy: Policy, lock: Lock, report: SyncReport, observed: Observ
                 tags[tag] = previous
             elif result is not None and result.source_digest == digest:
                 tags[tag] = LockedImage(
-                    digest, result.media_type, report.plan.now, tuple(result.platforms),
+                    digest, result.media_type, report.plan.now, tuple(result.source_platforms),
                     tuple(Digest.parse(a) for a in result.attachments if ":" in a),
                 )
             elif previous is not None:
