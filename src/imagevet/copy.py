@@ -80,10 +80,6 @@ def is_digest_tag(tag: str) -> bool:
     return _DIGEST_TAG_RE.match(tag) is not None
 
 
-def _digest_tag(digest: Digest, suffix: str) -> str:
-    return f"{digest.algorithm}-{digest.hex}{suffix}"
-
-
 class CopyProgress(Protocol):
     """Receives progress events; the CLI renders them, tests may count them."""
 
@@ -268,7 +264,7 @@ class _ImageCopy:
             )
             if have is not None and have.digest == src_digest:
                 if opts.referrers:
-                    await self._sync_digest_tags_cheaply(src_digest, target)
+                    await self._sync_digest_tags_cheaply(src_digest)
                     await self._sync_native_referrers(src_digest)
                 result.noop = True
                 self._fill(result)
@@ -423,12 +419,12 @@ class _ImageCopy:
     async def _attachments_of(self, subject: Digest, tags: frozenset[str], depth: int) -> None:
         # 1. digest tags present at the source (cosign .sig/.att/.sbom, referrers fallback index)
         for suffix in DIGEST_TAG_SUFFIXES:
-            tag = _digest_tag(subject, suffix)
-            if tag in tags:
+            tag = subject.tag(suffix)
+            if tag is not None and tag in tags:
                 await self._copy_attachment_tag(tag, depth)
         # 2. referrers through the OCI 1.1 API (the client falls back to the tag schema itself;
         #    manifests already copied above are deduplicated by the session)
-        if _digest_tag(subject, "") in tags:
+        if subject.tag() in tags:
             return  # the fallback index was copied byte for byte as a tag: it lists them all
         # the tag list shows there is no fallback tag: ask the API only (no manifest GET)
         referrers = await self.client.referrers(self.source.repo(), subject, tag_schema=False)
@@ -462,7 +458,7 @@ class _ImageCopy:
         missing = [d for d in referrers if d.digest not in listed]
         if not missing:
             return
-        tag_ref = self.target.repo().with_tag(_digest_tag(subject, ""))
+        tag_ref = self.target.repo().with_tag(subject.tag())
         existing: list[dict[str, object]] = []
         try:
             current = await self.client.get_manifest(tag_ref)
@@ -497,12 +493,12 @@ class _ImageCopy:
             self.attachments.append(str(desc.digest))
         await self._ensure_target_lists_referrers(subject, found)
 
-    async def _sync_digest_tags_cheaply(self, subject: Digest, target: Reference) -> None:
+    async def _sync_digest_tags_cheaply(self, subject: Digest) -> None:
         """No-op path: bring digest tags of the top manifest up to date using HEADs only."""
         tags = await self.s.source_tags(self.source)
         for suffix in DIGEST_TAG_SUFFIXES:
-            tag = _digest_tag(subject, suffix)
-            if tag in tags:
+            tag = subject.tag(suffix)
+            if tag is not None and tag in tags:
                 await self._copy_attachment_tag(tag, depth=1)
 
 

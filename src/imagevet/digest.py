@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from imagevet.errors import DigestMismatchError, InvalidDigestError
 
-__all__ = ["Digest", "DigestVerifier", "SUPPORTED_ALGORITHMS"]
+__all__ = ["SUPPORTED_ALGORITHMS", "Digest", "DigestVerifier", "MAX_TAG_LENGTH"]
+
+MAX_TAG_LENGTH = 128
 
 # algorithm -> length of the lowercase hex encoding (OCI image-spec, descriptor.md#registered-algorithms)
 SUPPORTED_ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -51,6 +53,16 @@ class Digest:
     def verifier(self) -> DigestVerifier:
         """Start a streaming check of content announced with this digest."""
         return DigestVerifier(self)
+
+    def tag(self, suffix: str = "") -> str | None:
+        """The tag attached to this digest: ``sha256-<hex>`` (the OCI referrers fallback tag, cut
+        to 128 characters) or, with a suffix, cosign's ``sha256-<hex>.sig``; ``None`` when a
+        suffixed name would not fit in a tag."""
+        base = f"{self.algorithm}-{self.hex}"
+        if not suffix:
+            return base[:MAX_TAG_LENGTH]
+        name = base + suffix
+        return name if len(name) <= MAX_TAG_LENGTH else None
 
     @property
     def encoded(self) -> str:

@@ -27,9 +27,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from imagevet.digest import Digest
 from imagevet.errors import ImagevetError
 
-__all__ = ["GENESIS", "LedgerCheck", "LedgerError", "append_events", "read_ledger", "verify_ledger"]
+__all__ = [
+    "GENESIS",
+    "LedgerCheck",
+    "LedgerError",
+    "append_events",
+    "read_ledger",
+    "rewritten_from_ledger",
+    "verify_ledger",
+]
 
 GENESIS = "genesis"
 
@@ -162,3 +171,16 @@ def verify_ledger(path: Path) -> LedgerCheck:
             prev = rhash
             count += 1
     return LedgerCheck(True, count)
+
+
+def rewritten_from_ledger(records: Iterable[Mapping[str, Any]]) -> dict[Digest, Digest]:
+    """Target digest -> source digest of every rewritten index (platform subset) a sync recorded."""
+    out: dict[Digest, Digest] = {}
+    for record in records:
+        copy = record.get("event", {}).get("copy")
+        if isinstance(copy, dict) and copy.get("index_rewritten"):
+            try:
+                out[Digest.parse(copy["digest"])] = Digest.parse(copy["source_digest"])
+            except (KeyError, ImagevetError):
+                continue
+    return out

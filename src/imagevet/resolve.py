@@ -86,7 +86,7 @@ async def _describe(
     platforms = tuple(manifest.platforms())
     referrers: tuple[Digest, ...] = ()
     if entry.referrers:
-        fallback = f"{digest.algorithm}-{digest.hex}" in listed  # else no manifest GET for it
+        fallback = digest.tag() in listed  # else no manifest GET for it
         found = await client.referrers(repo, digest, tag_schema=fallback)
         referrers = tuple(d.digest for d in found)
     return LockedImage(digest, manifest.media_type, now, platforms, referrers)

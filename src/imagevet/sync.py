@@ -67,7 +67,6 @@ __all__ = [
     "observe",
     "plan_policy",
     "repo_specs",
-    "rewritten_from_ledger",
     "summarize_requests",
 ]
 
@@ -212,7 +211,7 @@ async def observe(
     """HEAD what the plan needs: upstream tags (unless given) and every target tag.
 
     ``rewritten`` maps the digest of each index imagevet rewrote for a platform subset to the
-    source digest it was made from (:func:`rewritten_from_ledger`), so that such a tag is not
+    source digest it was made from (:func:`imagevet.ledger.rewritten_from_ledger`), so that such a tag is not
     copied again on every run.
     """
     gate = asyncio.Semaphore(HEAD_CONCURRENCY)
@@ -278,7 +277,10 @@ async def _prune(client: RegistryClient, action: Prune, keep: Mapping[Reference,
         return "not deleted: its digest is unknown"
     if action.digest in keep.get(action.target.repo(), set()):
         return "not deleted: another tag still points at the same manifest"
-    await client.delete_manifest(action.target.repo().with_digest(action.digest))
+    try:
+        await client.delete_manifest(action.target.repo().with_digest(action.digest))
+    except NotFoundError:
+        return "deleted (it was already gone)"
     return "deleted"
 
 
@@ -416,19 +418,6 @@ def follow_lock(policy: Policy, lock: Lock, report: SyncReport, observed: Observ
         digests = dict(old.digests) if old is not None else {}
         lock = lock.with_entry(LockEntry(entry.source, entry.target, tags, digests))
     return lock
-
-
-def rewritten_from_ledger(records: Iterable[Mapping[str, Any]]) -> dict[Digest, Digest]:
-    """Target digest -> source digest of every rewritten index (platform subset) a sync recorded."""
-    out: dict[Digest, Digest] = {}
-    for record in records:
-        copy = record.get("event", {}).get("copy")
-        if isinstance(copy, dict) and copy.get("index_rewritten"):
-            try:
-                out[Digest.parse(copy["digest"])] = Digest.parse(copy["source_digest"])
-            except (KeyError, ImagevetError):
-                continue
-    return out
 
 
 def repo_specs(

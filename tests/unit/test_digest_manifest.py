@@ -107,3 +107,12 @@ def test_malformed_manifests_are_refused() -> None:
 )
 def test_ratelimit_headers(headers: dict[str, str], expected: RateLimit | None) -> None:
     assert RateLimit.from_headers(headers) == expected
+
+
+def test_digest_tags() -> None:
+    d = Digest.of(b"x")
+    assert d.tag() == f"sha256-{d.hex}"
+    assert d.tag(".sig") == f"sha256-{d.hex}.sig"
+    long = Digest.of(b"x", "sha512")
+    assert long.tag() == f"sha512-{long.hex}"[:128]  # the referrers fallback tag is cut to fit
+    assert long.tag(".sig") is None  # a cosign tag for sha512 cannot be a valid tag

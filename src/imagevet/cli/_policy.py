@@ -14,13 +14,12 @@ from rich.markup import escape
 
 from imagevet.cli.common import console, err_console, handle_errors
 from imagevet.digest import Digest
-from imagevet.ledger import read_ledger
+from imagevet.ledger import read_ledger, rewritten_from_ledger
 from imagevet.lock import Lock, lock_path_for, read_lock
 from imagevet.plan import ActionKind, Plan
 from imagevet.policy import Policy, load_policy
 from imagevet.reference import DOCKER_HUB
 from imagevet.repository_spec import RepositoryManager
-from imagevet.sync import rewritten_from_ledger
 
 __all__ = [
     "LEDGER_NAME",

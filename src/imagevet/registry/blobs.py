@@ -293,6 +293,9 @@ async def mount_blob(p: Pipeline, ref: Reference, digest: Digest, from_ref: Refe
         if location:
             await _cancel(p, ref, join_url(resp.url, location), scopes)
         return False
+    if resp.status in (400, 404, 405):  # no mount here (unsupported, or the source is unknown)
+        await resp.read(1 << 16)
+        return False
     await raise_for_status(resp, "POST")
     await resp.aclose()
     return False

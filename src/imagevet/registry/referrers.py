@@ -32,7 +32,9 @@ _UNSUPPORTED = frozenset({400, 404, 405, 501})
 
 def fallback_tag(subject: Digest) -> str:
     """The referrers tag of ``subject``: ``<alg>-<hex>``, cut to the 128 characters a tag may have."""
-    return f"{subject.algorithm}-{subject.hex}"[:128]
+    tag = subject.tag()
+    assert tag is not None  # the unsuffixed tag always fits
+    return tag
 
 
 class ReferrersSupport:
