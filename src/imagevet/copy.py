@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -530,13 +530,15 @@ def _subset_index(index: RawManifest, platforms: Sequence[Platform]) -> RawManif
     return RawManifest.from_bytes(json.dumps(doc, indent=2).encode(), index.media_type)
 
 
-async def _reporting(stream, desc: Descriptor, progress: CopyProgress):  # type: ignore[no-untyped-def]
+async def _reporting(
+    stream: AsyncIterable[bytes], desc: Descriptor, progress: CopyProgress
+) -> AsyncIterator[bytes]:
     async for chunk in stream:
         progress.blob_advanced(desc.digest, len(chunk))
         yield chunk
 
 
-async def _gather(aws) -> None:  # type: ignore[no-untyped-def]
+async def _gather(aws: Iterable[Awaitable[object]]) -> None:
     """Run awaitables concurrently; on the first failure cancel the rest and raise it."""
     tasks = [asyncio.ensure_future(a) for a in aws]
     if not tasks:

@@ -44,10 +44,9 @@ class SourceProblem:
 
 @dataclass
 class Resolution:
-    """The new lock, what each source holds now, and what could not be resolved."""
+    """The new lock and what could not be resolved."""
 
     lock: Lock
-    sources: dict[Reference, SourceState] = field(default_factory=dict)
     problems: list[SourceProblem] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
     """Entry name -> explicit tags of its rules that upstream does not have."""
@@ -148,7 +147,6 @@ async def resolve_lock(
                 new_entries.append(kept)
             continue
         new_entries.append(locked)
-        resolution.sources[entry.source] = state
         absent = missing_tags(state.tags, entry.tags)
         if absent:
             resolution.missing[entry.name] = absent

@@ -92,8 +92,6 @@ class SyncOptions:
     """Images copied at once."""
     prune: bool = False
     """Delete target tags the policy no longer selects (otherwise they are only reported)."""
-    budget_reserve: int = 0
-    """Docker Hub pulls to leave unspent."""
 
 
 @dataclass

@@ -66,7 +66,7 @@ def sync_command(
 ) -> None:
     """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
     loaded = load(policy)
-    options = SyncOptions(jobs=jobs, images=images, prune=prune, budget_reserve=budget_reserve)
+    options = SyncOptions(jobs=jobs, images=images, prune=prune)
     known = rewritten(loaded.policy)
     show_progress = not as_json and err_console.is_terminal
 
