@@ -81,12 +81,17 @@ def check_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="With --fix: print a unified diff, write nothing."),
     exclude: list[str] = typer.Option([], "--exclude", help="Glob of paths to skip (repeatable)."),
     show_ok: bool = typer.Option(False, "--show-ok", help="Human output: list references that are fine too."),
+    max_file_size: str = typer.Option(
+        "4M", "--max-file-size", metavar="SIZE",
+        help="Files larger than SIZE (bytes, or with K or M) are reported, not read.",
+    ),
 ) -> None:
     """Find every image reference in Dockerfiles, Compose, Kubernetes, Helm values and workflows;
     judge each against the org's Image Access Management settings and the vetted mirrors."""
     fmt = OutputFormat.JSON if as_json else output_format
     if dry_run and not fix:
         fail("--dry-run needs --fix", EXIT_USAGE)
+    cap = _parse_size(max_file_size)
     targets = list(paths or [Path(".")])
     for p in targets:
         if not p.exists():
@@ -95,7 +100,7 @@ def check_command(
     with handle_errors():
         mirrors = _load_vetted(vetted, policy, lock)
     the_org = org or _org_from_mirrors(mirrors)
-    scan = scan_paths(targets, root=root, exclude=exclude)
+    scan = scan_paths(targets, root=root, exclude=exclude, max_file_size=cap)
     declared = AccessSettings(
         the_org or "",
         enabled=True,
@@ -106,13 +111,32 @@ def check_command(
                               iam_declared=iam_official is not None or iam_verified is not None)
     report = check_scan(scan, context, notes=notes)
     if fix:
-        plan = plan_fixes(report.issues(severity), {f.path: (f.file, f.text) for f in report.files})
+        plan = plan_fixes(
+            report.issues(severity),
+            {f.path: (f.file, f.text) for f in report.files},
+            trees={f.path: f.tree for f in report.files if f.tree is not None},
+        )
         _show_fixes(plan, dry_run=dry_run, to_stderr=fmt is not OutputFormat.HUMAN or output is not None)
         if not dry_run and plan.files:
-            write_fixes(plan)
-            report = check_scan(scan_paths(targets, root=root, exclude=exclude), context, notes=notes)
+            with handle_errors():
+                write_fixes(plan)
+            rescan = scan_paths(targets, root=root, exclude=exclude, max_file_size=cap)
+            report = check_scan(rescan, context, notes=notes)
     _emit(report, fmt, severity, output, show_ok=show_ok)
     raise typer.Exit(EXIT_VIOLATIONS if report.failed(severity) else EXIT_OK)
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20}
+
+
+def _parse_size(text: str) -> int:
+    """``4M``, ``512K`` or a byte count; a usage error otherwise."""
+    raw = text.strip().upper()
+    digits = raw.rstrip("KMIB")
+    unit = raw[len(digits):]
+    if not digits.isdigit() or unit not in _SIZE_UNITS or int(digits) <= 0:
+        fail(f"--max-file-size: expected bytes, or a number with K or M (4M), got {text!r}", EXIT_USAGE)
+    return int(digits) * _SIZE_UNITS[unit]
 
 
 def _load_vetted(vetted: Path | None, policy: Path | None, lock: Path | None) -> list[VettedImage]:
