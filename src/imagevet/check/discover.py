@@ -78,9 +78,9 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
     parts = path.parts
     if len(parts) >= 3 and parts[-3] == ".github" and parts[-2] == "workflows":
         return SourceKind.WORKFLOW
-    if _COMPOSE.match(name):
+    if _COMPOSE.fullmatch(name):
         return SourceKind.COMPOSE
-    if _VALUES.match(name):
+    if _VALUES.fullmatch(name):
         return SourceKind.HELM_VALUES
     if chart_dir and len(parts) >= 2 and parts[-2] == "templates":
         return SourceKind.HELM_TEMPLATE
