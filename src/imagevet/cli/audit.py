@@ -6,9 +6,15 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
-from imagevet.cli.common import EXIT_FAILURE, console, err_console, handle_errors, print_json
+from imagevet.cli.common import (
+    EXIT_FAILURE,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    terminal_safe,
+)
 from imagevet.ledger import read_ledger, verify_ledger
 
 __all__ = ["DEFAULT_LEDGER", "register"]
@@ -36,7 +42,7 @@ def verify_command(
     elif check.ok:
         console.print(f"{ledger}: {check.records} records, chain intact")
     else:
-        err_console.print(f"[red]{escape(str(ledger))}:{check.bad_line}: {escape(check.reason)}[/] "
+        err_console.print(f"[red]{terminal_safe(str(ledger))}:{check.bad_line}: {terminal_safe(check.reason)}[/] "
                           f"({check.records} records verified before it)")
     if not check.ok:
         raise typer.Exit(EXIT_FAILURE)
@@ -60,4 +66,4 @@ def show_command(
         event = rec.get("event", {})
         kind = event.get("kind", "?")
         rest = " ".join(f"{k}={v}" for k, v in event.items() if k != "kind" and v not in (None, ""))
-        console.print(f"{rec['seq']:>6} {rec['time']} {kind:<10} {rest}", markup=False)
+        console.print(terminal_safe(f"{rec['seq']:>6} {rec['time']} {kind:<10} {rest}", markup=False), markup=False)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from imagevet import __version__
 from imagevet.category import AccessSettings, Classification
@@ -32,7 +31,17 @@ from imagevet.check import (
     write_fixes,
 )
 from imagevet.check.scan import ScanResult
-from imagevet.cli.common import EXIT_OK, EXIT_USAGE, console, err_console, fail, handle_errors, run
+from imagevet.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    hub_settings,
+    run,
+    terminal_safe,
+)
 from imagevet.errors import ImagevetError
 
 __all__ = ["register"]
@@ -194,19 +203,18 @@ def _context(
 async def _ask_hub(
     org: str | None, declared: AccessSettings, refs: list[Any], *, read_settings: bool
 ) -> tuple[AccessSettings, dict[str, Classification], str]:
-    from imagevet.hub import hub_settings_from_env
     from imagevet.hub.categories import CatalogClassifier
     from imagevet.hub.client import HubClient
     from imagevet.hub.settings import read_access_settings
 
-    url, credentials = hub_settings_from_env(os.environ)
+    url, credentials = hub_settings()
     async with HubClient(url, credentials) as client:
         access, source = declared, "declared"
         if read_settings and org and credentials is not None:
             try:
                 access, source = await read_access_settings(client, org), "hub"
             except ImagevetError as e:
-                err_console.print(f"[yellow]warning:[/] cannot read {escape(org)}'s IAM settings ({escape(str(e))}); using the declared ones")
+                err_console.print(f"[yellow]warning:[/] cannot read {terminal_safe(org)}'s IAM settings ({terminal_safe(e)}); using the declared ones")
         classified = await CatalogClassifier(client, org=org).classify(refs)
     return access, {c.reference.name: c for c in classified}, source
 
@@ -214,7 +222,7 @@ async def _ask_hub(
 def _show_fixes(plan: FixPlan, *, dry_run: bool, to_stderr: bool) -> None:
     out = err_console if to_stderr else console
     if dry_run:
-        diff = "".join(f.diff() for f in plan.files)
+        diff = terminal_safe("".join(f.diff() for f in plan.files), markup=False, multiline=True)
         if to_stderr:
             err_console.print(diff, markup=False, end="")
         else:
@@ -223,10 +231,12 @@ def _show_fixes(plan: FixPlan, *, dry_run: bool, to_stderr: bool) -> None:
     else:
         for e in plan.edits:
             via = f" ({e.via})" if e.via else ""
-            out.print(f"fixed {e.path}:{e.line}:{e.column}{via}  {e.old} -> {e.new}", markup=False)
+            line = f"fixed {e.path}:{e.line}:{e.column}{via}  {e.old} -> {e.new}"
+            out.print(terminal_safe(line, markup=False), markup=False)
     for v, why in plan.skipped:
         loc = v.found.location
-        out.print(f"not fixed {loc.path}:{loc.line}:{loc.column}  {v.found.text}: {why}", markup=False)
+        line = f"not fixed {loc.path}:{loc.line}:{loc.column}  {v.found.text}: {why}"
+        out.print(terminal_safe(line, markup=False), markup=False)
     verb = "would change" if dry_run else "changed"
     out.print(f"{len(plan.edits)} edits {verb} in {len(plan.files)} files", markup=False)
 
@@ -238,9 +248,9 @@ def _emit(report: CheckReport, fmt: OutputFormat, severity: Severity, output: Pa
         text = json.dumps(to_sarif(report, threshold=severity, tool_version=__version__), indent=2) + "\n"
     else:
         shown = report.shown(severity) if show_ok else report.issues(severity)
-        lines = [format_verdict(v) for v in shown]
+        lines = [terminal_safe(format_verdict(v), markup=False) for v in shown]
         for note in report.notes:
-            lines.append(f"note: {note}")
+            lines.append(terminal_safe(f"note: {note}", markup=False))
         s = report.summary(severity)
         lines.append(
             f"{s['references']} references in {s['files']} files: {s['ok']} ok, {s['error']} errors, "

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from imagevet.cli._policy import POLICY_OPTION, load, now_utc
 from imagevet.cli.common import (
@@ -16,6 +15,7 @@ from imagevet.cli.common import (
     make_registry_client,
     print_json,
     run,
+    terminal_safe,
 )
 from imagevet.lock import diff_locks, write_lock
 from imagevet.resolve import Resolution, resolve_lock
@@ -42,7 +42,7 @@ def lock_command(
     try:
         chosen = entries_by_name(loaded.policy, entry)
     except KeyError as e:
-        err_console.print(f"[red]error:[/] no policy entry called {escape(repr(e.args[0]))}")
+        err_console.print(f"[red]error:[/] no policy entry called {terminal_safe(repr(e.args[0]))}")
         raise typer.Exit(2) from None
 
     async def _go() -> Resolution:
@@ -62,12 +62,12 @@ def lock_command(
                          for p in resolution.problems],
         })
     else:
-        console.print(diff.render() if diff.has_changes else f"{loaded.lock_path}: up to date",
-                      highlight=False, markup=False)
+        console.print(terminal_safe(diff.render(), markup=False, multiline=True) if diff.has_changes
+                      else f"{loaded.lock_path}: up to date", highlight=False, markup=False)
         for name, tags in resolution.missing.items():
-            console.print(f"[yellow]warning:[/] {escape(name)}: tags not found upstream: {escape(', '.join(tags))}")
+            console.print(f"[yellow]warning:[/] {terminal_safe(name)}: tags not found upstream: {terminal_safe(', '.join(tags))}")
         for p in resolution.problems:
-            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+            err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
     if not check and (diff.has_changes or not loaded.lock_path.exists()):
         write_lock(loaded.lock_path, new)
     if resolution.problems:

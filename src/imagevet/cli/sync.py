@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from imagevet.cli._policy import (
     LEDGER_NAME,
@@ -29,6 +28,7 @@ from imagevet.cli.common import (
     make_registry_client,
     print_json,
     run,
+    terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
 from imagevet.copy import DEFAULT_JOBS
@@ -116,11 +116,11 @@ def sync_command(
         print_json(summary)
     else:
         for outcome in result.failed:
-            err_console.print(f"[red]failed[/] {escape(f'{outcome.action.describe()}: {outcome.message}')}", highlight=False)
+            err_console.print(f"[red]failed[/] {terminal_safe(f'{outcome.action.describe()}: {outcome.message}')}", highlight=False)
         for p in result.problems:
-            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+            err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
         for warning in result.plan.warnings:
-            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+            console.print(f"[yellow]warning:[/] {terminal_safe(warning)}", highlight=False)
         console.print(_summary_line(result), highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILURE)

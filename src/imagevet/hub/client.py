@@ -29,7 +29,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from imagevet.errors import HubError, SecurityError, TransportError
+from imagevet.errors import CredentialsError, HubError, SecurityError, TransportError, redact_url
 from imagevet.hub.credentials import DEFAULT_HUB_URL, HubCredentials
 from imagevet.hub.responses import hub_error
 from imagevet.hub.throttle import ApiRateLimit, retry_after
@@ -110,7 +110,13 @@ class HubClient:
     ) -> None:
         self._base = URL(base_url.rstrip("/"))
         if not self._base.is_absolute() or self._base.scheme not in ("http", "https"):
-            raise ValueError(f"Hub base URL must be http(s) and absolute: {base_url!r}")
+            raise ValueError(f"Hub base URL must be http(s) and absolute: {redact_url(base_url)!r}")
+        if self._base.user is not None or self._base.password is not None:
+            # never sent, never shown: the URL appears in logs, errors and doctor's report
+            raise CredentialsError(
+                f"the Hub URL {redact_url(base_url)} holds credentials (user:password@): "
+                "give them as HubCredentials (DOCKER_HUB_USERNAME/DOCKER_HUB_TOKEN)"
+            )
         self._credentials = credentials
         self._session = session
         self._own_session = session is None
