@@ -109,3 +109,20 @@ def test_password_in_hub_url_is_refused_and_never_shown(
     assert result.exit_code == 2, result.output
     assert "s3cret-pass" not in result.output
     assert "IMAGEVET_HUB_URL" in result.output and "must not hold credentials" in result.output
+
+
+def test_redact_masks_secrets_but_not_the_error_after_a_token_url() -> None:
+    from imagevet.cli.common import redact
+
+    assert redact("POST https://hub/v2/auth/token: ClientConnectorDNSError: x") == (
+        "POST https://hub/v2/auth/token: ClientConnectorDNSError: x"
+    )
+    masked = redact('{"token": "abc1", "password":"p2"} token=zz3 http://u:p4@h/x')
+    assert not any(s in masked for s in ("abc1", "p2", "zz3", "p4"))
+
+
+def test_a_hub_url_that_is_not_http_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEVET_HUB_URL", "ftp://127.0.0.1:1")
+    result = runner.invoke(app, ["classify", "nginx"])
+    assert result.exit_code == 2 and "absolute http(s) URL" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

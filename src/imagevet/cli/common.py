@@ -82,7 +82,8 @@ _EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(authorization:\s*)(\S+\s+)?\S+"),
-    re.compile(r"(?i)((?:password|secret|token|access_token|identitytoken)\"?\s*[:=]\s*\"?)[^\s\",}]+"),
+    # a key = value pair; not a URL path ending in the word (``/v2/auth/token: <error>``)
+    re.compile(r"(?i)((?<![\w/.-])(?:password|secret|token|access_token|identitytoken)\"?\s*[:=]\s*\"?)[^\s\",}]+"),
     re.compile(r"dckr_(?:pat|oat)_[A-Za-z0-9_-]+"),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"),  # JWTs
 )
@@ -137,14 +138,41 @@ class _RedactingFormatter(logging.Formatter):
         return terminal_safe(redact(super().format(record)), markup=False, multiline=True)
 
 
+class _StaminaRecords(logging.Filter):
+    """Turn the retry library's bare ``stamina.retry_scheduled`` record (its details are in
+    ``extra``) into one readable DEBUG line; imagevet reports the final error itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "stamina.retry_scheduled":
+            details = record.__dict__
+            record.msg = "retry %s scheduled in %.2fs after %s"
+            record.args = (
+                details.get("stamina.retry_num"),
+                details.get("stamina.wait_for") or 0.0,
+                details.get("stamina.caused_by"),
+            )
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def configure_logging(*, debug: bool = False, quiet: bool = False) -> None:
-    """Send imagevet's log records to stderr, redacted; DEBUG with --debug."""
+    """Send imagevet's log records to stderr, redacted and terminal-safe; DEBUG with --debug.
+
+    The retry library (``stamina``) logs every scheduled retry as a WARNING to its own logger,
+    which Python would print bare (``stamina.retry_scheduled``) on every failing request: those
+    records are shown only with ``--debug``, as readable DEBUG lines.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("imagevet")
     root.handlers[:] = [handler]
     root.propagate = False
     root.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+    stamina_log = logging.getLogger("stamina")
+    stamina_log.propagate = False
+    stamina_log.filters[:] = [_StaminaRecords()]
+    stamina_log.handlers[:] = [handler] if debug else [logging.NullHandler()]
+    stamina_log.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -229,9 +257,12 @@ def hub_settings(env: Mapping[str, str] | None = None) -> tuple[str, HubCredenti
 
     url, credentials = hub_settings_from_env(os.environ if env is None else env)
     try:
-        userinfo = "@" in urlsplit(url).netloc
+        parts = urlsplit(url)
+        userinfo, usable = "@" in parts.netloc, parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
-        userinfo = "@" in url
+        userinfo, usable = "@" in url, False
+    if not usable and not userinfo:
+        fail(f"IMAGEVET_HUB_URL ({redact_url(url)}) must be an absolute http(s) URL", EXIT_USAGE)
     if userinfo:
         fail(
             f"IMAGEVET_HUB_URL ({redact_url(url)}) must not hold credentials (user:password@): "

@@ -120,6 +120,7 @@ class HubClient:
         self._credentials = credentials
         self._session = session
         self._own_session = session is None
+        self._closed = False
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_retries = max_retries
         self._max_wait = max_wait
@@ -161,7 +162,8 @@ class HubClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session if this client opened it."""
+        """Close the session if this client opened it; the client sends nothing afterwards."""
+        self._closed = True
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
@@ -316,6 +318,8 @@ class HubClient:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token.value}"
+        if self._closed:  # a task still running after the client closed must not open a new session
+            raise TransportError(method, str(url), "the Hub client is closed")
         session = self._ensure_session()
         try:
             async with session.request(
