@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import stat
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -52,6 +55,7 @@ __all__ = [
     "field_path",
     "hint_key",
     "parse_yaml",
+    "read_yaml_file",
     "validation_errors",
 ]
 
@@ -361,6 +365,37 @@ def bounded_yaml(typ: str, *, pure: bool = False) -> YAML:
     yaml = YAML(typ=typ, pure=pure)
     yaml.Composer = BoundedComposer
     return yaml
+
+
+def read_yaml_file(path: Path) -> str:
+    """The text of the policy or lock at ``path``: a drop-in for ``path.read_text("utf-8")``
+    (it raises the same OSError and UnicodeDecodeError) that never blocks on a FIFO, never reads
+    a device such as ``/dev/zero``, and reads at most :data:`MAX_YAML_CHARS` bytes: those are
+    PolicyErrors naming the file."""
+    label = str(path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else (
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        )
+        raise PolicyErrors([PolicyError(label, f"{what}: not read")])
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat above
+            raise PolicyErrors([PolicyError(label, "not a regular file: not read")])
+        data = bytearray()
+        while len(data) <= MAX_YAML_CHARS:
+            chunk = os.read(fd, min(1 << 20, MAX_YAML_CHARS + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > MAX_YAML_CHARS:
+        raise PolicyErrors([
+            PolicyError(label, f"the file is larger than {MAX_YAML_CHARS // 2**20} MiB: not read")
+        ])
+    return bytes(data).decode("utf-8")
 
 
 def parse_yaml(text: str, *, path: str) -> Located:

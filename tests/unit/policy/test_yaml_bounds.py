@@ -6,6 +6,7 @@ the loader refuses them at the alias that crosses the budget, with file:line, an
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
 import tracemalloc
@@ -129,3 +130,29 @@ def test_normal_anchors_and_merges_still_work_many_times() -> None:
     policy = parse_policy(text, path="p.yaml", env={})
     assert len(policy.entries) == 300
     assert all(e.tags.keep == 2 for e in policy.entries)
+
+
+def test_read_yaml_file_refuses_special_and_oversize_files(tmp_path: Path) -> None:
+    from imagevet.policy.located import read_yaml_file
+
+    normal = tmp_path / "imagevet.yaml"
+    normal.write_text(POLICY)
+    assert read_yaml_file(normal) == POLICY
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.yaml"
+    zero.symlink_to("/dev/zero")
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as f:
+        f.truncate(MAX_YAML_CHARS + 1)
+    for path, why in ((fifo, "a FIFO"), (zero, "a device"), (big, "larger than 16 MiB")):
+        start = time.monotonic()
+        with pytest.raises(PolicyErrors) as info:
+            read_yaml_file(path)
+        assert time.monotonic() - start < 2
+        assert info.value.path == str(path) and why in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        read_yaml_file(tmp_path / "missing.yaml")
+    (tmp_path / "latin1.yaml").write_bytes(b"a: \xe9\n")
+    with pytest.raises(UnicodeDecodeError):
+        read_yaml_file(tmp_path / "latin1.yaml")
