@@ -126,3 +126,19 @@ def test_a_hub_url_that_is_not_http_is_a_usage_error(monkeypatch: pytest.MonkeyP
     result = runner.invoke(app, ["classify", "nginx"])
     assert result.exit_code == 2 and "absolute http(s) URL" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_password_in_hub_url_never_shown_by_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = tmp_path / "imagevet.yaml"
+    policy.write_text(
+        "version: 1\ntarget: {namespace: acme}\n"
+        "defaults: {approval: {approved_by: a@b.c, approved_on: 2026-01-01, ticket: X}}\n"
+        "images:\n  - source: bitnami/redis\n    tags: {tags: ['7.4']}\n"
+    )
+    monkeypatch.setenv("IMAGEVET_HUB_URL", "http://someone:s3cret-pass@127.0.0.1:1")
+    monkeypatch.setenv("DOCKER_HUB_USERNAME", "someone")
+    monkeypatch.setenv("DOCKER_HUB_TOKEN", "token-value")
+    for argv in (["plan", "-p", str(policy)], ["--debug", "sync", "--dry-run", "-p", str(policy)]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code in (1, 2), result.output
+        assert "s3cret-pass" not in result.output and "holds credentials" in result.output
