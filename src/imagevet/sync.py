@@ -350,15 +350,19 @@ async def observe(
         held = {wanted[t] for t, d in state.tags.items() if d is not None and t in wanted}
         subsets: dict[Digest, Digest] = {}
         unverified: dict[Digest, str] = {}
-        for digest in sorted(held, key=str):
+
+        async def derive(digest: Digest) -> None:
             try:
                 subsets[digest] = await upstream.subset(entry, digest)
             except ImagevetError as e:
                 unverified[digest] = str(e)
-                problems[entry.name].append(SourceProblem(
-                    entry.name, str(entry.source),
-                    f"cannot derive the platform subset of {digest}: {e}",
-                ))
+
+        await asyncio.gather(*(derive(d) for d in held))
+        for digest in sorted(unverified, key=str):
+            problems[entry.name].append(SourceProblem(
+                entry.name, str(entry.source),
+                f"cannot derive the platform subset of {digest}: {unverified[digest]}",
+            ))
         return entry.target, replace(state, subsets=subsets, unverified=unverified)
 
     async def one(entry: Entry) -> tuple[tuple[str, SourceState | None], tuple[Reference, TargetState]]:

@@ -308,6 +308,7 @@ def _plan_lines(out: subprocess.CompletedProcess[str]) -> list[tuple[str, str, s
 
 async def test_two_entries_on_one_source_each_mirror_their_own_tags(
     plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
+    fault_proxy: Any,
 ) -> None:
     images = {
         "v1": make_multiarch(seed="one-source-v1", platforms=("linux/amd64", "linux/arm64")),
@@ -315,7 +316,8 @@ async def test_two_entries_on_one_source_each_mirror_their_own_tags(
         "v3": make_image(seed="one-source-v3"),
     }
     await seed(plain_registry, f"{unique_repo}/app", images)
-    src = f"{plain_registry.host}/{unique_repo}/app"
+    proxy = fault_proxy(plain_registry)
+    src = f"{proxy.host}/{unique_repo}/app"
     policy = write_policy(tmp_path, target.host, (
         f"  - name: app-a\n    source: {src}\n    target: app-a\n    tags:\n      tags: [v1]\n"
         f"  - name: app-b\n    source: {src}\n    target: app-b\n    mode: follow\n"
@@ -324,6 +326,7 @@ async def test_two_entries_on_one_source_each_mirror_their_own_tags(
         "    tags:\n      allow: ['v[23]']\n"
     ))
     assert imagevet("lock", policy=policy).returncode == 0
+    proxy.clear()
     plans = [imagevet("plan", "--json", policy=policy) for _ in range(4)]
     assert all(p.returncode == 0 for p in plans), plans[0].stderr
     first = _plan_lines(plans[0])
@@ -332,6 +335,9 @@ async def test_two_entries_on_one_source_each_mirror_their_own_tags(
         ("app-a", "copy", "app-a:v1"), ("app-b", "copy", "app-b:v2"),
         ("app-c", "copy", "app-c:v2"), ("app-c", "copy", "app-c:v3"),
     ]
+    # the source is observed once per run however many entries share it
+    assert proxy.count(method="GET", path_contains="/tags/list") == 4
+    assert proxy.count(method="HEAD", path_contains="/manifests/v2") == 4
 
     synced = imagevet("sync", "--json", policy=policy)
     assert synced.returncode == 0, synced.stdout + synced.stderr
@@ -346,9 +352,12 @@ async def test_two_entries_on_one_source_each_mirror_their_own_tags(
         body, _, _ = await get_manifest_bytes(target, "acme/app-c", tag)
         assert body == images[tag].top.data
 
+    proxy.clear()
     again = imagevet("plan", "--json", "--detailed-exitcode", policy=policy)
     assert again.returncode == 0, again.stdout + again.stderr
     assert {k for _, k, _ in _plan_lines(again)} == {"noop"}
+    # the subset mirror was checked against the source index sync kept when it copied
+    assert proxy.count(method="GET", path_contains="/manifests/") == 0
     # the lock of each follow entry records its own tags only
     lock = read_lock(tmp_path / "imagevet.lock")
     by_target = {e.target.repository: sorted(e.tags) for e in lock.entries}
