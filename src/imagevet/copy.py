@@ -41,7 +41,7 @@ from imagevet.errors import (
     RegistryError,
     TransportError,
 )
-from imagevet.manifest import Descriptor, Platform, RawManifest
+from imagevet.manifest import Descriptor, Platform, RawManifest, subset_index
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 
@@ -129,6 +129,8 @@ class CopyResult:
     sparse: list[str] = field(default_factory=list)
     """Children an index lists that the source does not hold (copied as sparse as it is)."""
     seconds: float = 0.0
+    source_index: RawManifest | None = field(default=None, repr=False, compare=False)
+    """The source index a platform subset was made from (sync keeps it to check the mirror)."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -274,7 +276,8 @@ class _ImageCopy:
         result.media_type = top.media_type
         result.source_platforms = top.platforms()
         if opts.platforms is not None and top.is_index:
-            top = _subset_index(top, opts.platforms)
+            result.source_index = top
+            top = subset_index(top, opts.platforms)
             result.index_rewritten = top.digest != src_digest
             result.digest = top.digest
         result.platforms = top.platforms()
@@ -505,29 +508,6 @@ class _ImageCopy:
 def _distributable(desc: Descriptor) -> bool:
     """Foreign (non-distributable) layers are not pushed to registries; their URLs stay as-is."""
     return "nondistributable" not in desc.media_type and "foreign" not in desc.media_type
-
-
-def _subset_index(index: RawManifest, platforms: Sequence[Platform]) -> RawManifest:
-    """A new index listing only ``platforms`` (and attestations attached to them)."""
-    entries = list(index.json.get("manifests") or [])
-    keep: list[object] = []
-    kept: set[str] = set()
-    for entry in entries:
-        desc = Descriptor.from_json(entry)
-        if desc.platform and any(p.matches(desc.platform) for p in platforms):
-            keep.append(entry)
-            kept.add(str(desc.digest))
-    for entry in entries:
-        desc = Descriptor.from_json(entry)
-        ref = desc.annotations.get("vnd.docker.reference.digest")
-        if ref in kept and entry not in keep:
-            keep.append(entry)
-    if not kept:
-        wanted = ", ".join(str(p) for p in platforms)
-        raise NotFoundError(404, "GET", str(index.digest), body=f"no platform matches {wanted}")
-    doc = dict(index.json)
-    doc["manifests"] = keep
-    return RawManifest.from_bytes(json.dumps(doc, indent=2).encode(), index.media_type)
 
 
 async def _reporting(
