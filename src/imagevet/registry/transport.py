@@ -19,6 +19,7 @@ timeout per read).
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections.abc import (
     AsyncIterable,
@@ -76,7 +77,10 @@ class TransferTimeouts:
     window: float = 120.0
 
     def __post_init__(self) -> None:
-        if min(self.connect, self.idle, self.window) <= 0 or self.min_rate < 0:
+        spans = (self.connect, self.idle, self.window)
+        if not all(math.isfinite(x) and x > 0 for x in spans) or not (
+            math.isfinite(self.min_rate) and self.min_rate >= 0
+        ):
             raise ValueError("timeouts must be positive and min_rate not negative")
 
     @classmethod
