@@ -32,7 +32,14 @@ from imagevet.registry.hosts import RegistryHost, is_loopback, resolve_host
 from imagevet.registry.responses import ERROR_BODY_LIMIT, error_for, raise_for_status
 from imagevet.registry.retry import RetryPolicy
 from imagevet.registry.stats import RequestStats
-from imagevet.registry.transport import Body, Request, Response, TransferTimeouts, Transport
+from imagevet.registry.transport import (
+    Body,
+    Request,
+    Response,
+    TransferTimeouts,
+    Transport,
+    send_watched,
+)
 from imagevet.registry.urls import join_url, origin, split_origin
 
 __all__ = ["MAX_REDIRECTS", "Pipeline"]
@@ -228,7 +235,10 @@ class Pipeline:
         """Send one request through the transport, counting and logging it."""
         start = time.perf_counter()
         try:
-            resp = await self.transport.send(request)
+            if request.replayable:
+                resp = await self.transport.send(request)
+            else:
+                resp = await send_watched(self.transport, request, self.timeouts.idle)
         except Exception as e:
             self.stats.record(request.method, kind, registry, 0)
             log.debug(

@@ -46,6 +46,7 @@ __all__ = [
     "Response",
     "TransferTimeouts",
     "Transport",
+    "send_watched",
 ]
 
 #: Largest piece a response body stream yields (it yields what is buffered, up to this).
@@ -295,6 +296,51 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def send_watched(transport: Transport, request: Request, idle: float) -> Response:
+    """Send a request whose body is a one-shot stream, failing with
+    :class:`TransferTimeoutError` when the receiver takes none of it for ``idle`` seconds.
+
+    Time spent waiting for the body's own source does not count (that source is paced itself);
+    once the body is sent, the transport's read timeout covers the wait for the answer.
+    """
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    pulling = finished = False
+
+    async def watched(body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        nonlocal last, pulling, finished
+        it = aiter(body)
+        while True:
+            pulling = True
+            try:
+                chunk = await anext(it)
+            except StopAsyncIteration:
+                finished = True
+                return
+            finally:
+                pulling, last = False, loop.time()
+            yield chunk
+
+    assert request.body is not None and not isinstance(request.body, bytes)
+    task = asyncio.ensure_future(
+        transport.send(Request(request.method, request.url, request.headers, watched(request.body)))
+    )
+    try:
+        while True:
+            wait = idle if pulling or finished else max(last + idle - loop.time(), 0.0)
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if done:
+                return task.result()
+            if not (pulling or finished) and loop.time() - last >= idle:
+                raise TransferTimeoutError(
+                    request.method, request.url, f"sending the body: stalled for {idle:g} s"
+                )
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _paced(

@@ -9,9 +9,14 @@ from collections.abc import AsyncIterator
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from imagevet import mediatype
+from imagevet.digest import Digest
 from imagevet.errors import TransferTimeoutError
+from imagevet.manifest import Descriptor
+from imagevet.reference import Reference
 from imagevet.registry import TransferTimeouts
-from imagevet.registry.transport import Response
+from imagevet.registry.transport import Request, Response
+from tests.unit.registry.helpers import REGISTRY, make_client
 
 
 def body(pieces: int, pause: float, first_pause: float = 0.0) -> Response:
@@ -67,3 +72,32 @@ def test_timeouts_are_validated() -> None:
         with pytest.raises(ValueError):
             TransferTimeouts.within(bad)
     assert TransferTimeouts.within(5) == TransferTimeouts(connect=5, idle=5, window=5)
+
+
+async def test_upload_the_registry_stops_taking_fails_after_the_idle_timeout() -> None:
+    """A target that takes the first piece of a streamed blob upload, then no more."""
+    data = b"x" * 4096
+    desc = Descriptor(mediatype.OCI_LAYER, Digest.of(data), len(data))
+    taken: list[bytes] = []
+
+    async def handler(req: Request) -> Response:
+        if req.method == "POST":
+            return Response.from_bytes(202, {"Location": "/v2/team/app/blobs/uploads/u1"})
+        if req.method == "DELETE":
+            return Response.from_bytes(204)
+        assert req.body is not None and not isinstance(req.body, bytes)
+        async for chunk in req.body:
+            taken.append(chunk)
+            await asyncio.sleep(30)  # the registry stops reading
+        return Response.from_bytes(201)
+
+    async def source() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 1024):
+            yield data[i : i + 1024]
+
+    client, _ = make_client(handler, timeouts=TransferTimeouts(idle=0.2, window=5.0))
+    started = time.monotonic()
+    with pytest.raises(TransferTimeoutError, match="sending the body: stalled for 0.2 s"):
+        await client.push_blob(Reference.parse(f"{REGISTRY}/team/app"), desc, source())
+    assert time.monotonic() - started < 1.5
+    assert len(taken) == 1
