@@ -89,10 +89,10 @@ def scrub(text: str, secrets: Iterable[str] = (), *, limit: int = 2048) -> str:
     Every value of ``secrets`` (passwords, tokens, Basic header values and what they decode to,
     URL-encoded too) and every ``Authorization: ...``, ``Bearer xyz``, ``Basic xyz`` becomes
     ``***``.  Tabs and line breaks become spaces; other control characters (ESC included) become
-    visible ``\\xNN`` escapes, so the stored text cannot drive a terminal.
+    visible ``\\xNN`` escapes, so the stored text cannot drive a terminal.  Callers pass text of
+    bounded size (an error body is read up to 64 KiB).
     """
-    text = text[: limit * 4]  # masking and escaping work on a bounded prefix
-    for secret in secret_forms(secrets):
+    for secret in secret_forms(secrets):  # on the whole text: a cut could split a secret
         text = text.replace(secret, "***")
     text = _AUTH_FORMS[0].sub(lambda m: m.group(1) + "***", text)
     text = _AUTH_FORMS[1].sub(lambda m: m.group(1) + m.group(2) + "***", text)

@@ -88,16 +88,30 @@ def parse_diagnostics(body: bytes, secrets: Iterable[str] = ()) -> tuple[Diagnos
 
 
 def _scrub_detail(detail: object, secrets: list[str]) -> object:
-    """A diagnostic's ``detail`` kept as JSON data when small and free of secrets, else as text."""
-    if detail is None or isinstance(detail, bool | int | float):
-        return detail
-    if isinstance(detail, str):
-        return scrub(detail, secrets, limit=_DETAIL_LIMIT)
-    text = json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
-    clean = scrub(text, secrets, limit=_DETAIL_LIMIT)
-    if clean == text:
-        return detail
-    return clean
+    """A diagnostic's ``detail`` with every string (keys too) scrubbed, its shape kept when it
+    is small; otherwise its JSON text, scrubbed and cut."""
+    kept = _scrub_value(detail, secrets, 0)
+    text = json.dumps(kept, separators=(",", ":"), default=str)
+    return kept if len(text) <= _DETAIL_LIMIT else scrub(text, secrets, limit=_DETAIL_LIMIT)
+
+
+def _scrub_value(value: object, secrets: list[str], depth: int) -> object:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets, limit=_DETAIL_LIMIT)
+    if depth < 8 and isinstance(value, list):
+        return [_scrub_value(v, secrets, depth + 1) for v in value[:MAX_DIAGNOSTICS]]
+    if depth < 8 and isinstance(value, dict):
+        return {
+            scrub(str(k), secrets, limit=_CODE_LIMIT): _scrub_value(v, secrets, depth + 1)
+            for k, v in list(value.items())[:MAX_DIAGNOSTICS]
+        }
+    try:
+        text = json.dumps(value, separators=(",", ":"), default=str)
+    except RecursionError:
+        return "(nested too deep)"
+    return scrub(text, secrets, limit=_DETAIL_LIMIT)
 
 
 def error_for(

@@ -172,3 +172,16 @@ async def test_error_envelope_is_bounded() -> None:
     assert len(err.diagnostics) <= 16
     assert all(len(d.code) <= 64 and len(d.message) <= 512 for d in err.diagnostics)
     assert len(repr(err.diagnostics)) < 16 * (64 + 512 + 1024 + 100)
+
+
+async def test_deeply_nested_detail_is_kept_bounded() -> None:
+    reg = FakeRegistry()
+    deep = "[" * 900 + "]" * 900
+    body = f'{{"errors":[{{"code":"DENIED","message":"no","detail":{deep}}}]}}'
+    reg.route("GET", "/v2/team/app/manifests/v1")(lambda r: respond(400, body))
+    client, _ = make_client(reg)
+    with pytest.raises(RegistryError) as info:
+        await client.get_manifest(REF.with_tag("v1"))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "DENIED"
+    assert len(repr(diag.detail)) < 2048
