@@ -43,7 +43,7 @@ async def test_stalled_body_fails_after_the_idle_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(TransferTimeoutError, match="stalled: no data for 0.2 s"):
         await drain(resp)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
 
 
 async def test_crawling_body_fails_after_one_window() -> None:
@@ -52,18 +52,18 @@ async def test_crawling_body_fails_after_one_window() -> None:
     started = time.monotonic()
     with pytest.raises(TransferTimeoutError, match="too slow: .* bytes in 0.3 s"):
         await drain(resp)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0
 
 
 async def test_time_the_consumer_spends_does_not_count() -> None:
-    resp = body(5, 0.0)
-    resp.pace("GET", TransferTimeouts(idle=0.1, min_rate=1000, window=0.1))
-    assert await drain(resp, consumer_pause=0.2) == 5
+    resp = body(3, 0.0)
+    resp.pace("GET", TransferTimeouts(idle=0.3, min_rate=1000, window=0.3))
+    assert await drain(resp, consumer_pause=0.6) == 3  # 1.8 s in all, far below the minimum rate
 
 
 async def test_a_body_at_the_minimum_rate_completes() -> None:
     resp = body(20, 0.01)  # about 100 bytes/s for 0.2 s
-    resp.pace("GET", TransferTimeouts(idle=1.0, min_rate=10, window=0.1))
+    resp.pace("GET", TransferTimeouts(idle=1.0, min_rate=10, window=0.5))
     assert await drain(resp) == 20
 
 
@@ -99,5 +99,5 @@ async def test_upload_the_registry_stops_taking_fails_after_the_idle_timeout() -
     started = time.monotonic()
     with pytest.raises(TransferTimeoutError, match="sending the body: stalled for 0.2 s"):
         await client.push_blob(Reference.parse(f"{REGISTRY}/team/app"), desc, source())
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0
     assert len(taken) == 1
