@@ -70,7 +70,10 @@ MAX_ATTACHMENT_DEPTH = 3
 """How deep attachments of attachments are followed (a signature of an SBOM of an image...)."""
 
 BLOB_ATTEMPTS = 3
-"""Whole-blob transfer attempts on a temporary failure (each re-opens the source stream)."""
+"""Whole-blob transfer attempts (each re-opens the source stream) when a transfer broke after its
+request was answered: a body cut, stalled or too slow (:class:`TransferTimeoutError`), or the
+one-shot upload failing.  A request the client already retried (``exhausted``) is not sent again,
+so a blob GET answered 5xx every time is sent ``RetryPolicy.attempts`` times, not 3 times that."""
 
 _DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a-z]+)?$")
 
@@ -401,8 +404,7 @@ class _ImageCopy:
                         await self.client.push_blob(dst, desc, _reporting(stream, desc, progress))
                 return
             except (TransportError, RegistryError) as e:
-                temporary = getattr(e, "temporary", False)
-                if not temporary or attempt == BLOB_ATTEMPTS:
+                if not e.temporary or e.exhausted or attempt == BLOB_ATTEMPTS:
                     raise
                 log.warning("blob %s: %s; retrying (%d/%d)", desc.digest, e, attempt, BLOB_ATTEMPTS)
                 await asyncio.sleep(0.2 * attempt)
