@@ -122,12 +122,17 @@ def _record_hash(seq: int, time: str, event: Mapping[str, Any], prev: str) -> st
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def _check_stream(f: BinaryIO, anchors: Mapping[str, Checkpoint]) -> LedgerCheck:
-    """Walk the chain from the first line, then hold it against each checkpoint in ``anchors``."""
+def _check_stream(f: BinaryIO, anchors: Mapping[str, Checkpoint], *, tail: bool = False) -> LedgerCheck:
+    """Walk the chain from the first line, then hold it against each checkpoint in ``anchors``.
+
+    ``tail``: only the records from the oldest checkpoint on are verified (the ones before it are
+    counted): what an append needs, in time proportional to the records since that checkpoint.
+    """
     prev = GENESIS
     count = 0
     at: dict[int, str] = {}  # seq -> hash, only where a checkpoint points
     wanted = {cp.size for cp in anchors.values()}
+    skip = min(wanted) - 1 if tail and wanted else 0
     lineno = 0
     while True:
         raw = f.readline(MAX_LINE + 1)
@@ -136,6 +141,16 @@ def _check_stream(f: BinaryIO, anchors: Mapping[str, Checkpoint]) -> LedgerCheck
         lineno += 1
         if len(raw) > MAX_LINE:
             return LedgerCheck(False, count, lineno, f"record longer than {MAX_LINE} bytes", prev)
+        if lineno <= skip:
+            if raw.endswith(b"\n"):
+                count += 1
+                continue
+            return LedgerCheck(False, count, lineno, "a record without its line end", prev)
+        if lineno == skip + 1 and skip:
+            try:
+                prev = json.loads(raw)["prev"]  # the link into the part not verified here
+            except (ValueError, KeyError, TypeError) as e:
+                return LedgerCheck(False, count, lineno, f"not a ledger record: {e}", prev)
         if not raw.strip():
             return LedgerCheck(False, count, lineno, "empty line", prev)
         try:
@@ -214,7 +229,7 @@ def append_events(
         fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(os.dup(fd), "rb") as f:
             f.seek(0)
-            check = _check_stream(f, anchors or {})
+            check = _check_stream(f, anchors or {}, tail=True) if anchors else _check_last(f)
         if not check.ok:
             where = f"line {check.bad_line}: " if check.bad_line else ""
             raise LedgerDamagedError(
@@ -235,6 +250,31 @@ def append_events(
         return seq
     finally:
         os.close(fd)
+
+
+def _check_last(f: BinaryIO) -> LedgerCheck:
+    """The last record alone: it parses and its hash is its own (an append without a checkpoint)."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return LedgerCheck(True, 0)
+    pos, tail = size, b""
+    while pos > 0 and tail.rstrip(b"\n").count(b"\n") < 1 and len(tail) <= MAX_LINE:
+        step = min(1 << 16, pos)
+        pos -= step
+        f.seek(pos)
+        tail = f.read(step) + tail
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    if not tail.endswith(b"\n") or len(last) > MAX_LINE:
+        return LedgerCheck(False, 0, None, "the last record is cut short")
+    try:
+        rec = json.loads(last)
+        seq, rhash = rec["seq"], rec["hash"]
+        ok = isinstance(seq, int) and _record_hash(seq, rec["time"], rec["event"], rec["prev"]) == rhash
+    except (ValueError, KeyError, TypeError) as e:
+        return LedgerCheck(False, 0, None, f"the last line is not a ledger record: {e}")
+    if not ok:
+        return LedgerCheck(False, 0, None, "the last record was altered (hash does not match)")
+    return LedgerCheck(True, seq, None, "", rhash)
 
 
 @contextlib.contextmanager
