@@ -582,20 +582,19 @@ async def recover(
         raise LedgerError(f"{setup.ledger} verifies: nothing to recover")
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     trusted = max((c for c in (report.local, report.remote) if c is not None), key=lambda c: c.size, default=None)
+    damaged = moved = None
     try:
-        fd = append_fd(setup.ledger, create=False)
-    except FileNotFoundError:
-        fd = -1
+        if os.path.lexists(setup.ledger):
+            fd = append_fd(setup.ledger, create=False)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # no append lands in the file while it moves
+                damaged = rename_aside(setup.ledger, f"{setup.ledger.name}.damaged-{stamp}")
+            finally:
+                os.close(fd)
+        if os.path.lexists(setup.checkpoint_file):
+            moved = rename_aside(setup.checkpoint_file, f"{setup.checkpoint_file.name}.damaged-{stamp}")
     except StateFileError as e:
-        raise LedgerError(str(e)) from None
-    try:
-        if fd >= 0:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # no append lands in the file while it moves
-        damaged = rename_aside(setup.ledger, f"{setup.ledger.name}.damaged-{stamp}")
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    moved = rename_aside(setup.checkpoint_file, f"{setup.checkpoint_file.name}.damaged-{stamp}")
+        raise LedgerError(f"cannot move the damaged ledger aside: {e}") from None
     event: dict[str, Any] = {
         "kind": "recovered",
         "damaged_file": damaged.name if damaged is not None else None,

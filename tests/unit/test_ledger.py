@@ -195,3 +195,21 @@ def test_append_checks_the_checkpoint_it_is_given(tmp_path: Path) -> None:
     with pytest.raises(LedgerDamagedError, match="commits to 5"):
         append_events(path, [{"n": 4}], now=NOW, anchors={"remote": Checkpoint(ORIGIN, 5, head)})
     assert len(list(read_ledger(path))) == 3
+
+
+def test_recover_a_deleted_ledger_offline(tmp_path: Path) -> None:
+    import asyncio
+
+    from imagevet.ledger import recover
+
+    setup = _signed(tmp_path, records=3)
+    old_checkpoint = setup.checkpoint_file.read_bytes()
+    setup.ledger.unlink()
+    report = asyncio.run(verify_audit(setup, None))
+    assert not report.ok and "the ledger has 0 records but the local checkpoint commits to 3" in report.reason()
+    done = asyncio.run(recover(setup, None, reason="disk lost", now=NOW))
+    assert done.damaged is None  # nothing to move: the file is gone
+    assert done.checkpoint_moved is not None and done.checkpoint_moved.read_bytes() == old_checkpoint
+    assert done.event["checkpoint"]["size"] == 3 and done.event["last_verified_seq"] == 0
+    assert asyncio.run(verify_audit(setup, None)).ok
+    assert [r["event"]["kind"] for r in read_ledger(setup.ledger)] == ["recovered"]
