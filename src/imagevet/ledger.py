@@ -541,9 +541,25 @@ async def record_events(
         if local is not None:
             anchors["local"] = local
         if setup.signer is not None and setup.repository is not None and client is not None:
-            _, remote, problem = await _remote(setup, client, key)
-            if problem:
-                raise LedgerDamagedError(f"{problem}; nothing was appended: {RECOVER_HINT}")
+            try:
+                note = await fetch_checkpoint(client, setup.repository)
+            except CheckpointError as e:
+                raise LedgerDamagedError(
+                    f"remote checkpoint {setup.repository}: {e}; nothing was appended: {RECOVER_HINT}"
+                ) from None
+            except ImagevetError as e:  # not damage: the records wait in the run summary
+                raise LedgerError(
+                    f"cannot read the remote checkpoint {setup.repository} ({e}); nothing was appended "
+                    "to the ledger before it can be checked against it"
+                ) from None
+            remote = None
+            if note is not None:
+                try:
+                    remote = open_checkpoint(note, key, origin=setup.origin)
+                except CheckpointError as e:
+                    raise LedgerDamagedError(
+                        f"remote checkpoint {setup.repository}: {e}; nothing was appended: {RECOVER_HINT}"
+                    ) from None
             if remote is not None:
                 anchors["remote"] = remote
     written: list[tuple[Checkpoint, bytes]] = []

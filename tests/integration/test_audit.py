@@ -260,3 +260,20 @@ def test_state_files_planted_as_symlinks_are_refused(setup: Setup, tmp_path: Pat
     run = setup.sync()
     assert run.returncode == 1 and "symbolic link" in run.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_an_unreachable_checkpoint_repository_keeps_the_records_in_the_summary(setup: Setup, registry_factory: Any) -> None:
+    locked = registry_factory(auth="basic")  # no credentials for it: 401 on every request
+    text = setup.policy.read_text().replace(
+        "audit:\n", f"audit:\n  checkpoint: {locked.host}/acme/imagevet-audit:checkpoint\n"
+    )
+    setup.policy.write_text(text)
+    moved = setup.sync()  # another checkpoint repository is another log: the local checkpoint names the old one
+    assert moved.returncode == 1 and "checkpoint of another ledger" in moved.stderr
+    setup.checkpoint.unlink()
+    before = setup.ledger.read_bytes()
+    run = setup.sync()
+    assert run.returncode == 1
+    assert "cannot read the remote checkpoint" in run.stderr and "run summary" in run.stderr
+    assert setup.ledger.read_bytes() == before
+    assert json.loads((setup.state / "last-sync.json").read_text())["counts"]
