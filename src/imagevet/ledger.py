@@ -132,7 +132,7 @@ def _check_stream(f: BinaryIO, anchors: Mapping[str, Checkpoint], *, tail: bool 
     count = 0
     at: dict[int, str] = {}  # seq -> hash, only where a checkpoint points
     wanted = {cp.size for cp in anchors.values()}
-    skip = min(wanted) - 1 if tail and wanted else 0
+    skip = max(min(wanted) - 1, 0) if tail and wanted else 0
     lineno = 0
     while True:
         raw = f.readline(MAX_LINE + 1)
@@ -149,7 +149,7 @@ def _check_stream(f: BinaryIO, anchors: Mapping[str, Checkpoint], *, tail: bool 
         if lineno == skip + 1 and skip:
             try:
                 prev = json.loads(raw)["prev"]  # the link into the part not verified here
-            except (ValueError, KeyError, TypeError) as e:
+            except (ValueError, KeyError, TypeError, RecursionError) as e:
                 return LedgerCheck(False, count, lineno, f"not a ledger record: {e}", prev)
         if not raw.strip():
             return LedgerCheck(False, count, lineno, "empty line", prev)
@@ -158,10 +158,10 @@ def _check_stream(f: BinaryIO, anchors: Mapping[str, Checkpoint], *, tail: bool 
             seq, time, event, rprev, rhash = (
                 rec["seq"], rec["time"], rec["event"], rec["prev"], rec["hash"]
             )
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             return LedgerCheck(False, count, lineno, f"not a ledger record: {e}", prev)
-        if seq != count + 1:
-            return LedgerCheck(False, count, lineno, f"sequence {seq} follows {count}", prev)
+        if type(seq) is not int or seq != count + 1:
+            return LedgerCheck(False, count, lineno, f"sequence {seq!r} follows {count}", prev)
         if rprev != prev:
             return LedgerCheck(False, count, lineno, "previous-hash link broken", prev)
         try:
@@ -264,13 +264,15 @@ def _check_last(f: BinaryIO) -> LedgerCheck:
         f.seek(pos)
         tail = f.read(step) + tail
     last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    if not tail.endswith(b"\n") or len(last) > MAX_LINE:
+    if len(last) > MAX_LINE:
+        return LedgerCheck(False, 0, None, f"the last record is longer than {MAX_LINE} bytes")
+    if not tail.endswith(b"\n"):
         return LedgerCheck(False, 0, None, "the last record is cut short")
     try:
         rec = json.loads(last)
         seq, rhash = rec["seq"], rec["hash"]
-        ok = isinstance(seq, int) and _record_hash(seq, rec["time"], rec["event"], rec["prev"]) == rhash
-    except (ValueError, KeyError, TypeError) as e:
+        ok = type(seq) is int and _record_hash(seq, rec["time"], rec["event"], rec["prev"]) == rhash
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         return LedgerCheck(False, 0, None, f"the last line is not a ledger record: {e}")
     if not ok:
         return LedgerCheck(False, 0, None, "the last record was altered (hash does not match)")
@@ -314,7 +316,7 @@ def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
                     raise LedgerError(f"cannot read ledger {path}: a record is longer than {MAX_LINE} bytes")
                 if raw.strip():
                     yield json.loads(raw)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise LedgerError(f"cannot read ledger {path}: {e}") from None
 
 

@@ -213,3 +213,17 @@ def test_recover_a_deleted_ledger_offline(tmp_path: Path) -> None:
     assert done.event["checkpoint"]["size"] == 3 and done.event["last_verified_seq"] == 0
     assert asyncio.run(verify_audit(setup, None)).ok
     assert [r["event"]["kind"] for r in read_ledger(setup.ledger)] == ["recovered"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['[' * 200_000 + ']' * 200_000, '{"seq": true, "time": "t", "event": {}, "prev": "genesis", "hash": "x"}', "x" * (2 << 20)],
+    ids=["deep-nesting", "boolean-seq", "huge-line"],
+)
+def test_hostile_lines_are_reported_not_crashed_on(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(line + "\n")
+    check = verify_ledger(path)
+    assert not check.ok and check.bad_line == 1
+    with pytest.raises(LedgerError, match="does not verify"):
+        append_events(path, [{"n": 1}], now=NOW)
