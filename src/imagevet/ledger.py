@@ -493,7 +493,7 @@ class Recorded:
     pushed: str | None = None
 
 
-def _writer(setup: AuditSetup, now: datetime, written: list[tuple[Checkpoint, bytes]]) -> Callable[[int, str], None]:
+def _writer(setup: AuditSetup, written: list[tuple[Checkpoint, bytes]]) -> Callable[[int, str], None]:
     def write(seq: int, head: str) -> None:
         if setup.signer is None:
             return
@@ -565,7 +565,7 @@ async def record_events(
             if remote is not None:
                 anchors["remote"] = remote
     written: list[tuple[Checkpoint, bytes]] = []
-    seq = append_events(setup.ledger, events, now=now, anchors=anchors, on_appended=_writer(setup, now, written))
+    seq = append_events(setup.ledger, events, now=now, anchors=anchors, on_appended=_writer(setup, written))
     if not written:
         return Recorded(seq)
     cp, note = written[-1]
@@ -624,7 +624,7 @@ async def recover(
         "reason": reason,
     }
     written: list[tuple[Checkpoint, bytes]] = []
-    seq = append_events(setup.ledger, [event], now=now, anchors={}, on_appended=_writer(setup, now, written))
+    seq = append_events(setup.ledger, [event], now=now, anchors={}, on_appended=_writer(setup, written))
     if not written:
         return Recovered(damaged, moved, event, Recorded(seq))
     cp, note = written[-1]
