@@ -16,6 +16,8 @@ LAYERS: dict[str, int] = {
     "registry": 1, "hub": 1,
     "copy": 2, "sync": 2, "check": 2, "ledger": 2, "manifest_cache": 2, "report": 2, "watch": 2, "resolve": 2,
     "cli": 3,
+    "checkpoint": 2,
+    "statefiles": 2,
 }
 FOREIGN_BANNED_IN_PURE = {"aiohttp", "typer", "rich", "click"}
 
