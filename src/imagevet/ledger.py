@@ -49,7 +49,6 @@ from imagevet.checkpoint import (
     push_checkpoint,
     sign_checkpoint,
 )
-from imagevet.digest import Digest
 from imagevet.errors import ImagevetError
 from imagevet.reference import Reference
 from imagevet.statefiles import (
@@ -76,7 +75,6 @@ __all__ = [
     "read_ledger",
     "record_events",
     "recover",
-    "rewritten_from_ledger",
     "verify_audit",
     "verify_ledger",
 ]
@@ -329,19 +327,6 @@ def verify_ledger(path: Path, anchors: Mapping[str, Checkpoint] | None = None) -
         if f is None:
             return _check_stream(io.BytesIO(b""), anchors or {})
         return _check_stream(f, anchors or {})
-
-
-def rewritten_from_ledger(records: Iterable[Mapping[str, Any]]) -> dict[Digest, Digest]:
-    """Target digest -> source digest of every rewritten index (platform subset) a sync recorded."""
-    out: dict[Digest, Digest] = {}
-    for record in records:
-        copy = record.get("event", {}).get("copy")
-        if isinstance(copy, dict) and copy.get("index_rewritten"):
-            try:
-                out[Digest.parse(copy["digest"])] = Digest.parse(copy["source_digest"])
-            except (KeyError, ImagevetError):
-                continue
-    return out
 
 
 # -- checkpoints: verify, record, recover -----------------------------------------------------------
