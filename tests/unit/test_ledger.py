@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from imagevet.ledger import LedgerError, append_events, read_ledger, verify_ledger
+from imagevet.checkpoint import Checkpoint, generate_key
+from imagevet.ledger import (
+    AuditSetup,
+    LedgerDamagedError,
+    LedgerError,
+    append_events,
+    read_ledger,
+    record_events,
+    verify_audit,
+    verify_ledger,
+)
 
 NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
 
@@ -89,7 +99,7 @@ def test_corrupt_tail_is_refused_not_overwritten(tmp_path: Path) -> None:
     with path.open("a") as f:
         f.write("{broken\n")
     before = path.read_bytes()
-    with pytest.raises(LedgerError, match="corrupt last line"):
+    with pytest.raises(LedgerError, match="does not verify.*nothing was appended.*imagevet audit recover"):
         append_events(path, [{"n": 2}], now=NOW)
     assert path.read_bytes() == before
 
@@ -116,3 +126,104 @@ def test_a_failed_write_leaves_no_partial_record(tmp_path: Path, monkeypatch: py
     assert path.read_bytes() == before
     assert append_events(path, [{"n": 3}], now=NOW) == 2
     assert verify_ledger(path).ok
+
+
+# -- checkpoints: what the chain alone cannot show ---------------------------------------------------
+
+
+ORIGIN = "registry.example.com/acme/imagevet-audit"
+
+
+def _signed(tmp_path: Path, records: int = 4) -> AuditSetup:
+    setup = AuditSetup(
+        ledger=tmp_path / ".imagevet" / "ledger.jsonl",
+        checkpoint_file=tmp_path / ".imagevet" / "checkpoint",
+        signer=generate_key("acme-ledger"),
+    )
+    import asyncio
+
+    asyncio.run(record_events(setup, None, [{"kind": "run", "n": i} for i in range(records)], now=NOW))
+    return setup
+
+
+def _rechain(lines: list[str], change: int) -> list[str]:
+    import hashlib
+
+    out, prev = [], "genesis"
+    for i, line in enumerate(lines):
+        rec = json.loads(line)
+        if i == change:
+            rec["event"] = {"kind": "copy", "target": "intruder/image:1"}
+        rec["prev"] = prev
+        body = json.dumps({k: rec[k] for k in ("seq", "time", "event", "prev")}, sort_keys=True,
+                          separators=(",", ":")).encode()
+        rec["hash"] = prev = "sha256:" + hashlib.sha256(body).hexdigest()
+        out.append(json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (lambda ls: ls[:-2], "the ledger has 2 records but the local checkpoint commits to 4"),
+        (lambda ls: [], "the ledger has 0 records but the local checkpoint commits to 4"),
+        (lambda ls: _rechain(ls, 1), "record 4 does not match the local checkpoint"),
+    ],
+    ids=["delete-last-records", "empty-the-file", "rewrite-and-recompute-the-chain"],
+)
+def test_a_signed_checkpoint_catches_what_the_chain_cannot(tmp_path: Path, tamper, reason: str) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    setup = _signed(tmp_path)
+    assert asyncio.run(verify_audit(setup, None)).ok
+    lines = setup.ledger.read_text().splitlines(keepends=True)
+    setup.ledger.write_text("".join(tamper(lines)))
+    assert verify_ledger(setup.ledger).ok  # the chain alone still looks fine
+    report = asyncio.run(verify_audit(setup, None))
+    assert not report.ok and reason in report.reason()
+    before = setup.ledger.read_bytes()
+    with pytest.raises(LedgerDamagedError, match="nothing was appended"):
+        asyncio.run(record_events(setup, None, [{"kind": "run"}], now=NOW))
+    assert setup.ledger.read_bytes() == before
+
+
+def test_append_checks_the_checkpoint_it_is_given(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    append_events(path, [{"n": 1}, {"n": 2}], now=NOW)
+    head = list(read_ledger(path))[-1]["hash"]
+    assert append_events(path, [{"n": 3}], now=NOW, anchors={"local": Checkpoint(ORIGIN, 2, head)}) == 3
+    with pytest.raises(LedgerDamagedError, match="commits to 5"):
+        append_events(path, [{"n": 4}], now=NOW, anchors={"remote": Checkpoint(ORIGIN, 5, head)})
+    assert len(list(read_ledger(path))) == 3
+
+
+def test_recover_a_deleted_ledger_offline(tmp_path: Path) -> None:
+    import asyncio
+
+    from imagevet.ledger import recover
+
+    setup = _signed(tmp_path, records=3)
+    old_checkpoint = setup.checkpoint_file.read_bytes()
+    setup.ledger.unlink()
+    report = asyncio.run(verify_audit(setup, None))
+    assert not report.ok and "the ledger has 0 records but the local checkpoint commits to 3" in report.reason()
+    done = asyncio.run(recover(setup, None, reason="disk lost", now=NOW))
+    assert done.damaged is None  # nothing to move: the file is gone
+    assert done.checkpoint_moved is not None and done.checkpoint_moved.read_bytes() == old_checkpoint
+    assert done.event["checkpoint"]["size"] == 3 and done.event["last_verified_seq"] == 0
+    assert asyncio.run(verify_audit(setup, None)).ok
+    assert [r["event"]["kind"] for r in read_ledger(setup.ledger)] == ["recovered"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['[' * 200_000 + ']' * 200_000, '{"seq": true, "time": "t", "event": {}, "prev": "genesis", "hash": "x"}', "x" * (2 << 20)],
+    ids=["deep-nesting", "boolean-seq", "huge-line"],
+)
+def test_hostile_lines_are_reported_not_crashed_on(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(line + "\n")
+    check = verify_ledger(path)
+    assert not check.ok and check.bad_line == 1
+    with pytest.raises(LedgerError, match="does not verify"):
+        append_events(path, [{"n": 1}], now=NOW)

@@ -14,8 +14,8 @@ import typer
 
 from imagevet.cli.common import console, err_console, handle_errors, terminal_safe
 from imagevet.digest import Digest
-from imagevet.ledger import read_ledger, rewritten_from_ledger
 from imagevet.lock import Lock, lock_path_for, read_lock
+from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
     Action,
     ActionKind,
@@ -38,6 +38,7 @@ __all__ = [
     "Loaded",
     "hub_manager",
     "load",
+    "manifest_cache",
     "print_plan",
     "state_dir",
 ]
@@ -79,12 +80,12 @@ def state_dir(policy: Policy) -> Path:
     return policy.path.parent / ".imagevet"
 
 
-def rewritten(policy: Policy) -> dict[Digest, Digest]:
-    """Rewritten index digests (platform subsets) recorded in the ledger."""
-    if not any(e.rewrites_index for e in policy.entries):
-        return {}
-    with handle_errors():
-        return rewritten_from_ledger(read_ledger(state_dir(policy) / LEDGER_NAME))
+def manifest_cache(policy: Policy) -> ManifestCache:
+    """The source index bytes that platform-subset mirrors are checked against (state directory).
+
+    Plan and sync never read the ledger: what a mirror must hold is derived from source bytes.
+    """
+    return ManifestCache(state_dir(policy))
 
 
 @asynccontextmanager

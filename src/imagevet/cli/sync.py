@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 
 from imagevet.cli._policy import (
-    LEDGER_NAME,
     POLICY_OPTION,
     hub_manager,
     load,
+    manifest_cache,
     now_utc,
     print_plan,
-    rewritten,
     state_dir,
 )
+from imagevet.cli.audit import record_sync, sync_setup
 from imagevet.cli.common import (
     EXIT_FAILURE,
     console,
@@ -32,8 +29,9 @@ from imagevet.cli.common import (
 )
 from imagevet.cli.progress import TransferProgress
 from imagevet.copy import DEFAULT_JOBS
-from imagevet.ledger import append_events
+from imagevet.errors import ImagevetError
 from imagevet.lock import Lock, diff_locks, write_lock
+from imagevet.statefiles import write_state_file
 from imagevet.sync import (
     SyncOptions,
     SyncReport,
@@ -66,8 +64,9 @@ def sync_command(
 ) -> None:
     """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
     loaded = load(policy)
+    audit = None if dry_run else sync_setup(loaded.policy)  # a bad signing key stops before any work
     options = SyncOptions(jobs=jobs, images=images, prune=prune)
-    known = rewritten(loaded.policy)
+    cache = manifest_cache(loaded.policy)
     show_progress = not as_json and err_console.is_terminal
 
     new_lock: Lock = loaded.lock
@@ -80,7 +79,7 @@ def sync_command(
             specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
             plan, observed, problems = await plan_policy(
                 client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
-                rewritten=known, budget_reserve=budget_reserve,
+                cache=cache, budget_reserve=budget_reserve,
             )
             if dry_run:
                 result = SyncReport(plan, problems=problems)
@@ -88,7 +87,7 @@ def sync_command(
                 with TransferProgress(err_console, enabled=show_progress) as progress:
                     result = await apply_plan(
                         client, plan, observed, manager=manager, specs=specs,
-                        options=options, progress=progress,
+                        options=options, progress=progress, cache=cache,
                     )
                 result.problems = problems
                 new_lock = follow_lock(loaded.policy, loaded.lock, result, observed)
@@ -105,13 +104,20 @@ def sync_command(
 
     directory = state_dir(loaded.policy)
     summary = result.to_json()
+    recorded = True
+    try:
+        _write_atomic(report or directory / "last-sync.json", json.dumps(summary, indent=2) + "\n",
+                      follow_dir=report is not None)
+    except ImagevetError as e:  # the ledger and the lock are still written
+        err_console.print(f"[red]error:[/] {terminal_safe(str(e))}", highlight=False)
+        recorded = False
     with handle_errors():
-        _write_atomic(report or directory / "last-sync.json", json.dumps(summary, indent=2) + "\n")
-        append_events(directory / LEDGER_NAME, result.ledger_events())
         if diff_locks(loaded.lock, new_lock).has_changes:
             write_lock(loaded.lock_path, new_lock)  # follow entries: what is mirrored now
             if not as_json:
                 console.print(f"{loaded.lock_path}: updated for follow entries", highlight=False)
+    assert audit is not None
+    recorded = record_sync(audit, result.ledger_events(), insecure=insecure) and recorded
     if as_json:
         print_json(summary)
     else:
@@ -122,24 +128,13 @@ def sync_command(
         for warning in result.plan.warnings:
             console.print(f"[yellow]warning:[/] {terminal_safe(warning)}", highlight=False)
         console.print(_summary_line(result), highlight=False)
-    if not result.ok:
+    if not result.ok or not recorded:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _write_atomic(path: Path, text: str, *, follow_dir: bool = False) -> None:
+    """Replace ``path`` with ``text`` so that a reader never sees half a file; never through a symlink."""
+    write_state_file(path, text.encode(), follow_dir=follow_dir)
 
 
 def _summary_line(result: SyncReport) -> str:

@@ -27,6 +27,7 @@ from imagevet.policy.model import (
     DEFAULT_BACKUP_TAG,
     DEFAULT_DESCRIPTION,
     Approval,
+    Audit,
     Entry,
     Location,
     Mode,
@@ -38,6 +39,7 @@ from imagevet.policy.model import (
 from imagevet.policy.schema import (
     HINTS,
     ApprovalModel,
+    AuditModel,
     EntryModel,
     PolicyModel,
     SettingsModel,
@@ -252,7 +254,10 @@ class _Builder:
                 built.append((index, one))
         self._check_unique(built, errors)
         entries = tuple(e for _, e in built)
-        return Policy(path=self.path, target=target, entries=entries, version=self.pieces.version)
+        return Policy(
+            path=self.path, target=target, entries=entries, version=self.pieces.version,
+            audit=_audit(self.located.data.get("audit")),
+        )
 
     def _entry(
         self, target: Target, entry: EntryModel, index: int, errors: list[PolicyError]
@@ -432,3 +437,16 @@ class _Builder:
                         "give each a distinct name:",
                     )
                 )
+
+
+def _audit(value: Any) -> Audit:
+    """The ``audit`` section (its errors were reported with the whole model): checkpoint, public key."""
+    try:
+        model = AuditModel.model_validate(value or {})
+    except ValidationError:
+        return Audit()
+    checkpoint = None
+    if model.checkpoint is not None:
+        ref = Reference.parse(model.checkpoint)
+        checkpoint = ref if ref.tag is not None else ref.with_tag("checkpoint")
+    return Audit(checkpoint=checkpoint, public_key=model.public_key)

@@ -21,7 +21,9 @@ from imagevet.reference import Reference
 from imagevet.repository_spec import RepoSpec, TeamPermission
 
 __all__ = [
+    "AUDIT_REPOSITORY",
     "Approval",
+    "Audit",
     "BACKUP_FIELDS",
     "DEFAULT_BACKUP_TAG",
     "DEFAULT_DESCRIPTION",
@@ -192,6 +194,20 @@ class Entry:
         )
 
 
+AUDIT_REPOSITORY = "imagevet-audit"
+"""The default checkpoint repository inside the target namespace."""
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Where the audit ledger's signed checkpoint is pushed and the public key that checks it."""
+
+    checkpoint: Reference | None = None
+    """The checkpoint artifact (with its tag); None: ``<registry>/<namespace>/imagevet-audit:checkpoint``."""
+    public_key: str | None = None
+    """The organization's Ed25519 verifier key (``<name>+<key id>+<base64>``, from ``audit keygen``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A loaded, valid policy file."""
@@ -200,6 +216,14 @@ class Policy:
     target: Target
     entries: tuple[Entry, ...]
     version: int = 1
+    audit: Audit = field(default_factory=Audit)
+
+    @property
+    def checkpoint_ref(self) -> Reference:
+        """Where the audit ledger's latest signed checkpoint is pushed."""
+        if self.audit.checkpoint is not None:
+            return self.audit.checkpoint
+        return Reference(self.target.registry, f"{self.target.namespace}/{AUDIT_REPOSITORY}", "checkpoint")
 
     def entry(self, name: str) -> Entry:
         """The entry called ``name``; KeyError if there is none."""

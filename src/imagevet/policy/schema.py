@@ -37,6 +37,7 @@ from imagevet.reference import Reference, canonical_registry
 
 __all__ = [
     "ApprovalModel",
+    "AuditModel",
     "EntryModel",
     "HINTS",
     "PolicyModel",
@@ -79,6 +80,9 @@ HINTS: dict[str, str] = {
     "tags.prereleases": "true or false",
     "tags.tags": 'a list of tag names (quote numbers: "1.10")',
     "tags.digests": "a list of digests such as sha256:<64 hex>",
+    "policy.audit": "a mapping with checkpoint, public_key",
+    "policy.audit.checkpoint": "a repository[:tag] for the ledger checkpoint, e.g. registry.example.com/acme/imagevet-audit:checkpoint",
+    "policy.audit.public_key": "the public key printed by imagevet audit keygen: <name>+<8 hex>+<base64>",
 }
 
 
@@ -157,6 +161,27 @@ def _source(value: str) -> str:
         raise ValueError(str(e)) from None
     if ref.tag is not None or ref.digest is not None:
         raise ValueError(f"{value!r}: give the repository only; choose tags under tags:")
+    return value
+
+
+_VERIFIER_KEY_RE = re.compile(r"^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?$", re.ASCII)
+
+
+def _verifier_key(value: str) -> str:
+    if not _VERIFIER_KEY_RE.match(value):
+        raise ValueError(
+            f"invalid public key {value[:60]!r}: <name>+<8 hex>+<base64>, as printed by imagevet audit keygen"
+        )
+    return value
+
+
+def _checkpoint_ref(value: str) -> str:
+    try:
+        ref = Reference.parse(value)
+    except InvalidReferenceError as e:
+        raise ValueError(str(e)) from None
+    if ref.digest is not None:
+        raise ValueError(f"{value!r}: a checkpoint is pushed to a tag, not a digest")
     return value
 
 
@@ -291,8 +316,14 @@ class EntryModel(SettingsModel):
     target: PathText | None = None
 
 
+class AuditModel(_Model):
+    checkpoint: Annotated[StrictStr, AfterValidator(_checkpoint_ref)] | None = None
+    public_key: Annotated[StrictStr, AfterValidator(_verifier_key)] | None = None
+
+
 class PolicyModel(_Model):
     version: Literal[1]
     target: TargetModel
     defaults: SettingsModel | None = None
     images: list[EntryModel]
+    audit: AuditModel | None = None
