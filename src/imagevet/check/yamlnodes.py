@@ -15,7 +15,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from imagevet.check.model import FindingKind, FixTarget, FoundImage, ReplaceSpan, SourceKind, Span
 from imagevet.check.text import LineIndex, expand_variables, is_templated, resolve_value
-from imagevet.policy.located import bounded_yaml
+from imagevet.policy.located import bounded_yaml, check_flow_nesting
 
 __all__ = [
     "YamlDocument",
@@ -49,6 +49,7 @@ def load_documents(text: str, index: LineIndex, source: SourceKind) -> YamlDocum
     """
     yaml = bounded_yaml("base", pure=True)
     try:
+        check_flow_nesting(text)
         return YamlDocument(tuple(n for n in yaml.compose_all(text) if n is not None))
     except (YAMLError, RecursionError, ValueError) as e:
         offset = 0

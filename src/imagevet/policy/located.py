@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer, ComposerError
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, StreamMark
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -51,6 +51,7 @@ __all__ = [
     "Span",
     "YamlLimitError",
     "bounded_yaml",
+    "check_flow_nesting",
     "expand_env",
     "field_path",
     "hint_key",
@@ -352,6 +353,35 @@ class BoundedComposer(Composer):
         return self._sizes[id(root)]
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def check_flow_nesting(text: str) -> None:
+    """Raise :class:`YamlLimitError` where ``[``/``{`` nesting passes the composer's limit.
+
+    ruamel.yaml's scanner looks ahead over every open flow collection on a line before the
+    composer sees the first one (quadratic: seconds for a 2 KB line of ``[``), so the limit is
+    also checked on the raw text first, counting brackets (in quotes and comments too, which can
+    only refuse a text nested that deep in brackets anyway).
+    """
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        if m[0] in "[{":
+            depth += 1
+            if depth > _MAX_NESTING:
+                start = m.start()
+                line = text.count("\n", 0, start)
+                column = start - (text.rfind("\n", 0, start) + 1)
+                raise YamlLimitError(
+                    None,
+                    None,
+                    f"nested more than {_MAX_NESTING} levels deep",
+                    StreamMark(None, start, line, column),
+                )
+        elif depth:
+            depth -= 1
+
+
 def _children(node: Node) -> list[Node]:
     if isinstance(node, SequenceNode):
         return list(node.value)
@@ -414,6 +444,7 @@ def parse_yaml(text: str, *, path: str) -> Located:
             )
         ])
     try:
+        check_flow_nesting(text)
         node = bounded_yaml("rt").compose(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark

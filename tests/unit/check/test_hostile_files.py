@@ -167,6 +167,15 @@ def test_alias_bomb_in_scanned_files_is_that_files_problem(tmp_path: Path) -> No
     assert by_path["svc/Dockerfile"].kind is FindingKind.REFERENCE
 
 
+def test_nesting_bomb_in_a_scanned_file_is_quick(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  app:\n    image: " + "[" * 3000 + "\n")
+    start = time.monotonic()
+    scan = scan_paths([tmp_path], root=tmp_path)
+    assert time.monotonic() - start < 1
+    assert [(f.kind, f.location.line) for f in scan.found] == [(FindingKind.PARSE_ERROR, 3)]
+    assert "nested more than 200 levels" in scan.found[0].detail
+
+
 def test_normal_anchors_in_compose_still_work(tmp_path: Path) -> None:
     repo = tmp_path
     (repo / "compose.yaml").write_text(
