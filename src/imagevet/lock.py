@@ -81,11 +81,15 @@ __all__ = [
     "LockedImage",
     "UnreadableEntry",
     "carry_resolved_at",
+    "check_media_type",
+    "check_platform",
+    "check_tag",
     "diff_locks",
     "lock_path_for",
     "parse_lock",
     "read_lock",
     "render_lock",
+    "valid_media_type",
     "write_lock",
 ]
 
@@ -124,6 +128,11 @@ def check_media_type(value: str) -> str:
             f"invalid media type {value[:140]!r}: expected type/subtype such as {mediatype.OCI_INDEX}"
         )
     return value
+
+
+def valid_media_type(value: str) -> bool:
+    """Whether a lock record can hold ``value`` as its media type (see :func:`check_media_type`)."""
+    return _MEDIA_RE.fullmatch(value) is not None
 
 
 def check_platform(value: str) -> str:
