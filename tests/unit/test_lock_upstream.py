@@ -18,6 +18,7 @@ from imagevet.lock import (
     Lock,
     LockedImage,
     LockEntry,
+    UnreadableEntry,
     parse_lock,
     read_lock,
     render_lock,
@@ -313,3 +314,37 @@ def test_odd_values_in_an_unreadable_entry_survive_a_rewrite() -> None:
     rendered = render_lock(lock)
     assert parse_lock(rendered) == lock
     assert render_lock(parse_lock(rendered)) == rendered
+
+
+_yaml_data = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+        st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=10),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
+                                max_size=8), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    item=st.one_of(
+        _yaml_data,
+        st.dictionaries(st.sampled_from(["source", "target", "tags", "digests", "x"]), _yaml_data),
+        _yaml_data.map(lambda d: {"source": "registry.example/up/app", "target": "docker.io/acme/app", "tags": d}),
+    )
+)
+def test_any_damaged_entry_is_reported_and_kept_never_the_whole_file(item: Any) -> None:
+    good = Lock((LockEntry(*DB, tags={"1": LockedImage(Digest.of(b"db"), OCI_MANIFEST, NOW)}),))
+    text = render_lock(good).replace("images:\n", "images:\n" + "\n".join(
+        render_lock(Lock(unreadable=(UnreadableEntry(None, item),))).split("images:\n", 1)[1].splitlines()
+    ) + "\n", 1)
+    lock = parse_lock(text)  # never raises for one damaged entry
+    assert lock.entry(EntryKey(*DB)) == good.entry(EntryKey(*DB))
+    again = parse_lock(render_lock(lock))
+    assert again == lock
+    assert render_lock(again) == render_lock(lock)

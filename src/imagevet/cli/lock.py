@@ -92,7 +92,8 @@ def lock_command(
             )
         for p in failed.values():
             err_console.print(f"[red]failed:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
-        console.print(_summary(loaded.lock_path, len(chosen), list(failed), changed=changed,
+        total = len({x.name for x in chosen} | set(failed))
+        console.print(_summary(loaded.lock_path, total, list(failed), changed=changed,
                                written=write, check=check, exists=exists),
                       highlight=False, markup=False)
     if write:
