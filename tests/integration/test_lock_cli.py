@@ -154,3 +154,11 @@ async def test_one_odd_upstream_image_does_not_poison_the_lock(
     assert imagevet("validate", policy=policy).returncode == 0
     assert imagevet("sync", policy=policy).returncode == 0
     assert await list_tags(target, "acme/app") == ["1"]
+
+    # unreadable again once mirrored: --prune must not take the entry for one with no records
+    mirrored = lock_path.read_text()
+    block = entry_block(mirrored, app_source)
+    lock_path.write_text(mirrored.replace(block, block.replace('"linux/amd64"', '"Linux/amd64"')))
+    pruned = imagevet("sync", "--prune", policy=policy)
+    assert pruned.returncode == 1, pruned.stdout + pruned.stderr
+    assert await list_tags(target, "acme/app") == ["1"]
