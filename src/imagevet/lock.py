@@ -552,11 +552,16 @@ def _item_errors(located: Located) -> dict[int, list[PolicyError]]:
         _LockModel.model_validate(located.data)
     except ValidationError as e:
         out: dict[int, list[PolicyError]] = {}
+        whole: list[PolicyError] = []
         located_errors = validation_errors(located, e, _LockModel, hints=_HINTS)
         for err, error in zip(e.errors(include_url=False), located_errors, strict=True):
             loc = tuple(err["loc"])
-            index = loc[1] if len(loc) > 1 and loc[0] == "images" else 0
-            out.setdefault(index if isinstance(index, int) else 0, []).append(error)
+            if len(loc) > 1 and loc[0] == "images" and isinstance(loc[1], int):
+                out.setdefault(loc[1], []).append(error)
+            else:  # pragma: no cover - _FileModel has checked everything outside the items
+                whole.append(error)
+        if whole:  # pragma: no cover
+            raise PolicyErrors(whole) from None
         return out
     return {}
 
