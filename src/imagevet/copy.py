@@ -41,7 +41,7 @@ from imagevet.errors import (
     RegistryError,
     TransportError,
 )
-from imagevet.manifest import Descriptor, Platform, RawManifest
+from imagevet.manifest import Descriptor, Platform, RawManifest, subset_index
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 
@@ -70,7 +70,10 @@ MAX_ATTACHMENT_DEPTH = 3
 """How deep attachments of attachments are followed (a signature of an SBOM of an image...)."""
 
 BLOB_ATTEMPTS = 3
-"""Whole-blob transfer attempts on a temporary failure (each re-opens the source stream)."""
+"""Whole-blob transfer attempts (each re-opens the source stream) when a transfer broke after its
+request was answered: a body cut, stalled or too slow (:class:`TransferTimeoutError`), or the
+one-shot upload failing.  A request the client already retried (``exhausted``) is not sent again,
+so a blob GET answered 5xx every time is sent ``RetryPolicy.attempts`` times, not 3 times that."""
 
 _DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a-z]+)?$")
 
@@ -129,6 +132,8 @@ class CopyResult:
     sparse: list[str] = field(default_factory=list)
     """Children an index lists that the source does not hold (copied as sparse as it is)."""
     seconds: float = 0.0
+    source_index: RawManifest | None = field(default=None, repr=False, compare=False)
+    """The source index a platform subset was made from (sync keeps it to check the mirror)."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -274,7 +279,8 @@ class _ImageCopy:
         result.media_type = top.media_type
         result.source_platforms = top.platforms()
         if opts.platforms is not None and top.is_index:
-            top = _subset_index(top, opts.platforms)
+            result.source_index = top
+            top = subset_index(top, opts.platforms)
             result.index_rewritten = top.digest != src_digest
             result.digest = top.digest
         result.platforms = top.platforms()
@@ -398,8 +404,7 @@ class _ImageCopy:
                         await self.client.push_blob(dst, desc, _reporting(stream, desc, progress))
                 return
             except (TransportError, RegistryError) as e:
-                temporary = getattr(e, "temporary", False)
-                if not temporary or attempt == BLOB_ATTEMPTS:
+                if not e.temporary or e.exhausted or attempt == BLOB_ATTEMPTS:
                     raise
                 log.warning("blob %s: %s; retrying (%d/%d)", desc.digest, e, attempt, BLOB_ATTEMPTS)
                 await asyncio.sleep(0.2 * attempt)
@@ -505,29 +510,6 @@ class _ImageCopy:
 def _distributable(desc: Descriptor) -> bool:
     """Foreign (non-distributable) layers are not pushed to registries; their URLs stay as-is."""
     return "nondistributable" not in desc.media_type and "foreign" not in desc.media_type
-
-
-def _subset_index(index: RawManifest, platforms: Sequence[Platform]) -> RawManifest:
-    """A new index listing only ``platforms`` (and attestations attached to them)."""
-    entries = list(index.json.get("manifests") or [])
-    keep: list[object] = []
-    kept: set[str] = set()
-    for entry in entries:
-        desc = Descriptor.from_json(entry)
-        if desc.platform and any(p.matches(desc.platform) for p in platforms):
-            keep.append(entry)
-            kept.add(str(desc.digest))
-    for entry in entries:
-        desc = Descriptor.from_json(entry)
-        ref = desc.annotations.get("vnd.docker.reference.digest")
-        if ref in kept and entry not in keep:
-            keep.append(entry)
-    if not kept:
-        wanted = ", ".join(str(p) for p in platforms)
-        raise NotFoundError(404, "GET", str(index.digest), body=f"no platform matches {wanted}")
-    doc = dict(index.json)
-    doc["manifests"] = keep
-    return RawManifest.from_bytes(json.dumps(doc, indent=2).encode(), index.media_type)
 
 
 async def _reporting(

@@ -8,6 +8,7 @@ Every error imagevet raises on purpose derives from ``ImagevetError``::
     ├── PolicyError                               policy or lock file: path, line, column, field
     ├── CredentialsError                          a credential store or helper failed
     ├── TransportError                            connection refused/reset, timeout, TLS
+    │   └── TransferTimeoutError                  a body stalled or crawled below the minimum rate
     ├── RegistryError                             the registry answered with an error status
     │   ├── UnauthorizedError                     401 / 403 (also auth-flow failures)
     │   ├── NotFoundError                         404 (MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN)
@@ -15,18 +16,27 @@ Every error imagevet raises on purpose derives from ``ImagevetError``::
     │   └── UnavailableError                      5xx with Retry-After
     ├── DigestMismatchError                       content did not hash to what it claimed
     ├── SecurityError                             refused for safety (http realm, foreign redirect)
+    ├── LimitExceededError                        upstream went past a bound (redirects, tag pages)
     ├── CopyError                                 one image could not be copied (wraps the cause)
     └── HubError                                  Docker Hub management API error
         └── HubRateLimitedError
 
 Messages never contain secrets: URLs are passed through :func:`redact_url` before
-they are stored in an error.
+they are stored in an error, and text a registry sent is passed through :func:`scrub` (known
+credential values and ``Authorization``/``Bearer``/``Basic`` forms become ``***``, control
+characters become visible escapes, length is capped).
+
+Retry layering: :class:`TransportError` and :class:`RegistryError` carry ``exhausted``; the request
+pipeline sets it when it gives up on a request it was allowed to retry, and no outer layer sends
+such a request again.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 __all__ = [
     "CopyError",
@@ -38,16 +48,58 @@ __all__ = [
     "ImagevetError",
     "InvalidDigestError",
     "InvalidReferenceError",
+    "LimitExceededError",
     "NotFoundError",
     "PolicyError",
     "RateLimitedError",
     "RegistryError",
     "SecurityError",
+    "TransferTimeoutError",
     "TransportError",
     "UnauthorizedError",
     "UnavailableError",
     "redact_url",
+    "scrub",
 ]
+
+#: Secrets shorter than this are not searched for (they would mask ordinary words).
+MIN_SECRET_LENGTH = 4
+_AUTH_FORMS = (
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:(?:bearer|basic)\s+)?[^\s\"',;}]+"),
+    # a credential-looking word (with a digit or a symbol) after Bearer/Basic
+    re.compile(r"(?i)\b(bearer|basic)(\s+)(?=[\w.~+/=-]*[\d.~+/=-])[\w.~+/=-]{4,}"),
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NEWLINES = re.compile(r"[\t\r\n]")
+
+
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Every spelling of ``secrets`` worth searching for, longest first (URL-encoded too)."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if len(secret) < MIN_SECRET_LENGTH:
+            continue
+        forms.update((secret, quote(secret, safe=""), quote_plus(secret)))
+    return sorted(forms, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str] = (), *, limit: int = 2048) -> str:
+    """``text`` fit to store: secrets masked, control characters escaped, at most ``limit`` chars.
+
+    Every value of ``secrets`` (passwords, tokens, Basic header values and what they decode to,
+    URL-encoded too) and every ``Authorization: ...``, ``Bearer xyz``, ``Basic xyz`` becomes
+    ``***``.  Tabs and line breaks become spaces; other control characters (ESC included) become
+    visible ``\\xNN`` escapes, so the stored text cannot drive a terminal.  Callers pass text of
+    bounded size (an error body is read up to 64 KiB).
+    """
+    for secret in secret_forms(secrets):  # on the whole text: a cut could split a secret
+        text = text.replace(secret, "***")
+    text = _AUTH_FORMS[0].sub(lambda m: m.group(1) + "***", text)
+    text = _AUTH_FORMS[1].sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    text = _NEWLINES.sub(" ", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text[:limit]
+
 
 
 def redact_url(url: str) -> str:
@@ -123,11 +175,17 @@ class TransportError(ImagevetError):
         self.method = method
         self.url = redact_url(url)
         self.reason = reason
+        self.exhausted = False
+        """The request pipeline already retried this request as often as its policy allows."""
         super().__init__(f"{method} {self.url}: {reason}")
 
     @property
     def temporary(self) -> bool:
         return True
+
+
+class TransferTimeoutError(TransportError):
+    """A response stalled (no byte for the idle timeout) or crawled below the minimum rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +217,8 @@ class RegistryError(ImagevetError):
         self.body = body[:2048]
         self.retry_after = retry_after
         """Seconds the registry asked to wait (``Retry-After``), when it said so."""
+        self.exhausted = False
+        """The request pipeline already retried this request as often as its policy allows."""
         if diagnostics:
             why = "; ".join(f"{d.code}: {d.message}" if d.message else d.code for d in diagnostics)
         else:
@@ -217,6 +277,16 @@ class DigestMismatchError(ImagevetError):
 
 class SecurityError(ImagevetError):
     """A request was refused for safety: an http token realm for an https registry, and the like."""
+
+
+class LimitExceededError(ImagevetError):
+    """Upstream went past a documented bound: a redirect loop or too long a chain, a tag listing
+    linking back to a page already read or longer than the page or tag cap.  Not retried."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
 
 
 class CopyError(ImagevetError):

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from imagevet import mediatype
 from imagevet.digest import Digest
-from imagevet.errors import DigestMismatchError, ImagevetError
+from imagevet.errors import DigestMismatchError, ImagevetError, NotFoundError
 
-__all__ = ["Descriptor", "ManifestFormatError", "Platform", "RawManifest"]
+__all__ = ["Descriptor", "ManifestFormatError", "Platform", "RawManifest", "subset_index"]
 
 
 class ManifestFormatError(ImagevetError):
@@ -250,3 +250,33 @@ class RawManifest:
             mt = config.get("mediaType")
             return str(mt) if mt else None
         return None
+
+
+def subset_index(index: RawManifest, platforms: Sequence[Platform]) -> RawManifest:
+    """The index a platform-subset mirror holds: ``index`` listing only ``platforms`` (and the
+    attestation entries attached to them), everything else of the document kept.
+
+    Pure and deterministic: the same source bytes and platforms always give the same bytes, so
+    the digest a mirror must hold can be derived again from the source at any time (``sync``
+    checks the target against it; the copy engine pushes it).  Raises NotFoundError when no
+    platform matches, ManifestFormatError for a malformed entry.
+    """
+    entries = list(index.json.get("manifests") or [])
+    keep: list[object] = []
+    kept: set[str] = set()
+    for entry in entries:
+        desc = Descriptor.from_json(entry)
+        if desc.platform and any(p.matches(desc.platform) for p in platforms):
+            keep.append(entry)
+            kept.add(str(desc.digest))
+    for entry in entries:
+        desc = Descriptor.from_json(entry)
+        ref = desc.annotations.get("vnd.docker.reference.digest")
+        if ref in kept and entry not in keep:
+            keep.append(entry)
+    if not kept:
+        wanted = ", ".join(str(p) for p in platforms)
+        raise NotFoundError(404, "GET", str(index.digest), body=f"no platform matches {wanted}")
+    doc = dict(index.json)
+    doc["manifests"] = keep
+    return RawManifest.from_bytes(json.dumps(doc, indent=2).encode(), index.media_type)

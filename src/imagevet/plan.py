@@ -13,6 +13,15 @@ Per entry, the digests the mirror should hold are:
   that moved is an :class:`Update`, and the digest it replaces keeps a backup tag.
 * explicit ``digests``: always, by digest, whole (a platform subset never applies to them).
 
+Selection, platforms and mode are per entry, always: two entries on one source repository share
+what was observed upstream (one tag listing, one HEAD per tag) but each selects its own tags
+(:attr:`Observed.sources` is keyed by entry name).
+
+With a platform subset the mirror holds a rewritten index.  What it must hold is derived again
+from the source index's bytes (:func:`imagevet.manifest.subset_index`; the operation layer
+passes it as :attr:`TargetState.subsets`), never taken from a record of an earlier run: a target
+tag holding anything else is updated, and one whose expected digest could not be derived is held.
+
 Then, per tag: already there -> :class:`Noop`; approval expired -> :class:`Hold` (digests already
 mirrored stay, nothing new goes in); not at the target -> :class:`Copy`; at another digest ->
 :class:`Update`.  A target tag that nothing selects is a :class:`Prune` *candidate* (backup tags
@@ -65,6 +74,7 @@ __all__ = [
     "Update",
     "UpdateRepo",
     "apply_budget",
+    "desired_tags",
     "estimate_pulls",
     "plan_sync",
 ]
@@ -101,7 +111,7 @@ def _s(digest: Digest | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class SourceState:
-    """Upstream now, for one source repository: the selected tags and their digests (HEADs)."""
+    """Upstream now, for one policy entry: the tags its rules select and their digests (HEADs)."""
 
     tags: Mapping[str, Digest] = field(default_factory=dict)
     images: Mapping[Digest, LockedImage] = field(default_factory=dict)
@@ -121,31 +131,42 @@ class TargetState:
     ``tags`` maps each tag seen to the digest a HEAD returned (``None``: listed but not HEADed;
     such a tag is never overwritten, for its backup could not be named).  ``listed`` says that
     ``tags`` holds every tag of the repository, which prune candidates need.  ``digests`` are the
-    explicit digests a HEAD found.  ``sources`` maps the digest of an index imagevet rewrote (a
-    platform subset) to the source digest it was made from, as the ledger or the last run
-    summary recorded it; without it such a tag is copied again.  ``changes`` is what the
-    RepositoryManager's ``diff`` returned.
+    explicit digests a HEAD found.  ``changes`` is what the RepositoryManager's ``diff`` returned.
+
+    For an entry with a platform subset, ``subsets`` maps a source digest to the digest the
+    mirror must hold for it, derived from the source index's bytes (the source digest itself for
+    an image that is not an index); ``unverified`` maps a source digest whose subset could not be
+    derived to the reason.  ``error`` says the target could not be observed: nothing is planned
+    for its entry.
     """
 
     exists: bool | None = None
     tags: Mapping[str, Digest | None] = field(default_factory=dict)
     listed: bool = False
     digests: frozenset[Digest] = frozenset()
-    sources: Mapping[Digest, Digest] = field(default_factory=dict)
     changes: tuple[RepoChange, ...] = ()
+    subsets: Mapping[Digest, Digest] = field(default_factory=dict)
+    unverified: Mapping[Digest, str] = field(default_factory=dict)
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """Everything the operation layer saw; repositories are keyed by their Reference (no tag)."""
+    """Everything the operation layer saw.
 
-    sources: Mapping[Reference, SourceState] = field(default_factory=dict)
+    ``sources`` is keyed by entry name (each entry's own selection of upstream; an entry whose
+    source was not read is missing), ``targets`` by target repository (no tag).
+    """
+
+    sources: Mapping[str, SourceState] = field(default_factory=dict)
     targets: Mapping[Reference, TargetState] = field(default_factory=dict)
     remaining: Mapping[str, int] = field(default_factory=dict)
     """Pulls left per registry host (``ratelimit-remaining``); a host not listed is unlimited."""
+    warnings: tuple[str, ...] = ()
+    """What observing skipped and why (invalid tags in a listing, ...); the plan repeats them."""
 
-    def source(self, repo: Reference) -> SourceState | None:
-        return self.sources.get(repo.repo())
+    def source(self, entry: Entry) -> SourceState | None:
+        return self.sources.get(entry.name)
 
     def target(self, repo: Reference) -> TargetState:
         return self.targets.get(repo.repo(), TargetState())
@@ -526,7 +547,7 @@ class _EntryPlanner:
     ) -> None:
         self.entry = entry
         self.lock = lock
-        self.source = observed.source(entry.source)
+        self.source = observed.source(entry)
         self.target = observed.target(entry.target)
         self.now = now
         self.expired = entry.approval.expired(now)
@@ -546,10 +567,11 @@ class _EntryPlanner:
     def desired(self) -> tuple[dict[str, Digest], list[Action]]:
         """The tag -> digest the mirror should hold, and holds for upstream tags not yet locked."""
         e = self.entry
-        locked = {t: i.digest for t, i in (self.lock.tags.items() if self.lock else ())}
-        upstream = dict(self.source.tags) if self.source is not None else None
+        desired = desired_tags(e, self.lock, self.source)
         if e.mode is Mode.FOLLOW:
-            return (upstream if upstream is not None else locked), []
+            return desired, []
+        locked = desired
+        upstream = dict(self.source.tags) if self.source is not None else None
         holds: list[Action] = []
         for tag, digest in sorted((upstream or {}).items()):
             if tag not in locked:
@@ -564,6 +586,12 @@ class _EntryPlanner:
                     )
                 )
         return locked, holds
+
+    def expected(self, tag: str | None, want: Digest) -> Digest | None:
+        """The digest the target must hold to mirror ``want`` (None: it could not be derived)."""
+        if tag is None or self.entry.platforms is None:
+            return want
+        return self.target.subsets.get(want)
 
     def tag_action(self, tag: str | None, want: Digest) -> Action:
         e = self.entry
@@ -584,8 +612,8 @@ class _EntryPlanner:
             self.source.tags.get(tag) if (self.source is not None and tag is not None) else None
         )
         drift = e.mode is Mode.PINNED and upstream is not None and upstream != want
-        effective = t.sources.get(current, current) if current is not None else None
-        if effective == want:
+        expected = self.expected(tag, want)
+        if current is not None and current == expected:
             if drift:
                 return Hold(
                     e.name,
@@ -615,12 +643,27 @@ class _EntryPlanner:
                 "the target tag exists but its digest was not read, so no backup could be named: HEAD it first",
                 wanted=want,
             )
+        if current is not None and expected is None:
+            why = t.unverified.get(want, "the source index was not read")
+            return Hold(
+                e.name,
+                target_ref,
+                f"the target holds {_short(current)}, which cannot be checked against the platform "
+                f"subset of {_short(want)}: {why}",
+                wanted=want,
+                current=current,
+            )
         notes: list[str] = []
         if drift:
             notes.append(
                 f"upstream has since moved to {_short(upstream)}; the lock's digest is copied"
             )
-        if platforms is not None:
+        if platforms is not None and current is not None:
+            notes.append(
+                f"the target holds {_short(current)}, not {_short(expected)}: the platform subset "
+                f"derived from the source index {_short(want)}"
+            )
+        elif platforms is not None:
             notes.append(
                 f"platform subset: the target index digest will differ from the source's {_short(want)}"
             )
@@ -665,6 +708,8 @@ class _EntryPlanner:
 
     def plan(self) -> list[Action]:
         e = self.entry
+        if self.target.error:
+            return []  # the target could not be observed: its entry is reported as a problem
         desired, holds = self.desired()
         tag_actions: list[tuple[tuple[int, str], Action]] = [
             ((0, tag), self.tag_action(tag, digest)) for tag, digest in sorted(desired.items())
@@ -687,6 +732,16 @@ class _EntryPlanner:
         elif changes:
             actions.insert(0, UpdateRepo(e.name, e.target, e.repo_spec(), changes))
         return actions
+
+
+def desired_tags(
+    entry: Entry, lock: LockEntry | None, source: SourceState | None
+) -> dict[str, Digest]:
+    """Tag -> digest an entry's mirror should hold: the lock's, or under ``follow`` upstream's
+    as observed now (the lock's when the source was not observed)."""
+    if entry.mode is Mode.FOLLOW and source is not None:
+        return dict(source.tags)
+    return {t: i.digest for t, i in (lock.tags.items() if lock else ())}
 
 
 def _warnings(policy: Policy, now: datetime) -> list[str]:
@@ -729,4 +784,4 @@ def plan_sync(
         actions.extend(_EntryPlanner(entry, lock.entry(entry.key), observed, now).plan())
     if observed.remaining:
         actions = list(apply_budget(actions, observed.remaining, reserve=budget_reserve))
-    return Plan(tuple(actions), now, tuple(_warnings(policy, now)))
+    return Plan(tuple(actions), now, (*observed.warnings, *_warnings(policy, now)))

@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from imagevet.copy import (
     DEFAULT_JOBS,
@@ -36,8 +36,10 @@ from imagevet.copy import (
     is_digest_tag,
 )
 from imagevet.digest import Digest
-from imagevet.errors import ImagevetError, NotFoundError
+from imagevet.errors import ImagevetError, InvalidReferenceError, NotFoundError
 from imagevet.lock import Lock, LockedImage, LockEntry, valid_media_type
+from imagevet.manifest import RawManifest, subset_index
+from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
     Action,
     ActionKind,
@@ -50,13 +52,14 @@ from imagevet.plan import (
     TargetState,
     Update,
     UpdateRepo,
+    desired_tags,
     plan_sync,
 )
-from imagevet.policy import Entry, Mode, Policy
+from imagevet.policy import Entry, Mode, Policy, select_tags
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
-from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem, observe_source
+from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem
 
 __all__ = [
     "ActionOutcome",
@@ -71,6 +74,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class OverviewRenderer(Protocol):
@@ -167,79 +173,216 @@ class SyncReport:
 # ---- observation -----------------------------------------------------------------------------
 
 
+_SHOWN_INVALID = 5
+"""Invalid tags named in a listing's warning; the rest are counted."""
+
+
+def _valid_tags(repo: Reference, listed: Iterable[str], what: str) -> tuple[list[str], str | None]:
+    """The listed tags a reference can name, and a warning about the others (skipped)."""
+    good: list[str] = []
+    bad: list[str] = []
+    for tag in listed:
+        try:
+            if not isinstance(tag, str):
+                raise TypeError(tag)
+            repo.with_tag(tag)
+        except (InvalidReferenceError, TypeError, ValueError):
+            bad.append(tag)
+            continue
+        good.append(tag)
+    if not bad:
+        return good, None
+    shown = ", ".join(repr(t if isinstance(t, str) else str(t))[:80] for t in bad[:_SHOWN_INVALID])
+    more = f" and {len(bad) - _SHOWN_INVALID} more" if len(bad) > _SHOWN_INVALID else ""
+    return good, (
+        f"{what} {repo.name} lists {len(bad)} invalid tag{'s' if len(bad) > 1 else ''}, "
+        f"skipped: {shown}{more}"
+    )
+
+
+class _Upstream:
+    """What sources hold, read once per run however many entries share a repository: one tag
+    listing per repository, one HEAD per (repository, tag), one GET per index to derive a
+    platform subset from (through the manifest cache).  Each entry selects from it by its own
+    rules."""
+
+    def __init__(
+        self, client: RegistryClient, gate: asyncio.Semaphore, cache: ManifestCache | None
+    ) -> None:
+        self.client = client
+        self.gate = gate
+        self.cache = cache
+        self.warnings: dict[str, str] = {}
+        self._listings: dict[str, asyncio.Task[list[str]]] = {}
+        self._heads: dict[tuple[str, str], asyncio.Task[Digest | None]] = {}
+        self._indexes: dict[tuple[str, Digest], asyncio.Task[RawManifest]] = {}
+
+    @staticmethod
+    def _once(tasks: dict[_K, asyncio.Task[_V]], key: _K, make: Callable[[], Awaitable[_V]]) -> Awaitable[_V]:
+        task = tasks.get(key)
+        if task is None:
+            task = tasks[key] = asyncio.ensure_future(make())
+        return asyncio.shield(task)
+
+    async def tags(self, repo: Reference) -> list[str]:
+        return await self._once(self._listings, repo.name, lambda: self._list(repo))
+
+    async def _list(self, repo: Reference) -> list[str]:
+        good, warning = _valid_tags(repo, await self.client.list_tags(repo), "source")
+        if warning:
+            self.warnings[repo.name] = warning
+        return good
+
+    async def head(self, repo: Reference, tag: str) -> Digest | None:
+        return await self._once(self._heads, (repo.name, tag), lambda: self._head(repo, tag))
+
+    async def _head(self, repo: Reference, tag: str) -> Digest | None:
+        async with self.gate:
+            found = await self.client.head_manifest(repo.with_tag(tag))
+        return found.digest if found is not None else None
+
+    async def index(self, repo: Reference, digest: Digest) -> RawManifest:
+        """The source manifest ``digest`` (cached, else one verified GET, then cached)."""
+        return await self._once(self._indexes, (repo.name, digest), lambda: self._index(repo, digest))
+
+    async def _index(self, repo: Reference, digest: Digest) -> RawManifest:
+        if self.cache is not None:
+            cached = await asyncio.to_thread(self.cache.get, digest)
+            if cached is not None:
+                return cached
+        async with self.gate:
+            manifest = await self.client.get_manifest(repo.with_digest(digest))
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.put, manifest, digest)
+        return manifest
+
+    async def select(self, entry: Entry) -> SourceState:
+        """The entry's own selection of its source's tags, each with its digest (HEAD)."""
+        selected = select_tags(await self.tags(entry.source), entry.tags)
+        digests = await asyncio.gather(*(self.head(entry.source, t) for t in selected))
+        # a tag deleted between the listing and its HEAD is simply not there any more
+        return SourceState({t: d for t, d in zip(selected, digests, strict=True) if d is not None})
+
+    async def subset(self, entry: Entry, digest: Digest) -> Digest:
+        """The digest of the index ``entry``'s platforms make of the source's ``digest``."""
+        assert entry.platforms is not None
+        manifest = await self.index(entry.source, digest)
+        if not manifest.is_index:
+            return digest  # an image manifest is copied as it is
+        return subset_index(manifest, entry.platforms).digest
+
+
 async def _observe_target(
     client: RegistryClient,
     entry: Entry,
     spec: RepoSpec,
     manager: RepositoryManager | None,
     gate: asyncio.Semaphore,
-) -> TargetState:
+) -> tuple[TargetState, str | None]:
     changes = tuple(await manager.diff(spec)) if manager is not None else ()
     try:
         listed = await client.list_tags(entry.target)
     except NotFoundError:
-        return TargetState(exists=False, listed=True, changes=changes)
+        return TargetState(exists=False, listed=True, changes=changes), None
+    valid, warning = _valid_tags(entry.target, listed, "target")
 
     async def head(ref: Reference) -> Digest | None:
         async with gate:
             found = await client.head_manifest(ref)
         return found.digest if found is not None else None
 
-    names = [t for t in listed if not is_digest_tag(t)]
+    names = [t for t in valid if not is_digest_tag(t)]
     digests = await asyncio.gather(*(head(entry.target.with_tag(t)) for t in names))
     explicit = await asyncio.gather(*(head(entry.target.with_digest(d)) for d in entry.tags.digests))
-    return TargetState(
+    state = TargetState(
         exists=True,
         tags=dict(zip(names, digests, strict=True)),
         listed=True,
         digests=frozenset(d for d in explicit if d is not None),
         changes=changes,
     )
+    return state, warning
 
 
 async def observe(
     client: RegistryClient,
     policy: Policy,
     *,
+    lock: Lock | None = None,
     specs: Mapping[str, RepoSpec] | None = None,
     manager: RepositoryManager | None = None,
-    sources: Mapping[Reference, SourceState] | None = None,
-    rewritten: Mapping[Digest, Digest] | None = None,
+    cache: ManifestCache | None = None,
 ) -> tuple[Observed, list[SourceProblem]]:
-    """HEAD what the plan needs: upstream tags (unless given) and every target tag.
+    """HEAD what the plan needs: each entry's upstream tags and every target tag.
 
-    ``rewritten`` maps the digest of each index imagevet rewrote for a platform subset to the
-    source digest it was made from (:func:`imagevet.ledger.rewritten_from_ledger`), so that such a tag is not
-    copied again on every run.
+    Sources are read once however many entries share one (:class:`_Upstream`); each entry gets
+    its own selection.  For an entry with a platform subset whose target tag holds something,
+    the digest it must hold is derived from the source index's bytes (``cache``, else one GET)
+    for the digest the entry wants there (``lock`` under ``pinned``, upstream under ``follow``).
+    One entry's failure (its source, its target, a subset that cannot be derived) is that entry's
+    problem; the others go on.  Tags a listing holds that no reference can name are skipped
+    with a warning.
     """
     gate = asyncio.Semaphore(HEAD_CONCURRENCY)
-    problems: list[SourceProblem] = []
-    seen_sources: dict[Reference, SourceState] = dict(sources or {})
+    upstream = _Upstream(client, gate, cache)
+    problems: dict[str, list[SourceProblem]] = {e.name: [] for e in policy.entries}
+    target_warnings: dict[str, str] = {}
 
-    async def source(entry: Entry) -> None:
-        if entry.source in seen_sources:
-            return
+    async def source(entry: Entry) -> tuple[str, SourceState | None]:
         try:
-            seen_sources[entry.source] = await observe_source(client, entry, gate)
+            return entry.name, await upstream.select(entry)
         except ImagevetError as e:
-            problems.append(SourceProblem(entry.name, str(entry.source), str(e)))
+            problems[entry.name].append(SourceProblem(entry.name, str(entry.source), str(e)))
+            return entry.name, None
 
-    async def target(entry: Entry) -> tuple[Reference, TargetState]:
+    async def target(entry: Entry, src: SourceState | None) -> tuple[Reference, TargetState]:
         spec = (specs or {}).get(entry.name) or entry.repo_spec()
-        state = await _observe_target(client, entry, spec, manager, gate)
-        if rewritten and entry.rewrites_index:
-            held = {d for d in state.tags.values() if d is not None}
-            state = replace(state, sources={t: s for t, s in rewritten.items() if t in held})
-        return entry.target, state
+        try:
+            state, warning = await _observe_target(client, entry, spec, manager, gate)
+        except ImagevetError as e:
+            problems[entry.name].append(SourceProblem(entry.name, str(entry.target), str(e)))
+            return entry.target, TargetState(error=str(e))
+        if warning:
+            target_warnings[entry.name] = warning
+        if entry.platforms is None:
+            return entry.target, state
+        wanted = desired_tags(entry, lock.entry(entry.key) if lock else None, src)
+        held = {wanted[t] for t, d in state.tags.items() if d is not None and t in wanted}
+        subsets: dict[Digest, Digest] = {}
+        unverified: dict[Digest, str] = {}
 
-    await asyncio.gather(*(source(e) for e in policy.entries))
-    targets = dict(await asyncio.gather(*(target(e) for e in policy.entries)))
+        async def derive(digest: Digest) -> None:
+            try:
+                subsets[digest] = await upstream.subset(entry, digest)
+            except ImagevetError as e:
+                unverified[digest] = str(e)
+
+        await asyncio.gather(*(derive(d) for d in held))
+        for digest in sorted(unverified, key=str):
+            problems[entry.name].append(SourceProblem(
+                entry.name, str(entry.source),
+                f"cannot derive the platform subset of {digest}: {unverified[digest]}",
+            ))
+        return entry.target, replace(state, subsets=subsets, unverified=unverified)
+
+    async def one(entry: Entry) -> tuple[tuple[str, SourceState | None], tuple[Reference, TargetState]]:
+        src = await source(entry)
+        return src, await target(entry, src[1])
+
+    results = await asyncio.gather(*(one(e) for e in policy.entries))
+    sources = {name: state for (name, state), _ in results if state is not None}
+    targets = dict(t for _, t in results)
     remaining = {
         registry: rl.remaining
         for registry, rl in client.ratelimits.items()
         if rl.remaining is not None
     }
-    return Observed(seen_sources, targets, remaining), problems
+    warnings = (
+        *(upstream.warnings[k] for k in sorted(upstream.warnings)),
+        *(target_warnings[e.name] for e in policy.entries if e.name in target_warnings),
+    )
+    found = [p for e in policy.entries for p in problems[e.name]]
+    return Observed(sources, targets, remaining, warnings), found
 
 
 async def plan_policy(
@@ -250,12 +393,16 @@ async def plan_policy(
     now: datetime,
     manager: RepositoryManager | None = None,
     specs: Mapping[str, RepoSpec] | None = None,
-    rewritten: Mapping[Digest, Digest] | None = None,
+    cache: ManifestCache | None = None,
     budget_reserve: int = 0,
 ) -> tuple[Plan, Observed, list[SourceProblem]]:
-    """Observe and plan: what ``sync`` would do now (``plan`` and ``sync --dry-run`` print it)."""
+    """Observe and plan: what ``sync`` would do now (``plan`` and ``sync --dry-run`` print it).
+
+    ``cache`` keeps source index bytes to check platform-subset mirrors against (see
+    :func:`observe`); without it each such check costs a manifest GET.
+    """
     observed, problems = await observe(
-        client, policy, specs=specs, manager=manager, rewritten=rewritten
+        client, policy, lock=lock, specs=specs, manager=manager, cache=cache
     )
     plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve)
     return plan, observed, problems
@@ -291,11 +438,13 @@ async def apply_plan(
     specs: Mapping[str, RepoSpec] | None = None,
     options: SyncOptions | None = None,
     progress: CopyProgress | None = None,
+    cache: ManifestCache | None = None,
 ) -> SyncReport:
     """Carry out ``plan``: repositories first, then images; see the module docstring.
 
     ``specs`` are the repository specs the plan was observed with (:func:`repo_specs`, with the
-    overview); an entry not in it uses the plan's own.
+    overview); an entry not in it uses the plan's own.  ``cache`` keeps the source index of each
+    platform subset copied, so the next run checks that mirror without a manifest GET.
     """
     opts = options or SyncOptions()
     started = time.monotonic()
@@ -331,6 +480,8 @@ async def apply_plan(
                     await _backup(client, action)
                 result = await session.copy(action.source, action.target, options=copy_options)
                 outcomes[i] = ActionOutcome(action, "done", result=result)
+                if cache is not None and result.source_index is not None:
+                    await asyncio.to_thread(cache.put, result.source_index, result.source_digest)
             except ImagevetError as e:
                 outcomes[i] = ActionOutcome(action, "failed", str(e))
             except Exception as e:  # a bug must not abort the run before its summary is written
@@ -396,7 +547,7 @@ def follow_lock(policy: Policy, lock: Lock, report: SyncReport, observed: Observ
     for entry in policy.entries:
         if entry.mode is not Mode.FOLLOW:
             continue
-        state = observed.source(entry.source)
+        state = observed.source(entry)
         if state is None:
             continue  # source not read this run: keep what the lock says
         old = lock.entry(entry.key)

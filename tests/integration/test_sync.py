@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from imagevet.ledger import verify_ledger
+from imagevet.ledger import append_events, verify_ledger
 from imagevet.lock import read_lock
 from tests.support.images import make_image, make_multiarch
 from tests.support.pusher import fetch_image, get_manifest_bytes, list_tags, push_image
@@ -296,3 +296,173 @@ def test_malformed_policy_exits_2_with_its_location_and_writes_nothing(
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert where in out.stderr.replace(str(tmp_path) + "/", ""), out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imagevet.yaml"]
+
+
+# ---- two entries on one source; the mirror never depends on the ledger ----------------------
+
+
+def _plan_lines(out: subprocess.CompletedProcess[str]) -> list[tuple[str, str, str]]:
+    planned = json.loads(out.stdout)
+    return sorted((a["entry"], a["kind"], a["target"]) for a in planned["actions"])
+
+
+async def test_two_entries_on_one_source_each_mirror_their_own_tags(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
+    fault_proxy: Any,
+) -> None:
+    images = {
+        "v1": make_multiarch(seed="one-source-v1", platforms=("linux/amd64", "linux/arm64")),
+        "v2": make_multiarch(seed="one-source-v2", platforms=("linux/amd64", "linux/arm64")),
+        "v3": make_image(seed="one-source-v3"),
+    }
+    await seed(plain_registry, f"{unique_repo}/app", images)
+    proxy = fault_proxy(plain_registry)
+    src = f"{proxy.host}/{unique_repo}/app"
+    policy = write_policy(tmp_path, target.host, (
+        f"  - name: app-a\n    source: {src}\n    target: app-a\n    tags:\n      tags: [v1]\n"
+        f"  - name: app-b\n    source: {src}\n    target: app-b\n    mode: follow\n"
+        "    platforms: [linux/arm64]\n    tags:\n      tags: [v2]\n"
+        f"  - name: app-c\n    source: {src}\n    target: app-c\n    mode: follow\n"
+        "    tags:\n      allow: ['v[23]']\n"
+    ))
+    assert imagevet("lock", policy=policy).returncode == 0
+    proxy.clear()
+    plans = [imagevet("plan", "--json", policy=policy) for _ in range(4)]
+    assert all(p.returncode == 0 for p in plans), plans[0].stderr
+    first = _plan_lines(plans[0])
+    assert all(_plan_lines(p) == first for p in plans[1:])  # the same policy plans the same
+    assert [(e, k, t.rsplit("/", 1)[1]) for e, k, t in first] == [
+        ("app-a", "copy", "app-a:v1"), ("app-b", "copy", "app-b:v2"),
+        ("app-c", "copy", "app-c:v2"), ("app-c", "copy", "app-c:v3"),
+    ]
+    # the source is observed once per run however many entries share it
+    assert proxy.count(method="GET", path_contains="/tags/list") == 4
+    assert proxy.count(method="HEAD", path_contains="/manifests/v2") == 4
+
+    synced = imagevet("sync", "--json", policy=policy)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert await list_tags(target, "acme/app-a") == ["v1"]
+    assert await list_tags(target, "acme/app-b") == ["v2"]
+    assert sorted(await list_tags(target, "acme/app-c")) == ["v2", "v3"]
+    body, _, _ = await get_manifest_bytes(target, "acme/app-a", "v1")
+    assert body == images["v1"].top.data
+    subset = await fetch_image(target, "acme/app-b", "v2")
+    assert [str(d.platform) for d in subset.top.children()] == ["linux/arm64"]
+    for tag in ("v2", "v3"):
+        body, _, _ = await get_manifest_bytes(target, "acme/app-c", tag)
+        assert body == images[tag].top.data
+
+    proxy.clear()
+    again = imagevet("plan", "--json", "--detailed-exitcode", policy=policy)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {k for _, k, _ in _plan_lines(again)} == {"noop"}
+    # the subset mirror was checked against the source index sync kept when it copied
+    assert proxy.count(method="GET", path_contains="/manifests/") == 0
+    # the lock of each follow entry records its own tags only
+    lock = read_lock(tmp_path / "imagevet.lock")
+    by_target = {e.target.repository: sorted(e.tags) for e in lock.entries}
+    assert by_target == {"acme/app-a": ["v1"], "acme/app-b": ["v2"], "acme/app-c": ["v2", "v3"]}
+
+
+async def test_a_forged_ledger_record_never_keeps_an_intruder_in_a_subset_mirror(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
+) -> None:
+    image = make_multiarch(seed="forged-subset", platforms=("linux/amd64", "linux/arm64", "linux/s390x"))
+    await seed(plain_registry, f"{unique_repo}/app", {"2.0": image})
+    policy = write_policy(tmp_path, target.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/app\n"
+        "    platforms: [linux/amd64, linux/arm64]\n    tags:\n      tags: ['2.0']\n"
+    ))
+    assert imagevet("lock", policy=policy).returncode == 0
+    assert imagevet("sync", policy=policy).returncode == 0
+    mirrored = await fetch_image(target, "acme/app", "2.0")
+    subset = mirrored.top.digest
+    assert subset != image.digest
+
+    # someone replaces the mirror's tag with their own image and appends a chain-valid ledger
+    # record claiming it is the platform subset imagevet made from the source
+    intruder = make_multiarch(seed="forged-intruder")
+    await push_image(target, "acme/app", intruder, "2.0")
+    ledger = tmp_path / ".imagevet" / "ledger.jsonl"
+    append_events(ledger, [{"kind": "copy", "action": "copy", "status": "done", "copy": {
+        "index_rewritten": True, "digest": str(intruder.digest), "source_digest": str(image.digest),
+    }}])
+    assert verify_ledger(ledger).ok
+
+    planned = imagevet("plan", "--json", policy=policy)
+    assert planned.returncode == 0, planned.stderr
+    (action,) = json.loads(planned.stdout)["actions"]
+    assert action["kind"] == "update" and action["old_digest"] == str(intruder.digest)
+    assert str(subset)[:19] in action["note"] and "platform subset" in action["note"]
+    synced = imagevet("sync", "--json", policy=policy)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    back = await fetch_image(target, "acme/app", "2.0")
+    assert back.top.digest == subset
+    again = json.loads(imagevet("sync", "--json", policy=policy).stdout)
+    assert again["counts"] == {"noop": 1}
+
+
+async def test_a_warm_subset_mirror_rerun_makes_no_manifest_get(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
+    fault_proxy: Any,
+) -> None:
+    image = make_multiarch(seed="warm-subset", platforms=("linux/amd64", "linux/arm64"))
+    await seed(plain_registry, f"{unique_repo}/app", {"1": image})
+    source = fault_proxy(plain_registry)
+    policy = write_policy(tmp_path, target.host, (
+        f"  - source: {source.host}/{unique_repo}/app\n"
+        "    platforms: [linux/arm64]\n    tags:\n      tags: ['1']\n"
+    ))
+    assert imagevet("lock", policy=policy).returncode == 0
+    assert imagevet("sync", policy=policy).returncode == 0
+    source.clear()
+    rerun = json.loads(imagevet("sync", "--json", policy=policy).stdout)
+    assert rerun["counts"] == {"noop": 1}
+    assert source.count(method="GET", path_contains="/manifests/") == 0
+
+    # a cache entry that does not hash to its name is a miss: one GET, then the right answer
+    cached = tmp_path / ".imagevet" / "manifests" / "sha256" / image.digest.hex
+    assert cached.read_bytes() == image.top.data
+    cached.write_bytes(image.top.data.replace(b"arm64", b"amd64"))
+    source.clear()
+    rerun = json.loads(imagevet("sync", "--json", policy=policy).stdout)
+    assert rerun["counts"] == {"noop": 1}
+    assert source.count(method="GET", path_contains="/manifests/") == 1
+    assert cached.read_bytes() == image.top.data
+
+
+async def test_one_bad_target_listing_or_unreadable_target_stops_only_its_entry(
+    plain_registry: RunningRegistry, fake_registry: Any, unique_repo: str, tmp_path: Path,
+    fault_proxy: Any,
+) -> None:
+    images = {"1": make_image(seed="odd-target-1"), "2": make_image(seed="odd-target-2")}
+    await seed(plain_registry, f"{unique_repo}/odd", {"1": images["1"]})
+    await seed(plain_registry, f"{unique_repo}/fine", {"2": images["2"]})
+    await seed(plain_registry, f"{unique_repo}/down", {"2": images["2"]})
+    # the odd target already lists a tag no valid reference can name
+    fake_registry.seed("acme/odd", images["1"], "1")
+    fake_registry.tags["acme/odd"]["bad tag\x1b[31m"] = images["1"].digest
+    proxy = fault_proxy(fake_registry)
+    policy = write_policy(tmp_path, proxy.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/odd\n    tags:\n      tags: ['1']\n"
+        f"  - source: {plain_registry.host}/{unique_repo}/fine\n    tags:\n      tags: ['2']\n"
+        f"  - source: {plain_registry.host}/{unique_repo}/down\n    tags:\n      tags: ['2']\n"
+    ))
+    assert imagevet("lock", policy=policy).returncode == 0
+    proxy.fail(times=None, status=500, path_contains="/acme/down/tags/list")
+
+    planned = imagevet("plan", "--json", policy=policy)
+    assert planned.returncode == 1, planned.stdout + planned.stderr  # one entry could not be observed
+    body = json.loads(planned.stdout)
+    kinds = sorted((a["entry"].rsplit("/", 1)[1], a["kind"]) for a in body["actions"])
+    assert kinds == [("fine", "copy"), ("odd", "noop")]
+    assert any("bad tag" in w and "acme/odd" in w for w in body["warnings"]), body["warnings"]
+    assert [p["entry"].rsplit("/", 1)[1] for p in body["problems"]] == ["down"]
+    assert "500" in body["problems"][0]["message"]
+
+    synced = imagevet("sync", "--json", policy=policy)
+    assert synced.returncode == 1
+    summary = json.loads(synced.stdout)
+    assert summary["counts"] == {"copy": 1, "noop": 1}
+    assert fake_registry.tags["acme/fine"] == {"2": images["2"].digest}
+    assert "acme/down" not in fake_registry.tags

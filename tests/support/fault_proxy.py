@@ -10,6 +10,12 @@ fires ``times`` times (None = always) after letting ``skip`` matching requests t
 - ``corrupt``: flip one byte of the response (or request) body at ``offset`` in transit.
 - ``cut``: send ``after_bytes`` of the response body, then close the connection.
 - ``delay``: sleep before forwarding.
+- ``drip``: forward the response body ``nbytes`` at a time with ``interval`` seconds between
+  pieces (a crawling source).
+- ``redirect``: answer 307 with a ``Location`` (``{n}`` in it is replaced by the rule's hit
+  count, so a chain never repeats a URL), without contacting the upstream.
+- ``fail(..., echo=True)``: the error text repeats the request's ``Authorization`` header and the
+  upstream's password, as a careless registry would (``plain=True``: a text body, no envelope).
 - ``add_headers``: add response headers; ``rate_limit`` emulates Docker Hub's ``ratelimit-*``
   headers, decrementing on each manifest GET and answering 429 once exhausted.
 
@@ -222,8 +228,11 @@ class FaultProxy:
         code: str | None = None,
         message: str | None = None,
         headers: Mapping[str, str] | None = None,
+        echo: bool = False,
+        plain: bool = False,
     ) -> Rule:
-        """Answer the next ``times`` matching requests with ``status`` and an error envelope."""
+        """Answer the next ``times`` matching requests with ``status`` and an error envelope
+        (``echo``: the message repeats the request's credentials; ``plain``: a text body)."""
         return self._add(
             Rule(
                 "fail",
@@ -237,7 +246,53 @@ class FaultProxy:
                     "code": code,
                     "message": message,
                     "headers": dict(headers or {}),
+                    "echo": echo,
+                    "plain": plain,
                 },
+            )
+        )
+
+    def drip(
+        self,
+        path_contains: str | None = None,
+        *,
+        nbytes: int = 1,
+        interval: float = 0.05,
+        times: int | None = None,
+        method: str | None = "GET",
+        skip: int = 0,
+    ) -> Rule:
+        """Forward matching response bodies ``nbytes`` at a time, ``interval`` seconds apart."""
+        return self._add(
+            Rule(
+                "drip",
+                method,
+                path_contains,
+                times,
+                skip,
+                {"nbytes": nbytes, "interval": interval},
+            )
+        )
+
+    def redirect(
+        self,
+        location: str,
+        *,
+        status: int = 307,
+        times: int | None = None,
+        method: str | None = None,
+        path_contains: str | None = None,
+        skip: int = 0,
+    ) -> Rule:
+        """Answer matching requests with ``status`` and ``Location: location`` (``{n}``: hit count)."""
+        return self._add(
+            Rule(
+                "redirect",
+                method,
+                path_contains,
+                times,
+                skip,
+                {"location": location, "status": status},
             )
         )
 
@@ -391,6 +446,14 @@ class FaultProxy:
             raise asyncio.CancelledError  # no response at all
         if "fail" in kinds:
             return await self._fail(request, record, kinds["fail"])
+        if "redirect" in kinds:
+            rule = kinds["redirect"]
+            await self._drain(request)
+            location = rule.params["location"].replace("{n}", str(rule.hits))
+            resp = web.Response(status=rule.params["status"], headers={"Location": location})
+            record.status, record.fault = rule.params["status"], "redirect"
+            record.response_headers = CIMultiDict(resp.headers)
+            return resp
         extra: dict[str, str] = {}
         for r in rules:
             if r.kind == "headers":
@@ -413,8 +476,18 @@ class FaultProxy:
             headers["Retry-After"] = p["retry_after"]
         if p["status"] == 429 and self.ratelimit is not None:
             headers.update(self.ratelimit.headers())
-        body = error_body(p["status"], record.path, p["code"], p["message"])
-        resp = web.json_response(body, status=p["status"], headers=headers)
+        message = p["message"]
+        if p["echo"]:
+            message = (
+                f"{message or 'refused'}: Authorization: {request.headers.get('Authorization', '')}"
+                f" (password {self.password or ''})"
+            )
+        body = error_body(p["status"], record.path, p["code"], message)
+        if p["plain"]:
+            text = body["errors"][0]["message"]
+            resp = web.Response(text=text, status=p["status"], headers=headers)
+        else:
+            resp = web.json_response(body, status=p["status"], headers=headers)
         record.status, record.fault = p["status"], "fail"
         record.response_headers = CIMultiDict(resp.headers)
         return resp
@@ -506,6 +579,16 @@ class FaultProxy:
             record.response_headers = CIMultiDict(resp.headers)
             await resp.prepare(request)
             if request.method == "HEAD":
+                await resp.write_eof()
+                return resp
+            drip = kinds.get("drip")
+            if drip is not None:
+                record.fault = "drip"
+                step, pause = drip.params["nbytes"], drip.params["interval"]
+                async for chunk in upstream.content.iter_chunked(CHUNK):
+                    for i in range(0, len(chunk), step):
+                        await resp.write(chunk[i : i + step])
+                        await asyncio.sleep(pause)
                 await resp.write_eof()
                 return resp
             cut = kinds.get("cut")

@@ -82,17 +82,18 @@ def observed(
     exists: bool | None = True,
     changes: tuple[RepoChange, ...] = (),
     remaining: dict[str, int] | None = None,
-    sources: dict[Digest, Digest] | None = None,
+    subsets: dict[Digest, Digest] | None = None,
+    entry: str = "bitnami/redis",
 ) -> Observed:
     return Observed(
-        sources={SRC: SourceState(upstream)} if upstream is not None else {},
+        sources={entry: SourceState(upstream)} if upstream is not None else {},
         targets={
             DST: TargetState(
                 exists=exists,
                 tags=target or {},
                 listed=listed,
                 changes=changes,
-                sources=sources or {},
+                subsets=subsets or {},
             )
         },
         remaining=remaining or {},
@@ -391,9 +392,9 @@ def test_platform_subset_is_noted_and_recognised_once_mirrored() -> None:
     assert f"the target index digest will differ from the source's sha256:{A.hex[:12]}" in copy.note
     assert copy.pulls == 2  # the index + the one platform copied
     assert copy.to_json()["platforms"] == ["linux/arm64"]
-    # after the copy the target holds a rewritten index X, known (from the ledger) to come from A
+    # after the copy the target holds X, the subset derived from A's bytes: nothing to do
     again = plan_sync(
-        p, lock({"7.2.4": A}), observed({"7.2.4": A}, {"7.2.4": X}, sources={X: A}), now=NOW
+        p, lock({"7.2.4": A}), observed({"7.2.4": A}, {"7.2.4": X}, subsets={A: X}), now=NOW
     )
     assert again.actions == (Noop("bitnami/redis", DST.with_tag("7.2.4"), X),)
 
@@ -530,3 +531,97 @@ def test_source_state_from_a_fresh_lock_entry() -> None:
     entry = LockEntry(SRC, DST, {"7.2.4": img(A), "7.2.5": img(B)})
     state = SourceState.from_lock_entry(entry)
     assert state.tags == {"7.2.4": A, "7.2.5": B} and set(state.images) == {A, B}
+
+
+# ---- two entries on one source; platform subsets checked against the source bytes ---------------
+
+ONE_SOURCE = parse_policy(
+    """\
+version: 1
+target: {namespace: acme}
+defaults:
+  approval: {approved_by: alice, expires: 2027-01-01}
+images:
+  - {name: app-a, source: bitnami/redis, target: app-a, tags: {tags: ['1']}}
+  - name: app-b
+    source: bitnami/redis
+    target: app-b
+    mode: follow
+    platforms: [linux/arm64]
+    tags: {tags: ['2']}
+  - {name: app-c, source: bitnami/redis, target: app-c, mode: follow, tags: {allow: ['[23]']}}
+""",
+    env={},
+)
+DST_A, DST_B, DST_C = (Reference.parse(f"docker.io/acme/app-{x}") for x in "abc")
+
+
+def test_two_entries_on_one_source_plan_their_own_tags_every_time() -> None:
+    # what each entry selected from the one upstream listing (1 -> A, 2 -> B, 3 -> C)
+    lk = Lock((
+        LockEntry(SRC, DST_A, {"1": img(A)}),
+        LockEntry(SRC, DST_B, {"2": img(B)}),
+        LockEntry(SRC, DST_C, {"2": img(B), "3": img(C)}),
+    ))
+    obs = Observed(
+        sources={
+            "app-a": SourceState({"1": A}),
+            "app-b": SourceState({"2": B}),
+            "app-c": SourceState({"2": B, "3": C}),
+        },
+        targets={
+            DST_A: TargetState(exists=True, listed=True),
+            DST_B: TargetState(exists=True, listed=True, tags={"2": B}, subsets={B: X}),
+            DST_C: TargetState(exists=True, listed=True, tags={"2": B}),
+        },
+    )
+    plans = [plan_sync(ONE_SOURCE, lk, obs, now=NOW) for _ in range(5)]
+    assert all(p == plans[0] for p in plans)
+    got = [(a.entry, str(a.kind), a.target.familiar) for a in plans[0].actions]
+    assert got == [
+        ("app-a", "copy", "acme/app-a:1"),
+        ("app-b", "update", "acme/app-b:2"),  # holds the whole index B, not its arm64 subset X
+        ("app-c", "noop", "acme/app-c:2"),
+        ("app-c", "copy", "acme/app-c:3"),
+    ]
+    update = plans[0].actions[1]
+    assert isinstance(update, Update) and update.platforms == (Platform("linux", "arm64"),)
+    assert f"not sha256:{X.hex[:12]}" in update.note
+
+
+def test_a_subset_mirror_is_a_noop_only_at_the_digest_derived_from_the_source() -> None:
+    p = policy(extra="    platforms: [linux/arm64]\n")
+    lk = lock({"7.2.4": A})
+    derived = observed({"7.2.4": A}, {"7.2.4": X}, subsets={A: X})
+    assert kinds(plan_sync(p, lk, derived, now=NOW)) == ["noop"]
+    # an intruder at the tag, whatever any record says about it, is replaced (backup kept)
+    intruder = observed({"7.2.4": A}, {"7.2.4": C}, subsets={A: X})
+    (update,) = plan_sync(p, lk, intruder, now=NOW).actions
+    assert isinstance(update, Update) and (update.old_digest, update.digest) == (C, A)
+    assert update.note.startswith(f"the target holds sha256:{C.hex[:12]}, not sha256:{X.hex[:12]}")
+    # no subset derived (the source index could not be read): the target is held, not trusted
+    unknown = Observed(
+        sources={"bitnami/redis": SourceState({"7.2.4": A})},
+        targets={DST: TargetState(
+            exists=True, listed=True, tags={"7.2.4": C}, unverified={A: "HTTP 503"}
+        )},
+    )
+    (hold,) = plan_sync(p, lk, unknown, now=NOW).actions
+    assert isinstance(hold, Hold) and hold.current == C
+    assert "cannot be checked against the platform subset" in hold.reason and "HTTP 503" in hold.reason
+
+
+def test_an_unobserved_target_plans_nothing_for_its_entry_only() -> None:
+    lk = Lock((LockEntry(SRC, DST_A, {"1": img(A)}), LockEntry(SRC, DST_C, {"2": img(B)})))
+    obs = Observed(
+        sources={"app-c": SourceState({"2": B})},
+        targets={
+            DST_A: TargetState(error="GET .../tags/list: HTTP 500"),
+            DST_B: TargetState(error="HTTP 500"),
+            DST_C: TargetState(exists=True, listed=True),
+        },
+        warnings=("target docker.io/acme/app-c lists 1 invalid tag, skipped: 'a b'",),
+    )
+    plan = plan_sync(ONE_SOURCE, lk, obs, now=NOW)
+    assert [(a.entry, str(a.kind)) for a in plan.actions] == [("app-c", "copy")]
+    assert plan.warnings[0] == "target docker.io/acme/app-c lists 1 invalid tag, skipped: 'a b'"

@@ -13,9 +13,8 @@ import typer
 from rich.markup import escape
 
 from imagevet.cli.common import console, err_console, handle_errors
-from imagevet.digest import Digest
-from imagevet.ledger import read_ledger, rewritten_from_ledger
 from imagevet.lock import Lock, lock_path_for, read_lock
+from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import ActionKind, Plan
 from imagevet.policy import Policy, load_policy
 from imagevet.reference import DOCKER_HUB
@@ -29,6 +28,7 @@ __all__ = [
     "hub_manager",
     "load",
     "lock_problems",
+    "manifest_cache",
     "print_plan",
     "state_dir",
 ]
@@ -111,12 +111,12 @@ def state_dir(policy: Policy) -> Path:
     return policy.path.parent / ".imagevet"
 
 
-def rewritten(policy: Policy) -> dict[Digest, Digest]:
-    """Rewritten index digests (platform subsets) recorded in the ledger."""
-    if not any(e.rewrites_index for e in policy.entries):
-        return {}
-    with handle_errors():
-        return rewritten_from_ledger(read_ledger(state_dir(policy) / LEDGER_NAME))
+def manifest_cache(policy: Policy) -> ManifestCache:
+    """The source index bytes that platform-subset mirrors are checked against (state directory).
+
+    Plan and sync never read the ledger: what a mirror must hold is derived from source bytes.
+    """
+    return ManifestCache(state_dir(policy))
 
 
 @asynccontextmanager

@@ -179,7 +179,11 @@ def explicit_credentials(env: Mapping[str, str]) -> dict[str, Credential]:
 def make_registry_client(
     *, insecure: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> RegistryClient:
-    """A client with credentials from the environment first, then Docker's own config."""
+    """A client with credentials from the environment first, then Docker's own config.
+
+    ``IMAGEVET_TRANSFER_TIMEOUT`` (seconds): a response or body with no byte for that long, or
+    whose body brings less than 1 KiB/s over that long, fails (default 120).
+    """
     from imagevet.registry import (
         ChainCredentials,
         CredentialStore,
@@ -187,6 +191,7 @@ def make_registry_client(
         RegistryClient,
         RegistryHost,
         StaticCredentials,
+        TransferTimeouts,
     )
 
     env = os.environ if env is None else env
@@ -194,4 +199,13 @@ def make_registry_client(
     docker = DockerConfigCredentials(env=env, home=Path.home())
     store: CredentialStore = ChainCredentials(StaticCredentials(explicit), docker) if explicit else docker
     hosts = {canonical_registry(h): RegistryHost(insecure=True) for h in insecure}
-    return RegistryClient(credentials=store, hosts=hosts)
+    timeouts = None
+    if env.get("IMAGEVET_TRANSFER_TIMEOUT"):
+        value = env["IMAGEVET_TRANSFER_TIMEOUT"]
+        try:
+            timeouts = TransferTimeouts.within(float(value))
+        except ValueError:
+            raise PolicyError(
+                "IMAGEVET_TRANSFER_TIMEOUT", f"{value!r} is not a positive number of seconds"
+            ) from None
+    return RegistryClient(credentials=store, hosts=hosts, timeouts=timeouts)

@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from imagevet.cli._policy import POLICY_OPTION, hub_manager, load, now_utc, print_plan, rewritten
+from imagevet.cli._policy import (
+    POLICY_OPTION,
+    hub_manager,
+    load,
+    manifest_cache,
+    now_utc,
+    print_plan,
+)
 from imagevet.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
@@ -38,7 +45,7 @@ def plan_command(
 ) -> None:
     """Compare policy + lock with the targets (HEAD requests only) and list the actions."""
     loaded = load(policy)
-    known = rewritten(loaded.policy)
+    cache = manifest_cache(loaded.policy)
 
     async def _go() -> tuple[Plan, list[SourceProblem]]:
         async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
@@ -47,7 +54,7 @@ def plan_command(
             specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
             plan, _, problems = await plan_policy(
                 client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
-                rewritten=known,
+                cache=cache,
             )
             return plan, problems
 

@@ -16,9 +16,9 @@ from imagevet.cli._policy import (
     POLICY_OPTION,
     hub_manager,
     load,
+    manifest_cache,
     now_utc,
     print_plan,
-    rewritten,
     state_dir,
 )
 from imagevet.cli.common import (
@@ -67,7 +67,7 @@ def sync_command(
     """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
     loaded = load(policy)
     options = SyncOptions(jobs=jobs, images=images, prune=prune)
-    known = rewritten(loaded.policy)
+    cache = manifest_cache(loaded.policy)
     show_progress = not as_json and err_console.is_terminal
 
     new_lock: Lock = loaded.lock
@@ -80,7 +80,7 @@ def sync_command(
             specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
             plan, observed, problems = await plan_policy(
                 client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
-                rewritten=known, budget_reserve=budget_reserve,
+                cache=cache, budget_reserve=budget_reserve,
             )
             if dry_run:
                 result = SyncReport(plan, problems=problems)
@@ -88,7 +88,7 @@ def sync_command(
                 with TransferProgress(err_console, enabled=show_progress) as progress:
                     result = await apply_plan(
                         client, plan, observed, manager=manager, specs=specs,
-                        options=options, progress=progress,
+                        options=options, progress=progress, cache=cache,
                     )
                 result.problems = problems
                 new_lock = follow_lock(loaded.policy, loaded.lock, result, observed)

@@ -22,7 +22,13 @@ from imagevet.registry.hosts import RegistryHost
 from imagevet.registry.manifests import ManifestHead
 from imagevet.registry.retry import RetryPolicy
 from imagevet.registry.stats import RequestRecord, RequestStats
-from imagevet.registry.transport import AiohttpTransport, Request, Response, Transport
+from imagevet.registry.transport import (
+    AiohttpTransport,
+    Request,
+    Response,
+    TransferTimeouts,
+    Transport,
+)
 
 __all__ = [
     "AiohttpTransport",
@@ -40,5 +46,6 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "StaticCredentials",
+    "TransferTimeouts",
     "Transport",
 ]

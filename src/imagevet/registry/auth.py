@@ -14,7 +14,9 @@ The handshake (distribution token spec, docs.docker.com "registry token authenti
 
 Safety: an ``http`` realm is refused for an ``https`` registry, and for a plain-HTTP registry
 unless the realm is on loopback (or the host is configured insecure); credentials and tokens
-are never logged nor put in exception messages.
+are never logged nor put in exception messages.  :attr:`Authenticator.secrets` holds every
+credential value met (passwords, identity tokens, Basic values and what they decode to, issued
+tokens), so error text a registry sends back can be masked with them.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class Authenticator:
         self._gates: dict[str, asyncio.Event] = {}
         self._tokens: dict[TokenKey, _Token] = {}
         self._inflight: dict[TokenKey, asyncio.Future[_Token]] = {}
+        self.secrets: set[str] = set()
+        """Every credential value met so far: masked in error text (never shown, only grown)."""
 
     # -- learning the challenge -----------------------------------------------------------------
 
@@ -157,7 +161,17 @@ class Authenticator:
     async def _credential(self, registry: str) -> Credential | None:
         if self._credentials is None:
             return None
-        return await self._credentials.get(registry)
+        cred = await self._credentials.get(registry)
+        if cred is not None:
+            self._remember(cred)
+        return cred
+
+    def _remember(self, cred: Credential) -> None:
+        for secret in (cred.password, cred.identity_token):
+            if secret:
+                self.secrets.add(secret)
+                pair = f"{cred.username or '<token>'}:{secret}"
+                self.secrets.update((pair, base64.b64encode(pair.encode()).decode("ascii")))
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -288,6 +302,7 @@ class Authenticator:
         expires_in = obj.get("expires_in") if isinstance(obj, dict) else None
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
             lifetime = max(float(expires_in), DEFAULT_TOKEN_LIFETIME)
+        self.secrets.add(value)
         now = self.clock()
         ahead = min(30.0, lifetime * 0.1)
         log.debug("token for %s from %s, lifetime %.0f s", registry, redact_url(resp.url), lifetime)

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 from imagevet.digest import Digest
-from imagevet.errors import DigestMismatchError, RegistryError
+from imagevet.errors import DigestMismatchError, RegistryError, scrub
 from imagevet.manifest import Descriptor
 from imagevet.reference import Reference
 from imagevet.registry.pipeline import Pipeline
@@ -213,7 +213,7 @@ async def push_blob(
     echoed = (resp.headers.get("Docker-Content-Digest") or "").strip()
     # Compare like with like: distribution 2.8 stores sha512 blobs but may echo their sha256.
     if echoed.startswith(f"{desc.digest.algorithm}:") and echoed != str(desc.digest):
-        raise DigestMismatchError(what, str(desc.digest), echoed[:200])
+        raise DigestMismatchError(what, str(desc.digest), scrub(echoed, limit=200))
 
 
 async def _patch_chunks(

@@ -27,7 +27,7 @@ from imagevet.registry.pipeline import Pipeline
 from imagevet.registry.responses import raise_for_status
 from imagevet.registry.retry import RetryPolicy
 from imagevet.registry.stats import RequestStats
-from imagevet.registry.transport import AiohttpTransport, Transport
+from imagevet.registry.transport import AiohttpTransport, TransferTimeouts, Transport
 
 __all__ = ["DEFAULT_USER_AGENT", "RegistryClient"]
 
@@ -39,7 +39,9 @@ class RegistryClient:
 
     Every argument is optional: ``credentials`` (anonymous when None), ``hosts`` (per-registry
     quirks, see :class:`RegistryHost`), ``transport`` (an :class:`AiohttpTransport` with
-    ``max_connections_per_host`` when None), ``retry`` (``RetryPolicy()``) and ``user_agent``.
+    ``max_connections_per_host`` when None), ``retry`` (``RetryPolicy()``), ``timeouts``
+    (:class:`TransferTimeouts`: how long a connection, a response or a body may stall or crawl;
+    the default transport uses its ``connect`` and ``idle`` too) and ``user_agent``.
     """
 
     def __init__(
@@ -50,13 +52,17 @@ class RegistryClient:
         transport: Transport | None = None,
         max_connections_per_host: int = 16,
         retry: RetryPolicy | None = None,
+        timeouts: TransferTimeouts | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         self.stats = RequestStats()
         self.ratelimits: dict[str, RateLimit] = {}
+        self.timeouts = timeouts or TransferTimeouts()
         self._own_transport = transport is None
         self._transport: Transport = transport or AiohttpTransport(
-            max_connections_per_host=max_connections_per_host
+            max_connections_per_host=max_connections_per_host,
+            connect_timeout=self.timeouts.connect,
+            read_timeout=self.timeouts.idle,
         )
         self._p = Pipeline(
             self._transport,
@@ -66,6 +72,7 @@ class RegistryClient:
             user_agent=user_agent,
             stats=self.stats,
             ratelimits=self.ratelimits,
+            timeouts=self.timeouts,
         )
         self._referrers = referrers_mod.ReferrersSupport()
 

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from imagevet.errors import CredentialsError
+from imagevet.errors import CredentialsError, scrub
 from imagevet.reference import DOCKER_HUB, canonical_registry
 
 __all__ = [
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 HELPER_TIMEOUT = 30.0
 _TOKEN_USER = "<token>"
+_SECRET_FIELD = re.compile(r'(?i)("secret"\s*:\s*)"(?:[^"\\]|\\.)*"')
 _NOT_FOUND_MARKERS = ("credentials not found", "not found in native keychain")
 
 
@@ -261,7 +263,8 @@ class DockerConfigCredentials:
             if any(m in text.lower() for m in _NOT_FOUND_MARKERS):
                 return None
             # a helper's output may echo what it was given, never the secret: still keep it short
-            raise CredentialsError(f"{program} get failed (exit {proc.returncode}): {text[:200]}")
+            text = scrub(_SECRET_FIELD.sub(r'\1"***"', text), limit=200)
+            raise CredentialsError(f"{program} get failed (exit {proc.returncode}): {text}")
         try:
             answer = json.loads(out)
             username = str(answer.get("Username") or "")

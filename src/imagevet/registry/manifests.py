@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from imagevet import mediatype
 from imagevet.digest import Digest
-from imagevet.errors import DigestMismatchError, InvalidDigestError, RegistryError
+from imagevet.errors import DigestMismatchError, InvalidDigestError, RegistryError, scrub
 from imagevet.manifest import ManifestFormatError, RawManifest
 from imagevet.ratelimit import RateLimit
 from imagevet.reference import Reference
@@ -63,7 +63,7 @@ def _header_digest(resp: Response, what: str) -> Digest | None:
         return Digest.parse(value.strip())
     except InvalidDigestError:
         raise DigestMismatchError(
-            what, "a valid Docker-Content-Digest", value.strip()[:100]
+            what, "a valid Docker-Content-Digest", scrub(value.strip(), limit=100)
         ) from None
 
 

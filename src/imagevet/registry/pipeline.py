@@ -6,10 +6,15 @@ One call of :meth:`Pipeline.request`:
 2. adds ``Authorization`` only for the registry's own origin (never for a redirect or an
    upload ``Location`` on another origin);
 3. follows redirects by hand for GET and HEAD only, keeping ``Location`` byte-exact; a
-   redirect from HTTPS to plain HTTP is refused unless that host may use HTTP;
+   redirect from HTTPS to plain HTTP is refused unless that host may use HTTP; a chain is at most
+   :data:`MAX_REDIRECTS` hops and a hop back to a URL of the chain is a loop: both raise
+   :class:`~imagevet.errors.LimitExceededError`, which is never retried;
 4. answers one 401 by re-authenticating (when the body can be sent again);
-5. raises the typed error of 429 and 5xx so the retry policy can retry replayable requests;
-6. counts each request in :class:`.RequestStats`, logs it at DEBUG with method, redacted URL,
+5. raises the typed error of 429 and 5xx so the retry policy can retry replayable requests (the
+   one retry layer: an error it gives up on is marked ``exhausted``, see :mod:`.retry`);
+6. bounds every response body in time (:class:`.TransferTimeouts`), and hands each response the
+   credential values the client knows, so error text made from it masks them;
+7. counts each request in :class:`.RequestStats`, logs it at DEBUG with method, redacted URL,
    status and duration, and keeps the last rate limit each registry reported on a manifest.
 """
 
@@ -19,7 +24,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from imagevet.errors import SecurityError, TransportError, redact_url
+from imagevet.errors import LimitExceededError, SecurityError, redact_url
 from imagevet.ratelimit import RateLimit
 from imagevet.registry.auth import Authenticator
 from imagevet.registry.credentials import CredentialStore
@@ -27,14 +32,22 @@ from imagevet.registry.hosts import RegistryHost, is_loopback, resolve_host
 from imagevet.registry.responses import ERROR_BODY_LIMIT, error_for, raise_for_status
 from imagevet.registry.retry import RetryPolicy
 from imagevet.registry.stats import RequestStats
-from imagevet.registry.transport import Body, Request, Response, Transport
+from imagevet.registry.transport import (
+    Body,
+    Request,
+    Response,
+    TransferTimeouts,
+    Transport,
+    send_watched,
+)
 from imagevet.registry.urls import join_url, origin, split_origin
 
 __all__ = ["MAX_REDIRECTS", "Pipeline"]
 
 log = logging.getLogger("imagevet.registry")
 
-MAX_REDIRECTS = 5
+MAX_REDIRECTS = 10
+"""Redirect hops followed for one request (Go's net/http stops at 10 too)."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _DRAIN_LIMIT = 64 << 10
 
@@ -63,8 +76,10 @@ class Pipeline:
         user_agent: str,
         stats: RequestStats,
         ratelimits: dict[str, RateLimit] | None = None,
+        timeouts: TransferTimeouts | None = None,
     ) -> None:
         self.transport = transport
+        self.timeouts = timeouts or TransferTimeouts()
         self.hosts = dict(hosts)
         self.retry = retry
         self.user_agent = user_agent
@@ -118,7 +133,12 @@ class Pipeline:
             if resp.status == 429 or (resp.status >= 500 and resp.status != 501):
                 data = await resp.read(ERROR_BODY_LIMIT)
                 raise error_for(
-                    resp.status, method, resp.url, data[:ERROR_BODY_LIMIT], resp.headers
+                    resp.status,
+                    method,
+                    resp.url,
+                    data[:ERROR_BODY_LIMIT],
+                    resp.headers,
+                    secrets=resp.secrets,
                 )
             return resp
 
@@ -183,6 +203,7 @@ class Pipeline:
         target: _Target,
     ) -> Response:
         hops = 0
+        chain = {url}
         while True:
             hdrs = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
             if headers:
@@ -195,31 +216,42 @@ class Pipeline:
             location = resp.headers.get("Location")
             if not location:
                 return resp
-            hops += 1
-            if hops > MAX_REDIRECTS:
-                await _discard(resp)
-                raise TransportError(method, url, f"more than {MAX_REDIRECTS} redirects")
             await _discard(resp)
             new = join_url(url, location)
+            if new in chain:
+                raise LimitExceededError(
+                    f"{method} {redact_url(url)}", f"redirect loop back to {redact_url(new)}"
+                )
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                raise LimitExceededError(
+                    f"{method} {redact_url(url)}", f"more than {MAX_REDIRECTS} redirects"
+                )
             _check_redirect(url, new, target.host)
+            chain.add(new)
             url = new
 
     async def transmit(self, request: Request, kind: str, registry: str) -> Response:
         """Send one request through the transport, counting and logging it."""
         start = time.perf_counter()
         try:
-            resp = await self.transport.send(request)
+            if request.replayable:
+                resp = await self.transport.send(request)
+            else:
+                resp = await send_watched(self.transport, request, self.timeouts.idle)
         except Exception as e:
             self.stats.record(request.method, kind, registry, 0)
             log.debug(
                 "%s %s -> %s in %.1f ms",
                 request.method,
                 redact_url(request.url),
-                e.reason if isinstance(e, TransportError) else type(e).__name__,
+                getattr(e, "reason", None) or type(e).__name__,
                 (time.perf_counter() - start) * 1000,
             )
             raise
         self.stats.record(request.method, kind, registry, resp.status)
+        resp.secrets = self.auth.secrets
+        resp.pace(request.method, self.timeouts)
         if kind == "manifest" and "ratelimit-remaining" in resp.headers:
             limit = RateLimit.from_headers(resp.headers)
             if limit is not None:

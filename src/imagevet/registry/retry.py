@@ -7,6 +7,12 @@ caller sees :class:`~imagevet.errors.RateLimitedError` with ``retry_after`` inst
 
 Only *replayable* requests are retried here.  A request whose body is a one-shot stream (a blob
 upload) is sent once; the operation that owns the source stream retries by opening it again.
+
+One layer per request: when :meth:`RetryPolicy.call` gives up it marks the error ``exhausted``,
+and an exhausted error is never retried again, by another policy (a token fetch inside a request)
+or by an operation above the client (``copy`` restarts a blob only for a body that broke after
+its response came, or for the one-shot upload).  A blob GET answered 5xx every time is therefore
+sent ``attempts`` times in all (5 by default), not ``attempts`` times per layer.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ class RetryPolicy:
 
     def backoff_for(self, exc: Exception) -> bool | float:
         """Whether to retry after ``exc``, or how many seconds to wait when the server said so."""
+        if getattr(exc, "exhausted", False):
+            return False  # an inner layer already retried this request
         if isinstance(exc, TransportError):
             log.debug("retrying after %s", exc)
             return True
@@ -87,17 +95,22 @@ class RetryPolicy:
         return float(retry_after)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` until it succeeds, retrying what :meth:`backoff_for` allows."""
-        if self.attempts == 1:
-            return await fn()
-        async for attempt in stamina.retry_context(
-            on=self.backoff_for,
-            attempts=self.attempts,
-            timeout=self.timeout,
-            wait_initial=self.wait_initial,
-            wait_max=self.wait_max,
-            wait_jitter=self.wait_jitter,
-        ):
-            with attempt:
+        """Run ``fn`` until it succeeds, retrying what :meth:`backoff_for` allows; the error it
+        gives up on is marked ``exhausted`` (see the module docstring)."""
+        try:
+            if self.attempts == 1:
                 return await fn()
+            async for attempt in stamina.retry_context(
+                on=self.backoff_for,
+                attempts=self.attempts,
+                timeout=self.timeout,
+                wait_initial=self.wait_initial,
+                wait_max=self.wait_max,
+                wait_jitter=self.wait_jitter,
+            ):
+                with attempt:
+                    return await fn()
+        except (TransportError, RegistryError) as e:
+            e.exhausted = True
+            raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover

@@ -9,13 +9,26 @@ byte-exact copies are turned off:
 * URLs are passed with ``encoded=True`` so presigned query strings are sent byte for byte;
 * redirects are never followed here (``allow_redirects=False``): the client follows them by
   hand, for GET and HEAD only, and decides which headers may go to another origin.
+
+Bounded time: :class:`TransferTimeouts` says how long a connection, a response and a body may
+stall or crawl; :meth:`Response.pace` makes a body fail with
+:class:`~imagevet.errors.TransferTimeoutError` when it does (curl's low-speed limit, plus an idle
+timeout per read).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -23,7 +36,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from imagevet.errors import TransportError, redact_url
+from imagevet.errors import TransferTimeoutError, TransportError, redact_url
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -31,7 +44,9 @@ __all__ = [
     "Body",
     "Request",
     "Response",
+    "TransferTimeouts",
     "Transport",
+    "send_watched",
 ]
 
 #: Largest piece a response body stream yields (it yields what is buffered, up to this).
@@ -40,6 +55,39 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_READ_BUFSIZE = 1 << 18
 
 Body = bytes | AsyncIterable[bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferTimeouts:
+    """How long a transfer may stall or crawl before it fails (seconds, bytes per second).
+
+    * ``connect``: to open a connection;
+    * ``idle``: without a byte, waiting for a response's headers or for the next piece of its body;
+    * ``min_rate`` over ``window``: a body must deliver at least ``min_rate * window`` bytes in
+      each ``window`` seconds spent waiting for it, else it fails as too slow.
+
+    So a body that stops fails after ``min(idle, window)`` seconds of waiting, and one that
+    crawls fails within ``window`` seconds of its last good window: a source sending a byte every
+    20 s fails after 120 s with the defaults.  A body that keeps the minimum rate takes at most
+    about ``size / min_rate + window`` seconds of waiting.
+    """
+
+    connect: float = 30.0
+    idle: float = 120.0
+    min_rate: float = 1024.0
+    window: float = 120.0
+
+    def __post_init__(self) -> None:
+        spans = (self.connect, self.idle, self.window)
+        if not all(math.isfinite(x) and x > 0 for x in spans) or not (
+            math.isfinite(self.min_rate) and self.min_rate >= 0
+        ):
+            raise ValueError("timeouts must be positive and min_rate not negative")
+
+    @classmethod
+    def within(cls, seconds: float) -> TransferTimeouts:
+        """One knob (``IMAGEVET_TRANSFER_TIMEOUT``): idle timeout and rate window of ``seconds``."""
+        return cls(connect=min(30.0, seconds), idle=seconds, window=seconds)
 
 
 @dataclass(slots=True)
@@ -69,7 +117,7 @@ class Response:
     Call :meth:`aclose` (or read the body to its end) to give the connection back.
     """
 
-    __slots__ = ("status", "headers", "url", "_stream", "_close", "_done")
+    __slots__ = ("status", "headers", "url", "secrets", "_stream", "_close", "_done")
 
     def __init__(
         self,
@@ -82,6 +130,8 @@ class Response:
         self.status = status
         self.headers = headers
         self.url = url
+        self.secrets: Collection[str] = ()
+        """Credential values the client knows (masked in any error text made from this body)."""
         self._stream = stream
         self._close = close
         self._done = False
@@ -113,6 +163,10 @@ class Response:
         if value is None or not value.strip().isdigit():
             return None
         return int(value)
+
+    def pace(self, method: str, timeouts: TransferTimeouts) -> None:
+        """Make reading the body fail when it stalls or crawls (see :class:`TransferTimeouts`)."""
+        self._stream = _paced(self._stream, method, self.url, timeouts)
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """Yield the body in chunks; the connection is released at the end."""
@@ -223,6 +277,8 @@ class AiohttpTransport:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
             if failure:
                 raise failure[0] from None
+            if isinstance(e, TimeoutError):
+                raise TransferTimeoutError(request.method, request.url, "timed out") from None
             raise TransportError(request.method, request.url, _describe(e)) from None
         except BaseException:
             if failure:
@@ -240,6 +296,87 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def send_watched(transport: Transport, request: Request, idle: float) -> Response:
+    """Send a request whose body is a one-shot stream, failing with
+    :class:`TransferTimeoutError` when the receiver takes none of it for ``idle`` seconds.
+
+    Time spent waiting for the body's own source does not count (that source is paced itself);
+    once the body is sent, the transport's read timeout covers the wait for the answer.
+    """
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    pulling = finished = False
+
+    async def watched(body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        nonlocal last, pulling, finished
+        it = aiter(body)
+        while True:
+            pulling = True
+            try:
+                chunk = await anext(it)
+            except StopAsyncIteration:
+                finished = True
+                return
+            finally:
+                pulling, last = False, loop.time()
+            yield chunk
+
+    assert request.body is not None and not isinstance(request.body, bytes)
+    task = asyncio.ensure_future(
+        transport.send(Request(request.method, request.url, request.headers, watched(request.body)))
+    )
+    try:
+        while True:
+            wait = idle if pulling or finished else max(last + idle - loop.time(), 0.0)
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if done:
+                return task.result()
+            if not (pulling or finished) and loop.time() - last >= idle:
+                raise TransferTimeoutError(
+                    request.method, request.url, f"sending the body: stalled for {idle:g} s"
+                )
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _paced(
+    stream: AsyncIterator[bytes], method: str, url: str, t: TransferTimeouts
+) -> AsyncIterator[bytes]:
+    """Pass ``stream`` through; raise :class:`TransferTimeoutError` when a read waits longer
+    than ``t.idle`` or a window of ``t.window`` seconds of waiting brings less than
+    ``t.min_rate * t.window`` bytes.  Only time spent waiting counts (not the consumer's)."""
+    loop = asyncio.get_running_loop()
+    need = t.min_rate * t.window
+    waited = 0.0  # seconds spent waiting in the current window
+    got = 0  # bytes received in the current window
+    while True:
+        budget = min(t.idle, t.window - waited)
+        started = loop.time()
+        try:
+            async with asyncio.timeout(max(budget, 0.0)) as deadline:
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            if budget >= t.idle:
+                why = f"stalled: no data for {t.idle:g} s"
+            else:
+                why = (
+                    f"too slow: {got} bytes in {t.window:g} s "
+                    f"(the minimum is {t.min_rate:g} bytes/s)"
+                )
+            raise TransferTimeoutError(method, url, f"reading the body: {why}") from None
+        waited += loop.time() - started
+        got += len(chunk)
+        if got >= need:
+            waited, got = 0.0, 0
+        yield chunk
 
 
 async def _guarded(
@@ -262,7 +399,8 @@ async def _stream(
             yield chunk
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
         resp.close()
-        raise TransportError(method, url, f"reading the body: {_describe(e)}") from None
+        kind = TransferTimeoutError if isinstance(e, TimeoutError) else TransportError
+        raise kind(method, url, f"reading the body: {_describe(e)}") from None
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[bool], Awaitable[None]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from imagevet.registry import RegistryClient, RegistryHost, RetryPolicy
+from imagevet.registry import RegistryClient, RegistryHost, RetryPolicy, TransferTimeouts
 from imagevet.registry.credentials import CredentialStore
 from imagevet.registry.mock import MockTransport
 from imagevet.registry.transport import Request, Response
@@ -131,6 +131,7 @@ def make_client(
     credentials: CredentialStore | None = None,
     hosts: dict[str, RegistryHost] | None = None,
     retry: RetryPolicy | None = None,
+    timeouts: TransferTimeouts | None = None,
 ) -> tuple[RegistryClient, MockTransport]:
     transport = handler if isinstance(handler, MockTransport) else MockTransport(handler)
     client = RegistryClient(
@@ -138,5 +139,6 @@ def make_client(
         credentials=credentials,
         hosts=hosts,
         retry=retry or RetryPolicy.no_wait(attempts=4),
+        timeouts=timeouts,
     )
     return client, transport

@@ -8,11 +8,17 @@ import pytest
 
 from imagevet import mediatype
 from imagevet.digest import Digest
-from imagevet.errors import DigestMismatchError, RegistryError, SecurityError, TransportError
+from imagevet.errors import (
+    DigestMismatchError,
+    LimitExceededError,
+    RegistryError,
+    SecurityError,
+)
 from imagevet.manifest import Descriptor
 from imagevet.reference import Reference
 from imagevet.registry import Credential, RegistryHost, StaticCredentials
 from imagevet.registry.mock import MockTransport, read_body
+from imagevet.registry.pipeline import MAX_REDIRECTS
 from imagevet.registry.transport import Request, Response
 from tests.unit.registry.helpers import (
     REGISTRY,
@@ -168,8 +174,21 @@ async def test_redirect_loop_is_bounded() -> None:
     reg = FakeRegistry()
     reg.route("GET", BLOB_PATH)(lambda r: respond(307, b"", {"Location": BLOB_PATH}))
     client, transport = make_client(reg, retry=None)
-    with pytest.raises(TransportError, match="redirects"):
+    with pytest.raises(LimitExceededError, match="redirect loop"):
         await read_all(client, REF, DESC)
+    assert len(transport.requests) == 1  # detected at once, and not retried
+
+
+async def test_redirect_chain_is_bounded_and_not_retried() -> None:
+    reg = FakeRegistry()
+    hops = iter(range(1000))
+    reg.route("GET", BLOB_PATH)(
+        lambda r: respond(307, b"", {"Location": f"{BLOB_PATH}?hop={next(hops)}"})
+    )
+    client, transport = make_client(reg, retry=None)
+    with pytest.raises(LimitExceededError, match=f"more than {MAX_REDIRECTS} redirects"):
+        await read_all(client, REF, DESC)
+    assert len(transport.requests) == MAX_REDIRECTS + 1
 
 
 async def test_push_monolithic_streams_with_content_length() -> None:

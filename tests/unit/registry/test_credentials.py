@@ -38,6 +38,7 @@ echo "$server" >> "$FAKE_HELPER_LOG"
 case "$server" in
   *nothing*) echo "credentials not found in native keychain"; exit 1 ;;
   *broken*) echo "exploded" >&2; exit 3 ;;
+  *leaky*) printf '{"Username":"u","Secret":"leaky-s3cret"}\033[2J'; exit 4 ;;
   *slow*) sleep 5 ;;
   *token*) printf '{"ServerURL":"%s","Username":"<token>","Secret":"helper-refresh-s3cret"}' "$server" ;;
   *) printf '{"ServerURL":"%s","Username":"helper-user","Secret":"helper-pw-s3cret"}' "$server" ;;
@@ -151,6 +152,17 @@ async def test_helper_failures_are_credentials_errors(
         await store.get("slow.example")
     with pytest.raises(CredentialsError, match="docker-credential-absent is not on PATH"):
         await store.get("x.example")
+
+
+async def test_failing_helper_output_keeps_no_secret_nor_escape(
+    tmp_path: Path, helper_env: dict[str, str]
+) -> None:
+    write_config(tmp_path / "dc", {"credHelpers": {"leaky.example": "test"}})
+    store = DockerConfigCredentials(env=helper_env, home=tmp_path)
+    with pytest.raises(CredentialsError, match="exit 4") as info:
+        await store.get("leaky.example")
+    assert "leaky-s3cret" not in str(info.value)
+    assert "\x1b" not in str(info.value)
 
 
 async def test_bad_config_files(tmp_path: Path) -> None:

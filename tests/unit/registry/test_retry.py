@@ -115,3 +115,29 @@ def test_policy_decisions() -> None:
     assert policy.backoff_for(ValueError("x")) is False
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+async def test_token_service_failing_is_retried_by_one_layer_only() -> None:
+    """The token fetch inside a request has its own retries; the request around it must not
+    retry it again (that made attempts x attempts token requests)."""
+    reg = FakeRegistry(auth="bearer", token_status=503)
+    client, transport = make_client(reg, retry=RetryPolicy.no_wait(attempts=4))
+    with pytest.raises(RegistryError) as info:
+        await client.head_manifest(REF)
+    assert info.value.status == 503 and info.value.exhausted
+    assert len(reg.token_requests) == 4
+
+
+async def test_exhausted_error_is_never_retried_again() -> None:
+    policy = RetryPolicy.no_wait(attempts=3)
+    calls = 0
+
+    async def inner() -> None:
+        nonlocal calls
+        calls += 1
+        raise TransportError("GET", "https://r/x", "reset")
+
+    with pytest.raises(TransportError) as info:
+        await policy.call(lambda: policy.call(inner))
+    assert info.value.exhausted
+    assert calls == 3

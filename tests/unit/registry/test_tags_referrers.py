@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from imagevet import mediatype
 from imagevet.digest import Digest
+from imagevet.errors import LimitExceededError
 from imagevet.reference import Reference
 from imagevet.registry import RegistryHost
+from imagevet.registry import tags as tags_mod
 from imagevet.registry.referrers import fallback_tag
 from imagevet.registry.transport import Request, Response
 from tests.unit.registry.helpers import (
@@ -68,17 +72,65 @@ async def test_list_tags_follows_links() -> None:
     assert client.stats.count("GET", "tags") == 3
 
 
-async def test_list_tags_null_and_loop_guard() -> None:
+async def test_list_tags_null_is_empty() -> None:
+    reg = FakeRegistry()
+    reg.route("GET", "/v2/team/app/tags/list")(
+        lambda r: json_response({"name": "team/app", "tags": None})
+    )
+    client, transport = make_client(reg)
+    assert await client.list_tags(REF) == []
+
+
+async def test_list_tags_link_to_itself_is_an_error_not_a_short_list() -> None:
     reg = FakeRegistry()
     reg.route("GET", "/v2/team/app/tags/list")(
         lambda r: json_response(
-            {"name": "team/app", "tags": None},
+            {"name": "team/app", "tags": ["v1"]},
             headers={"Link": '</v2/team/app/tags/list>; rel="next"'},
         )
     )
     client, transport = make_client(reg)
-    assert await client.list_tags(REF) == []
+    with pytest.raises(LimitExceededError, match="team/app: page 1 links back"):
+        await client.list_tags(REF)
     assert len(transport.requests) == 1  # the next link points at the page just read
+
+
+def endless_pages(reg: FakeRegistry, per_page: int = 1) -> None:
+    """Every page links to a new one: ``?last=<n>``, for ever."""
+
+    def page(req: Request) -> Response:
+        last = dict(query_of(req)).get("last", "0")
+        n = int(last) + 1
+        return json_response(
+            {"name": "team/app", "tags": [f"t{n}-{i}" for i in range(per_page)]},
+            headers={"Link": f'</v2/team/app/tags/list?last={n}>; rel="next"'},
+        )
+
+    reg.route("GET", "/v2/team/app/tags/list")(page)
+
+
+async def test_list_tags_page_cap_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tags_mod, "MAX_PAGES", 25)
+    reg = FakeRegistry()
+    endless_pages(reg)
+    client, transport = make_client(reg)
+    with pytest.raises(LimitExceededError, match="team/app: more than 25 pages"):
+        await client.list_tags(REF)
+    assert len(transport.requests) == 25
+
+
+async def test_list_tags_total_tag_cap_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tags_mod, "MAX_TAGS", 1000)
+    reg = FakeRegistry()
+    endless_pages(reg, per_page=300)
+    client, transport = make_client(reg)
+    with pytest.raises(LimitExceededError, match="team/app: more than 1000 tags"):
+        await client.list_tags(REF)
+    assert len(transport.requests) == 4
+
+
+def test_documented_caps() -> None:
+    assert (tags_mod.MAX_PAGES, tags_mod.MAX_TAGS) == (10_000, 1_000_000)
 
 
 async def test_referrers_native_api() -> None:
