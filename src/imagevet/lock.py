@@ -95,7 +95,7 @@ __all__ = [
 
 LOCK_VERSION = 1
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 _HEADER = (
     "# imagevet.lock: the digest vetted for every selected tag of each policy entry.\n"
     "# Written by `imagevet lock`; review its changes, never edit it by hand.\n"

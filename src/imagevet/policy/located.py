@@ -43,7 +43,7 @@ __all__ = [
 YamlPath = tuple[str | int, ...]
 
 _MAX_DEPTH = 64
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")
 _TAG = "tag:yaml.org,2002:"
 
 
