@@ -75,7 +75,7 @@ request was answered: a body cut, stalled or too slow (:class:`TransferTimeoutEr
 one-shot upload failing.  A request the client already retried (``exhausted``) is not sent again,
 so a blob GET answered 5xx every time is sent ``RetryPolicy.attempts`` times, not 3 times that."""
 
-_DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a-z]+)?$")
+_DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a-z]+)?\Z")
 
 
 def is_digest_tag(tag: str) -> bool:

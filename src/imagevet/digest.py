@@ -16,7 +16,7 @@ MAX_TAG_LENGTH = 128
 SUPPORTED_ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 
 _DIGEST_RE = re.compile(
-    r"^(?P<alg>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)$", re.ASCII
+    r"^(?P<alg>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)\Z", re.ASCII
 )
 
 

@@ -31,6 +31,18 @@ Why YAML written by hand rather than JSON or a YAML dumper:
 * it reads back through the policy's located YAML loader, so a damaged lock (a bad merge) is
   reported with its line and column, and it may carry a comment header.
 
+What the writer writes, the reader reads: every value of a record is checked when the record is
+built (:class:`LockedImage`, :class:`LockEntry`: tag names, media types, platforms, digests) by
+the same rules the reader applies, so a lock written from upstream values always reads back
+equal; upstream values are normalised first (platforms, see :class:`imagevet.manifest.Platform`).
+
+One damaged entry never refuses the whole file: an entry the reader cannot read becomes an
+:class:`UnreadableEntry` of :attr:`Lock.unreadable`, with every error at its file:line:column,
+filed under its source -> target when those can be read.  Commands fail that entry only
+(:meth:`Lock.problems`); rewriting the lock keeps it as it was read, until a readable record of
+the same source -> target (``imagevet lock`` resolving it again) replaces it.  Only a file that
+is not a lock at all (YAML syntax, the version, ``images`` not a list) is refused whole.
+
 ``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
 the old time of every tag whose digest did not change, so re-locking with no upstream change
 rewrites identical bytes.  :func:`write_lock` replaces the file atomically (temporary file in the
@@ -39,7 +51,6 @@ same directory, fsync, rename).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -49,14 +60,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr, ValidationError
 
 from imagevet import mediatype
 from imagevet.digest import Digest
-from imagevet.errors import InvalidReferenceError, PolicyError
+from imagevet.errors import ImagevetError, InvalidReferenceError, PolicyError
+from imagevet.manifest import Platform
 from imagevet.policy.located import Located, PolicyErrors, parse_yaml, validation_errors
 from imagevet.policy.model import EntryKey
-from imagevet.policy.schema import DigestText, PlatformText, TagName
+from imagevet.policy.schema import DigestText
 from imagevet.reference import Reference
 
 __all__ = [
@@ -65,23 +77,79 @@ __all__ = [
     "LockChange",
     "LockDiff",
     "LockEntry",
+    "LockRecordError",
     "LockedImage",
+    "UnreadableEntry",
     "carry_resolved_at",
+    "check_media_type",
+    "check_platform",
+    "check_tag",
     "diff_locks",
     "lock_path_for",
     "parse_lock",
     "read_lock",
     "render_lock",
+    "valid_media_type",
     "write_lock",
 ]
 
 LOCK_VERSION = 1
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 _HEADER = (
     "# imagevet.lock: the digest vetted for every selected tag of each policy entry.\n"
     "# Written by `imagevet lock`; review its changes, never edit it by hand.\n"
 )
+
+
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_MEDIA_PART = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_RE = re.compile(rf"{_MEDIA_PART}/{_MEDIA_PART}")
+
+
+class LockRecordError(ImagevetError, ValueError):
+    """A value a lock record cannot hold (an invalid tag, media type, platform or digest)."""
+
+
+def check_tag(value: str) -> str:
+    """``value`` if it is a valid tag name; LockRecordError otherwise."""
+    if not _TAG_RE.fullmatch(value):
+        raise LockRecordError(
+            f"invalid tag {value[:140]!r}: letters, digits, '_', '.', '-', at most 128, "
+            "not starting with '.' or '-'"
+        )
+    return value
+
+
+def check_media_type(value: str) -> str:
+    """``value`` if it is a media type ``type/subtype`` (RFC 6838 names); LockRecordError otherwise."""
+    if not _MEDIA_RE.fullmatch(value):
+        raise LockRecordError(
+            f"invalid media type {value[:140]!r}: expected type/subtype such as {mediatype.OCI_INDEX}"
+        )
+    return value
+
+
+def valid_media_type(value: str) -> bool:
+    """Whether a lock record can hold ``value`` as its media type (see :func:`check_media_type`)."""
+    return _MEDIA_RE.fullmatch(value) is not None
+
+
+def check_platform(value: str) -> str:
+    """``value`` if it is a normalised ``os/architecture[/variant]``; LockRecordError otherwise."""
+    try:
+        platform = Platform.parse(value) if value == value.strip() else None
+    except ValueError:
+        platform = None
+    problem = "expected os/architecture[/variant]" if platform is None else platform.problem
+    if problem is None and str(platform) != value:
+        problem = "expected os/architecture[/variant]"
+    if problem is not None:
+        raise LockRecordError(
+            f"invalid platform {value[:200]!r}: lowercase os/architecture[/variant], e.g. "
+            f"linux/amd64 ({problem})"
+        )
+    return value
 
 
 def lock_path_for(policy_path: Path) -> Path:
@@ -104,8 +172,12 @@ class LockedImage:
     """Digests of the referrers (signatures, SBOMs, attestations) of the image upstream."""
 
     def __post_init__(self) -> None:
+        """Check every value as the reader does (LockRecordError), then normalise the order."""
         if self.resolved_at.tzinfo is None:
             raise ValueError("resolved_at must be timezone-aware")
+        check_media_type(self.media_type)
+        for p in self.platforms:
+            check_platform(p)
         when = self.resolved_at.astimezone(UTC).replace(microsecond=0)
         object.__setattr__(self, "resolved_at", when)
         object.__setattr__(self, "platforms", tuple(sorted(set(self.platforms))))
@@ -130,6 +202,8 @@ class LockEntry:
     digests: Mapping[Digest, LockedImage] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for tag in self.tags:
+            check_tag(tag)
         object.__setattr__(self, "source", self.source.repo())
         object.__setattr__(self, "target", self.target.repo())
         object.__setattr__(self, "tags", dict(sorted(self.tags.items())))
@@ -156,11 +230,26 @@ def _key_text(key: EntryKey) -> tuple[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadableEntry:
+    """An item of ``images`` the reader could not read: kept as it was read, reported as its
+    entry's error."""
+
+    key: EntryKey | None
+    """Its source -> target, when both could be read (else it belongs to no policy entry)."""
+    data: Any = field(compare=True)
+    """The item as read (plain YAML data), written back as it is when the lock is rewritten."""
+    errors: tuple[PolicyError, ...] = field(default=(), compare=False)
+    """Every problem, each at its file:line:column (where the file was read)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Lock:
-    """A whole lock file: its entries sorted by source then target."""
+    """A whole lock file: its entries sorted by source then target, and the entries that could
+    not be read (a readable entry replaces an unreadable one of the same source -> target)."""
 
     entries: tuple[LockEntry, ...] = ()
     version: int = LOCK_VERSION
+    unreadable: tuple[UnreadableEntry, ...] = ()
 
     def __post_init__(self) -> None:
         entries = tuple(sorted(self.entries, key=lambda e: _key_text(e.key)))
@@ -168,10 +257,18 @@ class Lock:
         if len(set(keys)) != len(keys):
             raise ValueError("two lock entries for the same source -> target")
         object.__setattr__(self, "entries", entries)
+        have = set(keys)
+        object.__setattr__(
+            self, "unreadable", tuple(u for u in self.unreadable if u.key not in have)
+        )
 
     def entry(self, key: EntryKey) -> LockEntry | None:
-        """The entry filed under ``key``, if any."""
+        """The entry filed under ``key``, if any (None when its records cannot be read)."""
         return next((e for e in self.entries if e.key == key), None)
+
+    def problems(self, key: EntryKey) -> tuple[PolicyError, ...]:
+        """Why the records filed under ``key`` cannot be read (empty when they can)."""
+        return tuple(e for u in self.unreadable if u.key == key for e in u.errors)
 
     def image(self, key: EntryKey, tag: str) -> LockedImage | None:
         """The locked record of ``tag`` in the entry ``key``, if any."""
@@ -180,12 +277,19 @@ class Lock:
 
     def with_entry(self, entry: LockEntry) -> Lock:
         """A copy with ``entry`` added, or replacing the one with the same key."""
-        return Lock((*[e for e in self.entries if e.key != entry.key], entry), self.version)
+        return Lock(
+            (*[e for e in self.entries if e.key != entry.key], entry), self.version, self.unreadable
+        )
 
     def only(self, keys: Iterable[EntryKey]) -> Lock:
-        """A copy keeping only the entries of ``keys`` (those of the current policy)."""
+        """A copy keeping only the entries of ``keys`` (those of the current policy), and the
+        unreadable entries of ``keys`` or of no readable key (no one can tell they are gone)."""
         wanted = set(keys)
-        return Lock(tuple(e for e in self.entries if e.key in wanted), self.version)
+        return Lock(
+            tuple(e for e in self.entries if e.key in wanted),
+            self.version,
+            tuple(u for u in self.unreadable if u.key is None or u.key in wanted),
+        )
 
 
 def carry_resolved_at(new: Lock, old: Lock) -> Lock:
@@ -205,14 +309,86 @@ def carry_resolved_at(new: Lock, old: Lock) -> Lock:
         tags = {t: keep(i, before.tags.get(t)) for t, i in entry.tags.items()}
         digests = {d: keep(i, before.digests.get(d)) for d, i in entry.digests.items()}
         entries.append(replace(entry, tags=tags, digests=digests))
-    return Lock(tuple(entries), new.version)
+    return Lock(tuple(entries), new.version, new.unreadable)
 
 
 # ---- text form -------------------------------------------------------------------------------
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
 def _q(value: str) -> str:
-    return json.dumps(value)
+    """A YAML double-quoted scalar that reads back as exactly ``value``, in printable ASCII:
+    the same text as ``json.dumps`` for printable ASCII, and ``\\UXXXXXXXX`` (not a surrogate
+    pair, which YAML would read as two characters) beyond the BMP."""
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_PLAIN_KEY = re.compile(r"[a-z_]+")
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, str):
+        return _q(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return ".nan"
+        if value in (float("inf"), float("-inf")):
+            return ".inf" if value > 0 else "-.inf"
+        return repr(value)
+    return _q(str(value))
+
+
+def _data_lines(value: Any, indent: str, path: tuple[str, ...]) -> list[str]:
+    """The block YAML of ``value`` (the lock's own style) below a ``key:`` or ``-`` line."""
+    lines: list[str] = []
+    if isinstance(value, dict):
+        quoted = bool(path) and path[-1] in ("tags", "digests")
+        for k, v in value.items():
+            key = str(k)
+            name = key if _PLAIN_KEY.fullmatch(key) and not quoted else _q(key)
+            lines.extend(_keyed(f"{indent}{name}:", v, indent, (*path, key)))
+    else:
+        for v in value:
+            lines.extend(_item(indent, v, (*path, "-")))
+    return lines
+
+
+def _keyed(head: str, value: Any, indent: str, path: tuple[str, ...]) -> list[str]:
+    if isinstance(value, dict | list) and value:
+        return [head, *_data_lines(value, indent + "  ", path)]
+    if isinstance(value, dict | list):
+        return [f"{head} {'{}' if isinstance(value, dict) else '[]'}"]
+    return [f"{head} {_plain(value)}"]
+
+
+def _item(indent: str, value: Any, path: tuple[str, ...]) -> list[str]:
+    """One ``- value`` of a list at ``indent``; a mapping's first key on the dash's line."""
+    if isinstance(value, dict) and value:
+        body = _data_lines(value, indent + "  ", path)
+        return [f"{indent}- {body[0].lstrip()}", *body[1:]]
+    if isinstance(value, list) and value:
+        return [f"{indent}-", *_data_lines(value, indent + "  ", path)]
+    return _keyed(f"{indent}-", value, indent, path)
 
 
 def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[str]:
@@ -233,27 +409,37 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
 
 def render_lock(lock: Lock) -> str:
     """The lock's text: deterministic, sorted, one value per line (see the module docstring)."""
-    lines = [f"version: {lock.version}"]
-    if not lock.entries:
-        lines.append("images: []")
-    else:
-        lines.append("images:")
+    lines = [f"version: {lock.version}", "images:"]
+    items: list[tuple[tuple[int, str, str], list[str]]] = []
     for entry in lock.entries:
-        lines.append(f"  - source: {_q(entry.source.name)}")
-        lines.append(f"    target: {_q(entry.target.name)}")
-        if entry.tags:
-            lines.append("    tags:")
-            for tag, image in entry.tags.items():
-                lines.append(f"      {_q(tag)}:")
-                lines.extend(_image_lines(image, "        ", with_digest=True))
-        else:
-            lines.append("    tags: {}")
-        if entry.digests:
-            lines.append("    digests:")
-            for digest, image in entry.digests.items():
-                lines.append(f"      {_q(str(digest))}:")
-                lines.extend(_image_lines(image, "        ", with_digest=False))
+        items.append(((0, *_key_text(entry.key)), _entry_lines(entry)))
+    for n, bad in enumerate(lock.unreadable):  # as read; those of no readable key last, in order
+        order = (0, *_key_text(bad.key)) if bad.key is not None else (1, f"{n:09d}", "")
+        items.append((order, _item("  ", bad.data, ("images",))))
+    for _, item_lines in sorted(items, key=lambda kv: kv[0]):
+        lines.extend(item_lines)
+    if not items:
+        lines[-1] = "images: []"
     return _HEADER + "\n".join(lines) + "\n"
+
+
+def _entry_lines(entry: LockEntry) -> list[str]:
+    lines: list[str] = []
+    lines.append(f"  - source: {_q(entry.source.name)}")
+    lines.append(f"    target: {_q(entry.target.name)}")
+    if entry.tags:
+        lines.append("    tags:")
+        for tag, image in entry.tags.items():
+            lines.append(f"      {_q(tag)}:")
+            lines.extend(_image_lines(image, "        ", with_digest=True))
+    else:
+        lines.append("    tags: {}")
+    if entry.digests:
+        lines.append("    digests:")
+        for digest, image in entry.digests.items():
+            lines.append(f"      {_q(str(digest))}:")
+            lines.extend(_image_lines(image, "        ", with_digest=False))
+    return lines
 
 
 def _time(value: str) -> str:
@@ -276,8 +462,21 @@ def _ref(value: str) -> str:
     return value
 
 
+def _checked(check: Any) -> Any:
+    def run(value: str) -> str:
+        try:
+            return str(check(value))
+        except LockRecordError as e:
+            raise ValueError(str(e)) from None
+
+    return AfterValidator(run)
+
+
 _Time = Annotated[StrictStr, AfterValidator(_time)]
 _Repo = Annotated[StrictStr, AfterValidator(_ref)]
+_Tag = Annotated[StrictStr, _checked(check_tag)]
+_MediaType = Annotated[StrictStr, _checked(check_media_type)]
+_Platform = Annotated[StrictStr, _checked(check_platform)]
 
 
 class _Model(BaseModel):
@@ -285,8 +484,8 @@ class _Model(BaseModel):
 
 
 class _DigestRecord(_Model):
-    media_type: Annotated[StrictStr, Field(min_length=1)]
-    platforms: list[PlatformText] = []
+    media_type: _MediaType
+    platforms: list[_Platform] = []
     referrers: list[DigestText] = []
     resolved_at: _Time
 
@@ -298,13 +497,20 @@ class _TagRecord(_DigestRecord):
 class _EntryModel(_Model):
     source: _Repo
     target: _Repo
-    tags: dict[TagName, _TagRecord] = {}
+    tags: dict[_Tag, _TagRecord] = {}
     digests: dict[DigestText, _DigestRecord] = {}
 
 
 class _LockModel(_Model):
     version: Literal[1]
     images: list[_EntryModel] = []
+
+
+class _FileModel(_Model):
+    """The whole file, entries unread: what must hold for it to be a lock at all."""
+
+    version: Literal[1]
+    images: list[Any] = []
 
 
 _HINTS = {
@@ -325,36 +531,95 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
     )
 
 
+def _item_key(item: Any) -> EntryKey | None:
+    """The source -> target of an ``images`` item, when both can be read."""
+    if not isinstance(item, dict):
+        return None
+    refs = []
+    for name in ("source", "target"):
+        value = item.get(name)
+        try:
+            refs.append(Reference.parse(_ref(value)).repo() if isinstance(value, str) else None)
+        except (ValueError, InvalidReferenceError):
+            return None
+    source, target = refs
+    return EntryKey(source, target) if source is not None and target is not None else None
+
+
+def _item_errors(located: Located) -> dict[int, list[PolicyError]]:
+    """Every error of each ``images`` item, by its index (each at its file:line:column)."""
+    try:
+        _LockModel.model_validate(located.data)
+    except ValidationError as e:
+        out: dict[int, list[PolicyError]] = {}
+        whole: list[PolicyError] = []
+        located_errors = validation_errors(located, e, _LockModel, hints=_HINTS)
+        for err, error in zip(e.errors(include_url=False), located_errors, strict=True):
+            loc = tuple(err["loc"])
+            if len(loc) > 1 and loc[0] == "images" and isinstance(loc[1], int):
+                out.setdefault(loc[1], []).append(error)
+            else:  # pragma: no cover - _FileModel has checked everything outside the items
+                whole.append(error)
+        if whole:  # pragma: no cover
+            raise PolicyErrors(whole) from None
+        return out
+    return {}
+
+
+def _read_item(item: Any) -> LockEntry:
+    entry = _EntryModel.model_validate(item)
+    return LockEntry(
+        source=Reference.parse(entry.source),
+        target=Reference.parse(entry.target),
+        tags={t: _image(r, r.digest) for t, r in entry.tags.items()},
+        digests={Digest.parse(d): _image(r, d) for d, r in entry.digests.items()},
+    )
+
+
 def parse_lock(text: str, *, path: str = "imagevet.lock") -> Lock:
-    """Read a lock from its text; raise PolicyErrors with the line and column of every problem."""
+    """Read a lock from its text (see the module docstring).
+
+    A file that is not a lock (YAML syntax, ``version``, ``images`` not a list) raises
+    PolicyErrors; an entry that cannot be read is an :class:`UnreadableEntry` of the result,
+    with the line and column of every problem.
+    """
     located = parse_yaml(text, path=path) if text.strip() else Located(path, {"version": 1}, {})
     try:
-        model = _LockModel.model_validate(located.data)
+        model = _FileModel.model_validate(located.data)
     except ValidationError as e:
-        raise PolicyErrors(validation_errors(located, e, _LockModel, hints=_HINTS)) from None
-    entries: list[LockEntry] = []
-    seen: dict[EntryKey, int] = {}
-    errors: list[PolicyError] = []
+        raise PolicyErrors(validation_errors(located, e, _FileModel, hints=_HINTS)) from None
+    failed = _item_errors(located)
+    read: list[tuple[int, Any, EntryKey | None, LockEntry | list[PolicyError]]] = []
     for index, item in enumerate(model.images):
-        entry = LockEntry(
-            source=Reference.parse(item.source),
-            target=Reference.parse(item.target),
-            tags={t: _image(r, r.digest) for t, r in item.tags.items()},
-            digests={Digest.parse(d): _image(r, d) for d, r in item.digests.items()},
-        )
-        first = seen.setdefault(entry.key, index)
-        if first != index:
-            errors.append(
-                located.error(
-                    ("images", index),
-                    f"second entry for {entry.key} (first: images[{first}], {located.location(('images', first))})",
+        got = failed[index] if index in failed else _read_item(item)
+        key = got.key if isinstance(got, LockEntry) else _item_key(item)
+        read.append((index, item, key, got))
+    first: dict[EntryKey, int] = {}
+    for index, _, key, _ in read:
+        if key is not None:
+            first.setdefault(key, index)
+    twice = {k for k in first if sum(1 for _, _, key, _ in read if key == k) > 1}
+    entries: list[LockEntry] = []
+    unreadable: list[UnreadableEntry] = []
+    for index, item, key, got in read:
+        errors = [] if isinstance(got, LockEntry) else list(got)
+        if key is not None and key in twice:
+            where = first[key]
+            if where == index:
+                errors.append(located.error(("images", index), f"{key} has another entry below"))
+            else:
+                errors.append(
+                    located.error(
+                        ("images", index),
+                        f"second entry for {key} (first: images[{where}], "
+                        f"{located.location(('images', where))})",
+                    )
                 )
-            )
-            continue
-        entries.append(entry)
-    if errors:
-        raise PolicyErrors(errors)
-    return Lock(tuple(entries), model.version)
+        if isinstance(got, LockEntry) and not errors:
+            entries.append(got)
+        else:
+            unreadable.append(UnreadableEntry(key, item, tuple(errors)))
+    return Lock(tuple(entries), model.version, tuple(unreadable))
 
 
 def read_lock(path: Path) -> Lock:

@@ -8,6 +8,7 @@ over one) survives a copy.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,9 +25,32 @@ class ManifestFormatError(ImagevetError):
     """Manifest bytes that are not a JSON object of the kind their media type says."""
 
 
+_PLATFORM_PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)
+_BLANK = " \t\r\n\f\v"
+
+
+def _normal_part(value: Any) -> str:
+    """One platform field as containerd's ``platforms.Normalize`` leaves its case: trimmed and
+    lowercased (ASCII only: a non-ASCII value stays as it is and is not a valid part); a
+    missing value is empty and one that is not a string ``<int>`` and so on (both invalid)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return f"<{type(value).__name__}>"
+    text = value.strip(_BLANK)
+    return text.lower() if text.isascii() else text
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Platform:
-    """An image platform: ``os/architecture[/variant]``."""
+    """An image platform: ``os/architecture[/variant]``.
+
+    Read from a manifest (:meth:`from_json`), each part is normalised the way containerd's
+    ``platforms.Normalize`` does for case: ``"os": "Linux"`` is ``linux``.  Architecture aliases
+    (``x86_64``, ``aarch64``) are kept as written.  :attr:`problem` says why a platform is not a
+    valid ``os/architecture[/variant]`` (each part ``[a-z0-9][a-z0-9._-]*``, at most 64
+    characters); such a platform is never written to a lock.
+    """
 
     os: str
     architecture: str
@@ -42,7 +66,26 @@ class Platform:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Platform:
-        return cls(str(obj.get("os", "")), str(obj.get("architecture", "")), obj.get("variant"))
+        """The ``platform`` object of a descriptor, normalised (see the class docstring);
+        ``os.version``, ``os.features`` and ``features`` are not part of it."""
+        variant = _normal_part(obj.get("variant"))
+        return cls(
+            _normal_part(obj.get("os")), _normal_part(obj.get("architecture")), variant or None
+        )
+
+    @property
+    def problem(self) -> str | None:
+        """Why this is not a valid ``os/architecture[/variant]``; None when it is."""
+        parts = [("os", self.os), ("architecture", self.architecture)]
+        if self.variant is not None:
+            parts.append(("variant", self.variant))
+        for name, value in parts:
+            if not _PLATFORM_PART.fullmatch(value):
+                return (
+                    f"invalid platform {name} {value[:80]!r}: lowercase letters, digits, "
+                    "'.', '_', '-', at most 64"
+                )
+        return None
 
     def matches(self, other: Platform) -> bool:
         """Whether ``other`` satisfies this platform (a missing variant here matches any variant)."""
@@ -168,12 +211,15 @@ class RawManifest:
         return [Descriptor.from_json(d) for d in self.json.get("manifests") or []]
 
     def platforms(self) -> list[str]:
-        """The platforms an index lists (``os/arch[/variant]``), without attestation entries
-        (``unknown/unknown``); empty for an image manifest."""
+        """The platforms an index lists (``os/arch[/variant]``, normalised: see
+        :class:`Platform`), without attestation entries (``unknown/unknown``) and without a
+        platform that is not valid even when normalised; empty for an image manifest."""
         return [
             str(d.platform)
             for d in self.children()
-            if d.platform is not None and d.platform.os not in ("", "unknown")
+            if d.platform is not None
+            and d.platform.os != "unknown"
+            and d.platform.problem is None
         ]
 
     def blobs(self) -> list[Descriptor]:

@@ -84,7 +84,7 @@ UNKNOWN_PLATFORMS = 4
 EXPIRY_WARNING_DAYS = 14
 """An approval expiring within this many days is mentioned in the plan's warnings."""
 
-_DIGEST_TAG = re.compile(r"^(?:sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})(?:\.[a-z]+)?$")
+_DIGEST_TAG = re.compile(r"^(?:sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})(?:\.[a-z]+)?\Z")
 
 
 class ActionKind(enum.StrEnum):

@@ -46,11 +46,11 @@ _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
-_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$", re.ASCII)
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$", re.ASCII)
-_TAG_RE = re.compile(rf"^{_TAG}$", re.ASCII)
-_DIGEST_RE = re.compile(rf"^{_DIGEST}$", re.ASCII)
-_ANCHORED_ID = re.compile(r"^[a-f0-9]{64}$")
+_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*\Z", re.ASCII)
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}\Z", re.ASCII)
+_TAG_RE = re.compile(rf"^{_TAG}\Z", re.ASCII)
+_DIGEST_RE = re.compile(rf"^{_DIGEST}\Z", re.ASCII)
+_ANCHORED_ID = re.compile(r"^[a-f0-9]{64}\Z")
 
 
 def canonical_registry(host: str) -> str:

@@ -6,7 +6,12 @@ platforms), plus the referrers listing of that digest.  Re-locking with no upstr
 no GET at all and rewrites identical bytes.
 
 An entry whose source cannot be read keeps its old lock records and is reported as a problem:
-a registry outage never empties the lock.
+a registry outage never empties the lock.  Upstream values become lock records only through
+:class:`~imagevet.lock.LockedImage`, which refuses a value the lock could not read back (a
+media type that is not ``type/subtype``): that entry is a problem, the others go on.  Platforms
+arrive normalised (:class:`~imagevet.manifest.Platform`), and a listed tag that is not a valid
+tag name is left out (it cannot be pulled by name).  Unreadable entries of the old lock are
+resolved again from scratch, or kept as they were read when that fails.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from datetime import datetime
 
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, NotFoundError
-from imagevet.lock import Lock, LockedImage, LockEntry, carry_resolved_at
+from imagevet.lock import (
+    Lock,
+    LockedImage,
+    LockEntry,
+    LockRecordError,
+    carry_resolved_at,
+    check_tag,
+)
 from imagevet.plan import SourceState
 from imagevet.policy import Entry, Policy, missing_tags, select_tags
 from imagevet.reference import Reference
@@ -63,7 +75,7 @@ async def observe_source(
 async def _list_and_head(
     client: RegistryClient, entry: Entry, gate: asyncio.Semaphore
 ) -> tuple[SourceState, frozenset[str]]:
-    listed = frozenset(await client.list_tags(entry.source))
+    listed = frozenset(_valid_tags(await client.list_tags(entry.source), entry))
     selected = select_tags(listed, entry.tags)
 
     async def head(tag: str) -> tuple[str, Digest | None]:
@@ -74,6 +86,16 @@ async def _list_and_head(
     results = await asyncio.gather(*(head(t) for t in selected))
     # a tag deleted between the listing and its HEAD is simply not there any more
     return SourceState({t: d for t, d in results if d is not None}), listed
+
+
+def _valid_tags(listed: Sequence[str], entry: Entry) -> list[str]:
+    out: list[str] = []
+    for tag in listed:
+        try:
+            out.append(check_tag(tag))
+        except LockRecordError as e:
+            log.warning("%s: %s listed by %s is left out", entry.name, e, entry.source)
+    return out
 
 
 async def _describe(
@@ -88,7 +110,10 @@ async def _describe(
         fallback = digest.tag() in listed  # else no manifest GET for it
         found = await client.referrers(repo, digest, tag_schema=fallback)
         referrers = tuple(d.digest for d in found)
-    return LockedImage(digest, manifest.media_type, now, platforms, referrers)
+    try:
+        return LockedImage(digest, manifest.media_type, now, platforms, referrers)
+    except LockRecordError as e:
+        raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from None
 
 
 async def _resolve_entry(
@@ -153,5 +178,6 @@ async def resolve_lock(
     # entries not resolved this time (``entries`` given) keep their records
     done = {e.key for e in new_entries} | {e.key for e in chosen}
     keep = [e for e in old.entries if e.key not in done and e.key in {x.key for x in policy.entries}]
-    resolution.lock = carry_resolved_at(Lock(tuple(new_entries + keep)), old)
+    # an unreadable old entry stays as it was read unless a readable one replaces it
+    resolution.lock = carry_resolved_at(Lock(tuple(new_entries + keep), unreadable=old.unreadable), old)
     return resolution

@@ -37,7 +37,7 @@ from imagevet.copy import (
 )
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, InvalidReferenceError, NotFoundError
-from imagevet.lock import Lock, LockedImage, LockEntry
+from imagevet.lock import Lock, LockedImage, LockEntry, valid_media_type
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
@@ -557,7 +557,7 @@ def follow_lock(policy: Policy, lock: Lock, report: SyncReport, observed: Observ
             result = copied.get(entry.target.with_tag(tag))
             if previous is not None and previous.digest == digest:
                 tags[tag] = previous
-            elif result is not None and result.source_digest == digest:
+            elif result is not None and result.source_digest == digest and valid_media_type(result.media_type):
                 tags[tag] = LockedImage(
                     digest, result.media_type, report.plan.now, tuple(result.source_platforms),
                     tuple(Digest.parse(a) for a in result.attachments if ":" in a),

@@ -25,6 +25,7 @@ from imagevet.lock import (
 )
 from imagevet.mediatype import OCI_INDEX, OCI_MANIFEST
 from imagevet.policy import PolicyErrors
+from imagevet.policy.model import EntryKey
 from imagevet.reference import Reference
 
 T0 = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -210,9 +211,13 @@ def test_relock_without_upstream_change_is_byte_identical(tmp_path: Path) -> Non
 
 # ---- damaged lock files ----------------------------------------------------------------------
 
-BAD = [
+BAD_FILE = [
     ("yaml", 'version: 1\nimages: [\n', 3, 1, None, "YAML syntax error"),
     ("version", "version: 2\nimages: []\n", 1, 10, "version", "expected one of 1"),
+    ("images not a list", "version: 1\nimages: {}\n", 2, 9, "images", "expected a list"),
+]  # fmt: skip
+
+BAD = [
     ("unknown key", EXPECTED.replace('        resolved_at: "2026-05-01T10:00:00Z"\n      "7.2.4"', '        resolved_at: "2026-05-01T10:00:00Z"\n        bogus: 1\n      "7.2.4"'),
      14, 9, 'images[0].tags["7.10"].bogus', "unknown key 'bogus'; allowed keys: digest, media_type, platforms, referrers, resolved_at"),
     ("bad digest", EXPECTED.replace(f'"{A}"', '"sha256:abc"'), 15, 17, 'images[0].tags["7.2.4"].digest', "sha256 needs 64 lowercase hex characters"),
@@ -226,11 +231,14 @@ BAD = [
 
 
 @pytest.mark.parametrize(
-    ("text", "line", "column", "field", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+    ("text", "line", "column", "field", "message"),
+    [b[1:] for b in BAD_FILE],
+    ids=[b[0] for b in BAD_FILE],
 )
-def test_damaged_lock(
+def test_damaged_lock_file(
     tmp_path: Path, text: str, line: int, column: int, field: str | None, message: str
 ) -> None:
+    """A file that is not a lock at all is refused whole, with the place of the problem."""
     path = tmp_path / "imagevet.lock"
     path.write_text(text)
     with pytest.raises(PolicyErrors) as info:
@@ -243,6 +251,35 @@ def test_damaged_lock(
         field,
     ), str(error)
     assert message in error.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "field", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_damaged_lock_entry(
+    tmp_path: Path, text: str, line: int, column: int, field: str | None, message: str
+) -> None:
+    """A damaged entry is that entry's error (file:line:column), the other entry reads."""
+    path = tmp_path / "imagevet.lock"
+    path.write_text(text)
+    lock = read_lock(path)
+    errors = [e for u in lock.unreadable for e in u.errors]
+    error = next(e for e in errors if e.field == field)
+    assert (error.path, error.line, error.column, error.field) == (
+        str(path),
+        line,
+        column,
+        field,
+    ), str(error)
+    assert message in error.message
+    bad = EntryKey(*NGINX) if field == "images[2]" else EntryKey(*REDIS)
+    good = EntryKey(*REDIS) if field == "images[2]" else EntryKey(*NGINX)
+    assert lock.entry(bad) is None
+    if field == "images[0].source":  # no readable source -> target: the error of no entry
+        assert [u.key for u in lock.unreadable] == [None]
+    else:
+        assert error in lock.problems(bad)
+    assert lock.entry(good) == sample().entry(good) and not lock.problems(good)
 
 
 # ---- diff ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from imagevet.plan import (
 from imagevet.policy import Policy, load_policy
 from imagevet.reference import DOCKER_HUB, Reference
 from imagevet.repository_spec import RepositoryManager
+from imagevet.resolve import SourceProblem
 
 __all__ = [
     "LEDGER_NAME",
@@ -38,6 +39,7 @@ __all__ = [
     "Loaded",
     "hub_manager",
     "load",
+    "lock_problems",
     "manifest_cache",
     "print_plan",
     "state_dir",
@@ -58,8 +60,20 @@ _STYLE = {
 @dataclass(frozen=True, slots=True)
 class Loaded:
     policy: Policy
+    """The entries whose lock records can be read: what plan and sync work on."""
     lock_path: Path
     lock: Lock
+    problems: tuple[SourceProblem, ...] = ()
+    """One per entry left out of ``policy`` because its lock records cannot be read, and one per
+    lock entry of no readable source -> target (each message with file:line:column); a command
+    reports them and exits 1 at the end, after doing its work for every other entry."""
+    declared: Policy | None = None
+    """Every entry of the policy file (None: the same as ``policy``)."""
+
+    @property
+    def every_entry(self) -> Policy:
+        """The policy as declared, entries with unreadable lock records included."""
+        return self.declared or self.policy
 
 
 def now_utc() -> datetime:
@@ -67,12 +81,41 @@ def now_utc() -> datetime:
 
 
 def load(policy_path: Path) -> Loaded:
-    """Read and check the policy and its lock; errors exit 2 with file:line:column."""
+    """Read and check the policy and its lock; errors exit 2 with file:line:column.
+
+    A lock entry that cannot be read is not such an error: its policy entry is left out of
+    ``Loaded.policy`` and reported in ``Loaded.problems`` (one bad entry never stops the others).
+    """
     with handle_errors():
         policy = load_policy(policy_path, env=os.environ, today=now_utc().date())
         lock_path = lock_path_for(policy_path)
         lock = read_lock(lock_path)
-    return Loaded(policy, lock_path, lock)
+    problems = lock_problems(policy, lock)
+    if not problems:
+        return Loaded(policy, lock_path, lock)
+    usable = tuple(e for e in policy.entries if not lock.problems(e.key))
+    return Loaded(replace(policy, entries=usable), lock_path, lock, problems, policy)
+
+
+def lock_problems(policy: Policy, lock: Lock) -> tuple[SourceProblem, ...]:
+    """The unreadable lock entries: one problem per policy entry they belong to (every error of
+    its records), and one per entry of no readable source -> target."""
+    out: list[SourceProblem] = []
+    for entry in policy.entries:
+        errors = lock.problems(entry.key)
+        if errors:
+            why = "; ".join(str(e) for e in errors)
+            out.append(SourceProblem(
+                entry.name, str(entry.source),
+                f"lock records unreadable (`imagevet lock` resolves them again): {why}",
+            ))
+    for bad in lock.unreadable:
+        if bad.key is None:
+            why = "; ".join(str(e) for e in bad.errors)
+            out.append(SourceProblem(
+                "(lock)", "no readable source -> target", f"{why} (fix or remove this lock entry)"
+            ))
+    return tuple(out)
 
 
 def state_dir(policy: Policy) -> Path:

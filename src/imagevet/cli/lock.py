@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from imagevet.cli._policy import POLICY_OPTION, load, now_utc
+from imagevet.cli._policy import POLICY_OPTION, load, lock_problems, now_utc
 from imagevet.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
@@ -18,7 +18,7 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.lock import diff_locks, write_lock
-from imagevet.resolve import Resolution, resolve_lock
+from imagevet.resolve import Resolution, SourceProblem, resolve_lock
 from imagevet.sync import entries_by_name
 
 __all__ = ["register"]
@@ -37,40 +37,91 @@ def lock_command(
     insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Resolve every entry's tags (tag listing + HEAD) and write the lock; print the diff."""
+    """Resolve every entry's tags (tag listing + HEAD) and write the lock; print the diff.
+
+    An entry that fails keeps its previous records and is reported with its reason (exit 1);
+    an entry whose lock records cannot be read is resolved again from upstream.
+    """
     loaded = load(policy)
+    declared = loaded.every_entry
     try:
-        chosen = entries_by_name(loaded.policy, entry)
+        chosen = entries_by_name(declared, entry)
     except KeyError as e:
         err_console.print(f"[red]error:[/] no policy entry called {terminal_safe(repr(e.args[0]))}")
         raise typer.Exit(2) from None
 
     async def _go() -> Resolution:
         async with make_registry_client(insecure=insecure) as client:
-            return await resolve_lock(client, loaded.policy, loaded.lock, now=now_utc(), entries=chosen)
+            return await resolve_lock(client, declared, loaded.lock, now=now_utc(), entries=chosen)
 
     resolution = run(_go)
-    new = resolution.lock.only(e.key for e in loaded.policy.entries)
+    new = resolution.lock.only(e.key for e in declared.entries)
     diff = diff_locks(loaded.lock, new)
+    # entries whose unreadable records a readable entry now replaces, and those still unreadable
+    repaired = [x for x in declared.entries if loaded.lock.problems(x.key) and not new.problems(x.key)]
+    failed = {p.entry: p for p in resolution.problems}
+    for p in lock_problems(declared, new):
+        if p.entry in failed:
+            failed[p.entry] = SourceProblem(p.entry, p.source, f"{failed[p.entry].message}; {p.message}")
+        else:
+            failed[p.entry] = p
+    changed = diff.has_changes or new.unreadable != loaded.lock.unreadable
+    exists = loaded.lock_path.exists()
+    write = not check and (changed or (not exists and not failed))
     if as_json:
         print_json({
             "lock": str(loaded.lock_path),
-            "written": not check and diff.has_changes,
+            "written": write,
             "diff": diff.to_json(),
             "missing_tags": resolution.missing,
+            "repaired": [x.name for x in repaired],
             "problems": [{"entry": p.entry, "source": p.source, "message": p.message}
-                         for p in resolution.problems],
+                         for p in failed.values()],
         })
     else:
-        console.print(terminal_safe(diff.render(), markup=False, multiline=True) if diff.has_changes
-                      else f"{loaded.lock_path}: up to date", highlight=False, markup=False)
+        if diff.has_changes:
+            console.print(terminal_safe(diff.render(), markup=False, multiline=True), highlight=False,
+                          markup=False, end="")
         for name, tags in resolution.missing.items():
             console.print(f"[yellow]warning:[/] {terminal_safe(name)}: tags not found upstream: {terminal_safe(', '.join(tags))}")
-        for p in resolution.problems:
-            err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
-    if not check and (diff.has_changes or not loaded.lock_path.exists()):
+        for fixed in repaired:
+            was = "; ".join(str(x) for x in loaded.lock.problems(fixed.key))
+            err_console.print(
+                f"[yellow]note:[/] {terminal_safe(fixed.name)}: its lock records could not be read; "
+                f"resolved again from upstream: {terminal_safe(was)}",
+                highlight=False,
+            )
+        for p in failed.values():
+            err_console.print(f"[red]failed:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+        total = len({x.name for x in chosen} | set(failed))
+        console.print(_summary(loaded.lock_path, total, list(failed), changed=changed,
+                               written=write, check=check, exists=exists),
+                      highlight=False, markup=False)
+    if write:
         write_lock(loaded.lock_path, new)
-    if resolution.problems:
+    if failed:
         raise typer.Exit(EXIT_FAILURE)
-    if check and diff.has_changes:
+    if check and changed:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _summary(
+    path: Path, entries: int, failed: list[str], *, changed: bool, written: bool, check: bool,
+    exists: bool,
+) -> str:
+    """The last line: what happened to the lock file; "up to date" only when it is true."""
+    if not failed and not changed and exists:
+        return f"{path}: up to date"
+    if written:
+        state = "written"
+    elif check:
+        state = "not written (--check)"
+    else:
+        state = "not written (nothing was resolved)" if not exists else "unchanged"
+    if not failed:
+        return f"{path}: {state}"
+    n = len(failed)
+    return (
+        f"{path}: {state}; {n} of {entries} entr{'y' if entries == 1 else 'ies'} failed, "
+        f"their lock records are left as they were: {', '.join(failed)}"
+    )

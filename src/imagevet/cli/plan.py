@@ -59,6 +59,7 @@ def plan_command(
             return plan, problems
 
     plan, problems = run(_go)
+    problems = [*loaded.problems, *problems]  # entries whose lock records cannot be read
     if as_json:
         out = plan.to_json()
         out["problems"] = [{"entry": p.entry, "source": p.source, "message": p.message} for p in problems]

@@ -95,6 +95,7 @@ def sync_command(
             return result
 
     result = run(_go)
+    result.problems[:0] = loaded.problems  # entries whose lock records cannot be read
     if dry_run:
         if as_json:
             print_json(result.plan.to_json())

@@ -72,7 +72,7 @@ ALIAS_BUDGET_RATIO = 10
 _MAX_NESTING = 200
 """Collections nested deeper than this are refused while composing (before Python's recursion
 limit would stop the composer with a bare RecursionError)."""
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")
 _TAG = "tag:yaml.org,2002:"
 
 

@@ -46,9 +46,9 @@ __all__ = [
     "TargetModel",
 ]
 
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
-_PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
+_PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 HINTS: dict[str, str] = {
     "policy.version": "1",
@@ -164,7 +164,7 @@ def _source(value: str) -> str:
     return value
 
 
-_VERIFIER_KEY_RE = re.compile(r"^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?$", re.ASCII)
+_VERIFIER_KEY_RE = re.compile(r"^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?\Z", re.ASCII)
 
 
 def _verifier_key(value: str) -> str:

@@ -43,7 +43,7 @@ __all__ = ["InvalidRangeError", "TagVersion", "VersionRange"]
 
 MAX_PARTS = 4
 
-_CORE = re.compile(r"^(?P<v>[vV]?)(?P<core>\d+(?:\.\d+){0,3})(?P<rest>.*)$", re.ASCII)
+_CORE = re.compile(r"^(?P<v>[vV]?)(?P<core>\d+(?:\.\d+){0,3})(?P<rest>.*)\Z", re.ASCII)
 _PRE = re.compile(
     r"^[-._]?(?P<word>alpha|beta|rc|preview|pre|dev|snapshot|nightly|canary|ea|a|b|m)"
     r"(?P<num>(?:[-._]?\d+)*)(?=$|[-_+])",
@@ -139,7 +139,7 @@ class _Comparator:
         return v != self.version
 
 
-_TOKEN = re.compile(r"^(?P<op>\^|~|>=|<=|>|<|==|=|!=)?\s*(?P<ver>[vV]?[0-9xX*]+(?:\.[0-9xX*]+)*)$")
+_TOKEN = re.compile(r"^(?P<op>\^|~|>=|<=|>|<|==|=|!=)?\s*(?P<ver>[vV]?[0-9xX*]+(?:\.[0-9xX*]+)*)\Z")
 _ALLOWED = "allowed: comparators such as >=1.2 <2, ^1.2, ~1.2, 1.2.x, !=1.2.5, joined with spaces; || between alternatives"
 
 
