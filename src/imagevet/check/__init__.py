@@ -22,6 +22,7 @@ from pathlib import Path
 from imagevet.check.compose import find_in_compose
 from imagevet.check.discover import discover, kind_by_name, sniff_yaml
 from imagevet.check.dockerfile import find_in_dockerfile
+from imagevet.check.files import DEFAULT_MAX_FILE_SIZE
 from imagevet.check.fix import (
     Edit,
     FileFix,
@@ -47,13 +48,14 @@ from imagevet.check.model import (
 from imagevet.check.report import CheckReport, check_scan, format_verdict, verdict_to_json
 from imagevet.check.rules import RULES, RULES_BY_ID, Rule, Severity
 from imagevet.check.sarif import to_sarif
-from imagevet.check.scan import ScannedFile, ScanResult, find_images, scan_paths
+from imagevet.check.scan import ScannedFile, ScanResult, SkippedFile, find_images, scan_paths
 from imagevet.check.vetted import VettedImage, read_vetted, vetted_from_data, vetted_from_lock
 from imagevet.check.workflow import find_in_workflow
 
 __all__ = [
     "CheckContext",
     "CheckReport",
+    "DEFAULT_MAX_FILE_SIZE",
     "Edit",
     "FileFix",
     "FindingKind",
@@ -70,6 +72,7 @@ __all__ = [
     "ScanResult",
     "ScannedFile",
     "Severity",
+    "SkippedFile",
     "SourceKind",
     "Span",
     "Verdict",
@@ -109,6 +112,8 @@ def check_paths(
     root: Path,
     exclude: Sequence[str] = (),
     notes: Iterable[str] = (),
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
 ) -> CheckReport:
     """Scan ``paths`` and judge every reference found (categories as ``context`` gives them)."""
-    return check_scan(scan_paths(paths, root=root, exclude=exclude), context, notes=notes)
+    scan = scan_paths(paths, root=root, exclude=exclude, max_file_size=max_file_size)
+    return check_scan(scan, context, notes=notes)

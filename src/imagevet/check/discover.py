@@ -44,11 +44,13 @@ _COMPOSE_SERVICES = re.compile(r"^services:[ \t]*(?:#.*)?$", re.MULTILINE)
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A file to read: where it is, how to show it, and its kind (None: decide from its content)."""
+    """A file to read: where it is, how to show it, its kind (None: decide from its content), and
+    the tree it belongs to (the resolved directory scanned; a link must not lead out of it)."""
 
     file: Path
     path: str
     kind: SourceKind | None
+    tree: Path | None = None
 
 
 _NOT_DOCKERFILES = (".md", ".txt", ".rst", ".adoc", ".html")
@@ -76,9 +78,9 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
     parts = path.parts
     if len(parts) >= 3 and parts[-3] == ".github" and parts[-2] == "workflows":
         return SourceKind.WORKFLOW
-    if _COMPOSE.match(name):
+    if _COMPOSE.fullmatch(name):
         return SourceKind.COMPOSE
-    if _VALUES.match(name):
+    if _VALUES.fullmatch(name):
         return SourceKind.HELM_VALUES
     if chart_dir and len(parts) >= 2 and parts[-2] == "templates":
         return SourceKind.HELM_TEMPLATE
@@ -107,14 +109,14 @@ def _excluded(display: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(display, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def _candidate(file: Path, root: Path) -> Candidate | None:
+def _candidate(file: Path, root: Path, tree: Path) -> Candidate | None:
     display = _display(file, root)
     parent = file.parent
     chart_dir = parent.name == "templates" and (parent.parent / "Chart.yaml").is_file()
     kind = kind_by_name(PurePosixPath(display), chart_dir=chart_dir)
     if kind is None and not file.name.lower().endswith(_YAML_SUFFIXES):
         return None
-    return Candidate(file, display, kind)
+    return Candidate(file, display, kind, tree)
 
 
 def discover(
@@ -122,14 +124,17 @@ def discover(
 ) -> Iterator[Candidate]:
     """Yield the files under ``paths`` that may hold image references, in a stable order.
 
-    Directories are walked (skipping :data:`SKIP_DIRS` and paths matching an ``exclude`` glob);
-    files named explicitly are taken when their kind can be told.  Paths are shown relative to
-    ``root`` when they are under it.
+    Directories are walked (skipping :data:`SKIP_DIRS` and paths matching an ``exclude`` glob;
+    links to directories are not walked into); files named explicitly are taken when their kind
+    can be told.  Paths are shown relative to ``root`` when they are under it.  Each candidate's
+    ``tree`` is the resolved directory it was found in (for a file named explicitly: ``root``
+    when it is under it, else its own directory).
     """
     root = Path(os.path.abspath(root))
     seen: set[Path] = set()
     for path in paths:
         if path.is_dir():
+            tree = Path(os.path.realpath(path))
             for dirpath, dirnames, filenames in os.walk(path):
                 base = Path(dirpath)
                 dirnames[:] = sorted(
@@ -138,12 +143,15 @@ def discover(
                 )
                 for filename in sorted(filenames):
                     file = base / filename
-                    c = _candidate(file, root)
+                    c = _candidate(file, root, tree)
                     if c is not None and file not in seen and not _excluded(c.path, exclude):
                         seen.add(file)
                         yield c
         else:
-            c = _candidate(path, root)
+            absolute = Path(os.path.abspath(path))
+            under_root = absolute.is_relative_to(root)
+            tree = Path(os.path.realpath(root if under_root else absolute.parent))
+            c = _candidate(path, root, tree)
             if c is not None and path not in seen and not _excluded(c.path, exclude):
                 seen.add(path)
                 yield c

@@ -9,10 +9,12 @@ conflict: neither is applied and both verdicts are reported as skipped.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagevet.check.files import write_confined
 from imagevet.check.judge import Verdict
 from imagevet.check.model import HelmImageMap, ReplaceSpan, Span
 from imagevet.reference import DOCKER_HUB, Reference
@@ -44,13 +46,15 @@ class Edit:
 
 @dataclass(frozen=True, slots=True)
 class FileFix:
-    """One file's edits, with its text before and after."""
+    """One file's edits, with its text before and after; ``tree`` is the directory the write is
+    confined to (None: the file's own directory)."""
 
     path: str
     file: Path
     original: str
     fixed: str
     edits: tuple[Edit, ...]
+    tree: Path | None = None
 
     def diff(self) -> str:
         """The change as a unified diff (``a/path`` -> ``b/path``)."""
@@ -129,8 +133,14 @@ def apply_edits(text: str, edits: Iterable[Edit]) -> str:
     return out
 
 
-def plan_fixes(verdicts: Iterable[Verdict], texts: Mapping[str, tuple[Path, str]]) -> FixPlan:
-    """Plan the edits for every fixable verdict; ``texts`` maps a shown path to (file, text)."""
+def plan_fixes(
+    verdicts: Iterable[Verdict],
+    texts: Mapping[str, tuple[Path, str]],
+    *,
+    trees: Mapping[str, Path] | None = None,
+) -> FixPlan:
+    """Plan the edits for every fixable verdict; ``texts`` maps a shown path to (file, text),
+    ``trees`` a shown path to the scanned tree its write is confined to."""
     per_file: dict[str, list[tuple[Verdict, list[Edit]]]] = {}
     skipped: list[tuple[Verdict, str]] = []
     for v in verdicts:
@@ -146,7 +156,10 @@ def plan_fixes(verdicts: Iterable[Verdict], texts: Mapping[str, tuple[Path, str]
         file, text = texts[path]
         accepted = _without_conflicts(per_file[path], skipped)
         if accepted:
-            files.append(FileFix(path, file, text, apply_edits(text, accepted), tuple(accepted)))
+            tree = (trees or {}).get(path)
+            files.append(
+                FileFix(path, file, text, apply_edits(text, accepted), tuple(accepted), tree)
+            )
     return FixPlan(tuple(files), tuple(skipped))
 
 
@@ -183,6 +196,13 @@ def _without_conflicts(
 
 
 def write_fixes(plan: FixPlan) -> None:
-    """Write every fixed file back (UTF-8, line endings as read)."""
+    """Write every fixed file back (UTF-8, line endings as read), by atomic replace of the real
+    file, confined to its tree (see :func:`imagevet.check.files.write_confined`): never through a
+    link out of the tree.  A file reached twice (through an in-tree link) is written once."""
+    written: set[Path] = set()
     for f in plan.files:
-        f.file.write_bytes(f.fixed.encode("utf-8"))
+        real = Path(os.path.realpath(f.file))
+        if real in written:
+            continue
+        tree = f.tree or Path(os.path.realpath(f.file.parent))
+        written.add(write_confined(f.file, tree, f.fixed.encode("utf-8")))

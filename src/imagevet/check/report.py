@@ -93,7 +93,8 @@ def _suppressed(verdict: Verdict, lines: list[str]) -> bool:
 
 
 def check_scan(scan: ScanResult, context: CheckContext, *, notes: Iterable[str] = ()) -> CheckReport:
-    """Judge everything a scan found; drop the findings silenced by a suppression comment."""
+    """Judge everything a scan found; drop the findings silenced by a suppression comment.  Each
+    file the scan skipped unread becomes a note (``skipped <path>: <why>``)."""
     lines = {f.path: f.text.splitlines() for f in scan.files}
     kept: list[Verdict] = []
     suppressed = 0
@@ -102,7 +103,8 @@ def check_scan(scan: ScanResult, context: CheckContext, *, notes: Iterable[str] 
             suppressed += 1
         else:
             kept.append(v)
-    return CheckReport(scan.files, tuple(kept), suppressed, tuple(notes))
+    skipped = [f"skipped {f.path}: {f.reason}" for f in scan.skipped]
+    return CheckReport(scan.files, tuple(kept), suppressed, (*notes, *skipped))
 
 
 def verdict_to_json(v: Verdict) -> dict[str, Any]:

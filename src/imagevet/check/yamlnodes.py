@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from imagevet.check.model import FindingKind, FixTarget, FoundImage, ReplaceSpan, SourceKind, Span
 from imagevet.check.text import LineIndex, expand_variables, is_templated, resolve_value
+from imagevet.policy.located import bounded_yaml, check_flow_nesting
 
 __all__ = [
     "YamlDocument",
@@ -43,10 +43,13 @@ def load_documents(text: str, index: LineIndex, source: SourceKind) -> YamlDocum
 
     The composer is ruamel.yaml's pure-Python one without comment scanning or tag resolution:
     comments are never needed (nothing is dumped; ``--fix`` edits the text), and it is about a
-    third faster than the round-trip one.  Node marks carry the same exact offsets.
+    third faster than the round-trip one.  Node marks carry the same exact offsets.  Its composer
+    is :class:`~imagevet.policy.located.BoundedComposer`: an alias bomb, a recursive alias or
+    nesting too deep is that file's PARSE_ERROR, at the alias, and the scan goes on.
     """
-    yaml = YAML(typ="base", pure=True)
+    yaml = bounded_yaml("base", pure=True)
     try:
+        check_flow_nesting(text)
         return YamlDocument(tuple(n for n in yaml.compose_all(text) if n is not None))
     except (YAMLError, RecursionError, ValueError) as e:
         offset = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,14 +11,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
-from imagevet.cli.common import console, err_console, handle_errors
+from imagevet.cli.common import console, err_console, handle_errors, terminal_safe
+from imagevet.digest import Digest
 from imagevet.lock import Lock, lock_path_for, read_lock
 from imagevet.manifest_cache import ManifestCache
-from imagevet.plan import ActionKind, Plan
+from imagevet.plan import (
+    Action,
+    ActionKind,
+    Copy,
+    CreateRepo,
+    Defer,
+    Hold,
+    Plan,
+    Prune,
+    Update,
+    UpdateRepo,
+)
 from imagevet.policy import Policy, load_policy
-from imagevet.reference import DOCKER_HUB
+from imagevet.reference import DOCKER_HUB, Reference
 from imagevet.repository_spec import RepositoryManager
 from imagevet.resolve import SourceProblem
 
@@ -145,16 +157,118 @@ async def hub_manager(policy: Policy) -> AsyncIterator[RepositoryManager | None]
         yield HubRepositoryManager(client)
 
 
-def print_plan(plan: Plan, *, verbose: bool = False) -> None:
-    """One line per action (up-to-date tags folded into the count unless ``verbose``), then warnings."""
+_MARK = {
+    ActionKind.CREATE_REPO: "+", ActionKind.UPDATE_REPO: "~", ActionKind.COPY: "+",
+    ActionKind.UPDATE: "~", ActionKind.HOLD: "!", ActionKind.PRUNE: "-", ActionKind.NOOP: "=",
+    ActionKind.DEFER: ">",
+}
+_VERB = {
+    ActionKind.CREATE_REPO: "create", ActionKind.UPDATE_REPO: "update", ActionKind.COPY: "copy",
+    ActionKind.UPDATE: "update", ActionKind.HOLD: "hold", ActionKind.PRUNE: "prune?",
+    ActionKind.NOOP: "ok", ActionKind.DEFER: "defer",
+}
+_WIDTH = 100
+"""No line of a typical plan is wider (a 120-column terminal shows it unwrapped)."""
+_TAG_WIDTH = 20
+"""Tags up to this width line up in a column; a longer one pushes its own line only."""
+
+
+def _short(digest: Digest | None) -> str:
+    return f"{digest.algorithm}:{digest.hex[:12]}" if digest is not None else "-"
+
+
+def _repository(ref: Reference) -> str:
+    """``bitnami/redis`` on Docker Hub, ``host/path`` elsewhere; no tag, no digest."""
+    return dataclasses.replace(ref, tag=None, digest=None).familiar
+
+
+def _transfer(action: Copy | Update) -> str:
+    subset = (
+        f"  {', '.join(str(p) for p in action.platforms)} only"
+        if action.platforms is not None
+        else ""
+    )
+    note = f"; {action.note}" if action.note else ""
+    if isinstance(action, Update):
+        detail = f"{_short(action.old_digest)} -> {_short(action.digest)}  backup {action.backup.tag}"
+    else:
+        detail = _short(action.digest)
+    return f"{detail}{subset}{note}"
+
+
+def _pulls(plan: Plan) -> str:
+    """``pulls: docker.io ~9, host ~2``: what the copies and updates cost, per registry."""
+    total: dict[str, int] = {}
     for action in plan.actions:
-        if action.kind is ActionKind.NOOP and not verbose:
+        if isinstance(action, Copy | Update):
+            for registry, n in action.costs().items():
+                total[registry] = total.get(registry, 0) + n
+    return ", ".join(f"{registry} ~{n}" for registry, n in total.items() if n)
+
+
+def _what(action: Action) -> tuple[str, str]:
+    """The name column (a tag, ``repository``, or a short digest) and the rest of the line."""
+    if isinstance(action, CreateRepo):
+        return "repository", f"({'private' if action.spec.private else 'public'})"
+    if isinstance(action, UpdateRepo):
+        return "repository", "; ".join(c.detail for c in action.changes)
+    target = action.action.target if isinstance(action, Defer) else action.target
+    name = target.tag or _short(target.digest)
+    if isinstance(action, Copy | Update):
+        return name, _transfer(action)
+    if isinstance(action, Defer):
+        return name, f"{action.reason}: {_transfer(action.action)}"
+    if isinstance(action, Hold):
+        upstream = f" (upstream now {_short(action.upstream)})" if action.upstream else ""
+        return name, f"{action.reason}{upstream}"
+    if isinstance(action, Prune):
+        return name, f"{_short(action.digest)}  {action.reason}; deleted with --prune"
+    return name, _short(action.digest)
+
+
+def _source(action: Action) -> Reference | None:
+    if isinstance(action, Defer):
+        return action.action.source
+    return action.source if isinstance(action, Copy | Update) else None
+
+
+def print_plan(plan: Plan, *, verbose: bool = False) -> None:
+    """The plan as the lock diff reads: a ``source -> target`` line per entry, then one action a
+    line (``+`` create or copy, ``~`` update, ``!`` hold, ``-`` prune candidate, ``>`` deferred,
+    ``=`` up to date, listed only when ``verbose``) with short digests; then warnings and a
+    summary.  Text from registries and the ledger is escaped (:func:`terminal_safe`)."""
+    groups: dict[tuple[str, str], list[Action]] = {}
+    sources: dict[tuple[str, str], str] = {}
+    for action in plan.actions:
+        target = action.action.target if isinstance(action, Defer) else action.target
+        key = (action.entry, _repository(target))
+        groups.setdefault(key, [])
+        source = _source(action)
+        if source is not None:
+            sources.setdefault(key, _repository(source))
+        if action.kind is not ActionKind.NOOP or verbose:
+            groups[key].append(action)
+    for key, actions in groups.items():
+        if not actions:
             continue
-        style = _STYLE.get(action.kind, "")
-        console.print(f"[{style}]{str(action.kind):<12}[/] {escape(action.describe())}", highlight=False)
+        entry, repository = key
+        console.print(terminal_safe(f"{sources.get(key, entry)} -> {repository}"), highlight=False)
+        rows = [(a, *_what(a)) for a in actions]
+        width = min(_TAG_WIDTH, max(len(name) for _, name, _ in rows))
+        for action, name, rest in rows:
+            style = _STYLE.get(action.kind, "")
+            mark = f"[{style}]{_MARK[action.kind]}[/]" if style else _MARK[action.kind]
+            line = f"{name:<{width}}  {_VERB[action.kind]:<6}  {rest}"
+            console.print(f"  {mark} {terminal_safe(line)}", highlight=False)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {terminal_safe(warning)}", highlight=False)
+    pulls = _pulls(plan)
+    if pulls:
+        console.print(f"pulls (estimated): {terminal_safe(pulls)}", highlight=False)
     counts = {k: v for k, v in plan.summary().items() if v}
     summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no entries"
     verdict = "changes pending" if plan.has_changes else "nothing to do"
-    console.print(f"plan: {verdict} ({summary})", highlight=False)
+    line = f"plan: {verdict} ({summary})"
+    if len(line) > _WIDTH:  # every kind at once: the counts go on a line of their own
+        line = f"plan: {verdict}\n  ({summary})"
+    console.print(line, highlight=False)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from rich.markup import escape
 
 from imagevet.checkpoint import Signer, SigningKeyError, Verifier, generate_key
 from imagevet.cli._policy import LEDGER_NAME, load, state_dir
@@ -28,6 +27,7 @@ from imagevet.cli.common import (
     handle_errors,
     make_registry_client,
     print_json,
+    terminal_safe,
 )
 from imagevet.ledger import (
     AuditReport,
@@ -219,7 +219,7 @@ def keygen_command(
         fail(f"cannot write {out}: {e.strerror}", EXIT_FAILURE)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(signer.text() + "\n")
-    console.print(f"private key written to {escape(str(out))} (keep it secret: a CI secret, then "
+    console.print(f"private key written to {terminal_safe(str(out))} (keep it secret: a CI secret, then "
                   f"{KEY_FILE_ENV}=<file> or {KEY_ENV}=<its contents>)", highlight=False)
     console.print("add the public key to the policy:", highlight=False)
     console.out(f"audit:\n  public_key: {signer.verifier}")
@@ -269,17 +269,17 @@ def verify_command(
         print_json(_report_json(setup, report))
     else:
         for note in report.notes:
-            err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+            err_console.print(f"[yellow]note:[/] {terminal_safe(note)}", highlight=False)
         if report.ok:
             signed = ""
             if report.local is not None:
                 signed = f"; signed checkpoint at record {report.local.size} verified"
                 if report.remote is not None:
-                    signed += f" (remote {escape(str(setup.repository))}: record {report.remote.size})"
-            console.print(f"{escape(str(setup.ledger))}: {report.check.records} records, chain intact{signed}", highlight=False)
+                    signed += f" (remote {terminal_safe(str(setup.repository))}: record {report.remote.size})"
+            console.print(f"{terminal_safe(str(setup.ledger))}: {report.check.records} records, chain intact{signed}", highlight=False)
         else:
             err_console.print(
-                f"[red]{escape(str(setup.ledger))}: does not verify: {escape(report.reason())}[/] "
+                f"[red]{terminal_safe(str(setup.ledger))}: does not verify: {terminal_safe(report.reason())}[/] "
                 f"({report.check.records} records form an intact chain)", highlight=False,
             )
             err_console.print(
@@ -313,19 +313,19 @@ def recover_command(
 
     done = _run(_go)
     if done.damaged is not None:
-        console.print(f"moved the damaged ledger to {escape(str(done.damaged))}", highlight=False)
+        console.print(f"moved the damaged ledger to {terminal_safe(str(done.damaged))}", highlight=False)
     if done.checkpoint_moved is not None:
-        console.print(f"moved its checkpoint to {escape(str(done.checkpoint_moved))}", highlight=False)
+        console.print(f"moved its checkpoint to {terminal_safe(str(done.checkpoint_moved))}", highlight=False)
     ev = done.event
     console.print(
-        f"new chain in {escape(str(setup.ledger))}: record 1 names the damaged file; its chain was "
-        f"intact through record {ev['last_verified_seq']} ({escape(str(ev['last_verified_hash']))})",
+        f"new chain in {terminal_safe(str(setup.ledger))}: record 1 names the damaged file; its chain was "
+        f"intact through record {ev['last_verified_seq']} ({terminal_safe(str(ev['last_verified_hash']))})",
         highlight=False,
     )
     rec = done.recorded
     if rec.checkpoint is not None:
-        where = f"and pushed to {escape(rec.pushed)}" if rec.pushed else "(not pushed: --offline)"
-        console.print(f"signed checkpoint written to {escape(str(setup.checkpoint_file))} {where}", highlight=False)
+        where = f"and pushed to {terminal_safe(rec.pushed)}" if rec.pushed else "(not pushed: --offline)"
+        console.print(f"signed checkpoint written to {terminal_safe(str(setup.checkpoint_file))} {where}", highlight=False)
     else:
         err_console.print("[yellow]note:[/] no signing key: the new chain is unsigned", highlight=False)
 
@@ -348,4 +348,4 @@ def show_command(
         event = rec.get("event", {})
         kind = event.get("kind", "?")
         rest = " ".join(f"{k}={v}" for k, v in event.items() if k != "kind" and v not in (None, ""))
-        console.print(f"{rec['seq']:>6} {rec['time']} {kind:<10} {rest}", markup=False)
+        console.print(terminal_safe(f"{rec['seq']:>6} {rec['time']} {kind:<10} {rest}", markup=False), markup=False)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from imagevet import __version__
 from imagevet.category import AccessSettings, Classification
@@ -32,7 +31,17 @@ from imagevet.check import (
     write_fixes,
 )
 from imagevet.check.scan import ScanResult
-from imagevet.cli.common import EXIT_OK, EXIT_USAGE, console, err_console, fail, handle_errors, run
+from imagevet.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    hub_settings,
+    run,
+    terminal_safe,
+)
 from imagevet.errors import ImagevetError
 
 __all__ = ["register"]
@@ -81,12 +90,17 @@ def check_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="With --fix: print a unified diff, write nothing."),
     exclude: list[str] = typer.Option([], "--exclude", help="Glob of paths to skip (repeatable)."),
     show_ok: bool = typer.Option(False, "--show-ok", help="Human output: list references that are fine too."),
+    max_file_size: str = typer.Option(
+        "4M", "--max-file-size", metavar="SIZE",
+        help="Files larger than SIZE (bytes, or with K or M) are reported, not read.",
+    ),
 ) -> None:
     """Find every image reference in Dockerfiles, Compose, Kubernetes, Helm values and workflows;
     judge each against the org's Image Access Management settings and the vetted mirrors."""
     fmt = OutputFormat.JSON if as_json else output_format
     if dry_run and not fix:
         fail("--dry-run needs --fix", EXIT_USAGE)
+    cap = _parse_size(max_file_size)
     targets = list(paths or [Path(".")])
     for p in targets:
         if not p.exists():
@@ -95,7 +109,7 @@ def check_command(
     with handle_errors():
         mirrors = _load_vetted(vetted, policy, lock)
     the_org = org or _org_from_mirrors(mirrors)
-    scan = scan_paths(targets, root=root, exclude=exclude)
+    scan = scan_paths(targets, root=root, exclude=exclude, max_file_size=cap)
     declared = AccessSettings(
         the_org or "",
         enabled=True,
@@ -106,13 +120,32 @@ def check_command(
                               iam_declared=iam_official is not None or iam_verified is not None)
     report = check_scan(scan, context, notes=notes)
     if fix:
-        plan = plan_fixes(report.issues(severity), {f.path: (f.file, f.text) for f in report.files})
+        plan = plan_fixes(
+            report.issues(severity),
+            {f.path: (f.file, f.text) for f in report.files},
+            trees={f.path: f.tree for f in report.files if f.tree is not None},
+        )
         _show_fixes(plan, dry_run=dry_run, to_stderr=fmt is not OutputFormat.HUMAN or output is not None)
         if not dry_run and plan.files:
-            write_fixes(plan)
-            report = check_scan(scan_paths(targets, root=root, exclude=exclude), context, notes=notes)
+            with handle_errors():
+                write_fixes(plan)
+            rescan = scan_paths(targets, root=root, exclude=exclude, max_file_size=cap)
+            report = check_scan(rescan, context, notes=notes)
     _emit(report, fmt, severity, output, show_ok=show_ok)
     raise typer.Exit(EXIT_VIOLATIONS if report.failed(severity) else EXIT_OK)
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20}
+
+
+def _parse_size(text: str) -> int:
+    """``4M``, ``512K`` or a byte count; a usage error otherwise."""
+    raw = text.strip().upper()
+    digits = raw.rstrip("KMIB")
+    unit = raw[len(digits):]
+    if not digits.isdigit() or unit not in _SIZE_UNITS or int(digits) <= 0:
+        fail(f"--max-file-size: expected bytes, or a number with K or M (4M), got {text!r}", EXIT_USAGE)
+    return int(digits) * _SIZE_UNITS[unit]
 
 
 def _load_vetted(vetted: Path | None, policy: Path | None, lock: Path | None) -> list[VettedImage]:
@@ -170,19 +203,18 @@ def _context(
 async def _ask_hub(
     org: str | None, declared: AccessSettings, refs: list[Any], *, read_settings: bool
 ) -> tuple[AccessSettings, dict[str, Classification], str]:
-    from imagevet.hub import hub_settings_from_env
     from imagevet.hub.categories import CatalogClassifier
     from imagevet.hub.client import HubClient
     from imagevet.hub.settings import read_access_settings
 
-    url, credentials = hub_settings_from_env(os.environ)
+    url, credentials = hub_settings()
     async with HubClient(url, credentials) as client:
         access, source = declared, "declared"
         if read_settings and org and credentials is not None:
             try:
                 access, source = await read_access_settings(client, org), "hub"
             except ImagevetError as e:
-                err_console.print(f"[yellow]warning:[/] cannot read {escape(org)}'s IAM settings ({escape(str(e))}); using the declared ones")
+                err_console.print(f"[yellow]warning:[/] cannot read {terminal_safe(org)}'s IAM settings ({terminal_safe(e)}); using the declared ones")
         classified = await CatalogClassifier(client, org=org).classify(refs)
     return access, {c.reference.name: c for c in classified}, source
 
@@ -190,7 +222,7 @@ async def _ask_hub(
 def _show_fixes(plan: FixPlan, *, dry_run: bool, to_stderr: bool) -> None:
     out = err_console if to_stderr else console
     if dry_run:
-        diff = "".join(f.diff() for f in plan.files)
+        diff = terminal_safe("".join(f.diff() for f in plan.files), markup=False, multiline=True)
         if to_stderr:
             err_console.print(diff, markup=False, end="")
         else:
@@ -199,10 +231,12 @@ def _show_fixes(plan: FixPlan, *, dry_run: bool, to_stderr: bool) -> None:
     else:
         for e in plan.edits:
             via = f" ({e.via})" if e.via else ""
-            out.print(f"fixed {e.path}:{e.line}:{e.column}{via}  {e.old} -> {e.new}", markup=False)
+            line = f"fixed {e.path}:{e.line}:{e.column}{via}  {e.old} -> {e.new}"
+            out.print(terminal_safe(line, markup=False), markup=False)
     for v, why in plan.skipped:
         loc = v.found.location
-        out.print(f"not fixed {loc.path}:{loc.line}:{loc.column}  {v.found.text}: {why}", markup=False)
+        line = f"not fixed {loc.path}:{loc.line}:{loc.column}  {v.found.text}: {why}"
+        out.print(terminal_safe(line, markup=False), markup=False)
     verb = "would change" if dry_run else "changed"
     out.print(f"{len(plan.edits)} edits {verb} in {len(plan.files)} files", markup=False)
 
@@ -214,9 +248,9 @@ def _emit(report: CheckReport, fmt: OutputFormat, severity: Severity, output: Pa
         text = json.dumps(to_sarif(report, threshold=severity, tool_version=__version__), indent=2) + "\n"
     else:
         shown = report.shown(severity) if show_ok else report.issues(severity)
-        lines = [format_verdict(v) for v in shown]
+        lines = [terminal_safe(format_verdict(v), markup=False) for v in shown]
         for note in report.notes:
-            lines.append(f"note: {note}")
+            lines.append(terminal_safe(f"note: {note}", markup=False))
         s = report.summary(severity)
         lines.append(
             f"{s['references']} references in {s['files']} files: {s['ok']} ok, {s['error']} errors, "

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from imagevet.category import Classification
-from imagevet.cli.common import EXIT_USAGE, console, fail, print_json, run
+from imagevet.cli.common import (
+    EXIT_USAGE,
+    console,
+    fail,
+    hub_settings,
+    print_json,
+    run,
+    terminal_safe,
+)
 from imagevet.errors import InvalidReferenceError
-from imagevet.hub import CatalogClassifier, HubClient, hub_settings_from_env
+from imagevet.hub import CatalogClassifier, HubClient
 from imagevet.reference import Reference
 
 __all__ = ["register"]
@@ -36,7 +42,7 @@ def classify_command(
         parsed = [Reference.parse(r) for r in refs]
     except InvalidReferenceError as e:
         fail(str(e), EXIT_USAGE)
-    url, _ = hub_settings_from_env(os.environ)
+    url, _ = hub_settings()
 
     async def _go() -> list[Classification]:
         async with HubClient(url) as client:
@@ -59,4 +65,5 @@ def classify_command(
         return
     width = max(len(str(c.reference)) for c in results)
     for c in results:
-        console.print(f"{str(c.reference):<{width}}  {c.describe()}", markup=False)
+        line = f"{str(c.reference):<{width}}  {c.describe()}"
+        console.print(terminal_safe(line, markup=False), markup=False)

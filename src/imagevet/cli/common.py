@@ -33,6 +33,7 @@ from imagevet.errors import (
 from imagevet.reference import DOCKER_HUB, canonical_registry
 
 if TYPE_CHECKING:  # the registry stack (aiohttp) loads only for commands that talk to registries
+    from imagevet.hub import HubCredentials
     from imagevet.registry import Credential, RegistryClient
 
 __all__ = [
@@ -45,9 +46,13 @@ __all__ = [
     "err_console",
     "fail",
     "handle_errors",
+    "hub_settings",
     "make_registry_client",
     "print_json",
+    "redact",
+    "redact_url_userinfo",
     "run",
+    "terminal_safe",
 ]
 
 T = TypeVar("T")
@@ -77,32 +82,97 @@ _EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(authorization:\s*)(\S+\s+)?\S+"),
-    re.compile(r"(?i)((?:password|secret|token|access_token|identitytoken)\"?\s*[:=]\s*\"?)[^\s\",}]+"),
+    # a key = value pair; not a URL path ending in the word (``/v2/auth/token: <error>``)
+    re.compile(r"(?i)((?<![\w/.-])(?:password|secret|token|access_token|identitytoken)\"?\s*[:=]\s*\"?)[^\s\",}]+"),
     re.compile(r"dckr_(?:pat|oat)_[A-Za-z0-9_-]+"),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"),  # JWTs
 )
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact_url_userinfo(text: str) -> str:
+    """Replace the ``user:password@`` of every URL in ``text`` with ``***@``."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def redact(text: str) -> str:
-    """Mask anything that looks like a credential in ``text``."""
+    """Mask anything that looks like a credential in ``text`` (URL user info included)."""
+    text = redact_url_userinfo(text)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() and m.group(1) else "") + "***", text)
     return text
 
 
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 controls but tab and newline, DEL, C1 controls
+    "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"  # bidi, invisible
+)
+_UNSAFE_MULTILINE = re.compile(_UNSAFE.pattern)
+_UNSAFE_ONE_LINE = re.compile(_UNSAFE.pattern[:-1] + "\n]")
+
+
+def _escaped(m: re.Match[str]) -> str:
+    code = ord(m[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: object, *, markup: bool = True, multiline: bool = False) -> str:
+    """``text`` made safe to print on a terminal: every control character (ESC, C0 and C1, DEL,
+    CR, and newline unless ``multiline``), and every bidi override or invisible format character
+    is shown escaped (``\\x1b``, ``\\u202e``), so a registry's error text, a ledger record or a
+    scanned file can neither move the cursor, rewrite earlier lines, set a title or hyperlink,
+    nor reorder what is shown.  With ``markup`` (for text printed with rich markup on), rich
+    markup is escaped too, so ``[red]`` is shown as written.
+
+    Use it for every untrusted string the CLI prints; JSON output needs none (json.dumps escapes).
+    """
+    pattern = _UNSAFE_MULTILINE if multiline else _UNSAFE_ONE_LINE
+    out = pattern.sub(_escaped, str(text))
+    return escape(out) if markup else out
+
+
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return terminal_safe(redact(super().format(record)), markup=False, multiline=True)
+
+
+class _StaminaRecords(logging.Filter):
+    """Turn the retry library's bare ``stamina.retry_scheduled`` record (its details are in
+    ``extra``) into one readable DEBUG line; imagevet reports the final error itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "stamina.retry_scheduled":
+            details = record.__dict__
+            record.msg = "retry %s scheduled in %.2fs after %s"
+            record.args = (
+                details.get("stamina.retry_num"),
+                details.get("stamina.wait_for") or 0.0,
+                details.get("stamina.caused_by"),
+            )
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
 def configure_logging(*, debug: bool = False, quiet: bool = False) -> None:
-    """Send imagevet's log records to stderr, redacted; DEBUG with --debug."""
+    """Send imagevet's log records to stderr, redacted and terminal-safe; DEBUG with --debug.
+
+    The retry library (``stamina``) logs every scheduled retry as a WARNING to its own logger,
+    which Python would print bare (``stamina.retry_scheduled``) on every failing request: those
+    records are shown only with ``--debug``, as readable DEBUG lines.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("imagevet")
     root.handlers[:] = [handler]
     root.propagate = False
     root.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+    stamina_log = logging.getLogger("stamina")
+    stamina_log.propagate = False
+    stamina_log.filters[:] = [_StaminaRecords()]
+    stamina_log.handlers[:] = [handler] if debug else [logging.NullHandler()]
+    stamina_log.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -114,7 +184,7 @@ def exit_code_for(exc: BaseException) -> int:
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print ``message`` to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", markup=True)
+    err_console.print(f"[bold red]error:[/] {terminal_safe(redact(message), multiline=True)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -174,6 +244,32 @@ def explicit_credentials(env: Mapping[str, str]) -> dict[str, Credential]:
     if user and token:
         found.setdefault(DOCKER_HUB, Credential(user, token))
     return found
+
+
+def hub_settings(env: Mapping[str, str] | None = None) -> tuple[str, HubCredentials | None]:
+    """The Hub API URL and credentials from the environment; a usage error (exit 2) when
+    ``IMAGEVET_HUB_URL`` holds credentials (``user:password@``): they belong in
+    ``DOCKER_HUB_USERNAME``/``DOCKER_HUB_TOKEN``, and a URL is shown in output and logs."""
+    from urllib.parse import urlsplit
+
+    from imagevet.errors import redact_url
+    from imagevet.hub import hub_settings_from_env
+
+    url, credentials = hub_settings_from_env(os.environ if env is None else env)
+    try:
+        parts = urlsplit(url)
+        userinfo, usable = "@" in parts.netloc, parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        userinfo, usable = "@" in url, False
+    if not usable and not userinfo:
+        fail(f"IMAGEVET_HUB_URL ({redact_url(url)}) must be an absolute http(s) URL", EXIT_USAGE)
+    if userinfo:
+        fail(
+            f"IMAGEVET_HUB_URL ({redact_url(url)}) must not hold credentials (user:password@): "
+            "give them in DOCKER_HUB_USERNAME and DOCKER_HUB_TOKEN",
+            EXIT_USAGE,
+        )
+    return url, credentials
 
 
 def make_registry_client(

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import typer
-from rich.markup import escape
 
 from imagevet.cli.common import (
     EXIT_FAILURE,
@@ -16,6 +15,7 @@ from imagevet.cli.common import (
     make_registry_client,
     print_json,
     run,
+    terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
 from imagevet.copy import DEFAULT_JOBS, CopyOptions, CopyResult, CopySession, is_digest_tag
@@ -83,7 +83,7 @@ def copy_command(
         })
     else:
         for failure in errors:
-            err_console.print(f"[red]failed[/] {escape(failure.source)} -> {escape(failure.target)}: {escape(failure.reason)}")
+            err_console.print(f"[red]failed[/] {terminal_safe(failure.source)} -> {terminal_safe(failure.target)}: {terminal_safe(failure.reason)}")
         console.print(_summary(results, errors, seconds))
     if errors:
         raise typer.Exit(EXIT_FAILURE)

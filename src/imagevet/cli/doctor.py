@@ -15,9 +15,12 @@ from imagevet.cli.common import (
     console,
     fail,
     handle_errors,
+    hub_settings,
     print_json,
     run,
+    terminal_safe,
 )
+from imagevet.errors import redact_url
 from imagevet.hub import (
     DoctorReport,
     HubClient,
@@ -25,7 +28,6 @@ from imagevet.hub import (
     Level,
     SecretKind,
     diagnose,
-    hub_settings_from_env,
 )
 from imagevet.policy import load_policy
 from imagevet.reference import Reference
@@ -66,7 +68,7 @@ def doctor_command(
     organization access token with the org name as username); the Hub from IMAGEVET_HUB_URL.
     Exits 1 when an error is found (the token cannot log in or read teams).
     """
-    url, creds = hub_settings_from_env(os.environ)
+    url, creds = hub_settings()
     org_name = _org(org, creds)
     sources: Sequence[tuple[str, Reference]] = ()
     if policy is not None:
@@ -90,7 +92,7 @@ def _to_json(report: DoctorReport, url: str) -> dict[str, Any]:
     s = report.settings
     return {
         "ok": report.ok,
-        "hub": url,
+        "hub": redact_url(url),
         "org": report.org,
         "identity": report.identity,
         "settings": None
@@ -118,9 +120,14 @@ def _to_json(report: DoctorReport, url: str) -> dict[str, Any]:
     }
 
 
+def _say(text: str) -> None:
+    """Print one line of the report; what came from the Hub or the policy is escaped."""
+    console.print(terminal_safe(text, markup=False), markup=False)
+
+
 def _print(report: DoctorReport, url: str) -> None:
-    console.print(f"Docker Hub {url}, organization {report.org}", markup=False)
-    console.print(f"credentials: {report.identity or 'none'}", markup=False)
+    _say(f"Docker Hub {redact_url(url)}, organization {report.org}")
+    _say(f"credentials: {report.identity or 'none'}")
     s = report.settings
     if s is None:
         console.print("Image Access Management: unknown (settings not readable)")
@@ -134,16 +141,15 @@ def _print(report: DoctorReport, url: str) -> None:
             "community and sponsored OSS no"
         )
     for a in report.abilities:
-        console.print(f"  {a.status:<13} {a.ability}", markup=False)
+        _say(f"  {a.status:<13} {a.ability}")
     for e in report.entries:
         allowed = {None: "?", True: "allowed", False: "blocked"}[e.allowed]
-        console.print(
+        _say(
             f"  entry {e.entry}: {e.classification.reference} "
-            f"{e.classification.describe()} ({allowed} by IAM)",
-            markup=False,
+            f"{e.classification.describe()} ({allowed} by IAM)"
         )
     for f in report.findings:
         console.print(f"[{_STYLE[f.level]}]{f.level}:[/] ", end="")
-        console.print(f.message, markup=False)
+        _say(f.message)
     if not report.findings:
         console.print("no problems found")

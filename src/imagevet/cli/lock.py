@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from imagevet.cli._policy import POLICY_OPTION, load, lock_problems, now_utc
 from imagevet.cli.common import (
@@ -16,6 +15,7 @@ from imagevet.cli.common import (
     make_registry_client,
     print_json,
     run,
+    terminal_safe,
 )
 from imagevet.lock import diff_locks, write_lock
 from imagevet.resolve import Resolution, SourceProblem, resolve_lock
@@ -47,7 +47,7 @@ def lock_command(
     try:
         chosen = entries_by_name(declared, entry)
     except KeyError as e:
-        err_console.print(f"[red]error:[/] no policy entry called {escape(repr(e.args[0]))}")
+        err_console.print(f"[red]error:[/] no policy entry called {terminal_safe(repr(e.args[0]))}")
         raise typer.Exit(2) from None
 
     async def _go() -> Resolution:
@@ -80,18 +80,19 @@ def lock_command(
         })
     else:
         if diff.has_changes:
-            console.print(diff.render(), highlight=False, markup=False, end="")
+            console.print(terminal_safe(diff.render(), markup=False, multiline=True), highlight=False,
+                          markup=False, end="")
         for name, tags in resolution.missing.items():
-            console.print(f"[yellow]warning:[/] {escape(name)}: tags not found upstream: {escape(', '.join(tags))}")
+            console.print(f"[yellow]warning:[/] {terminal_safe(name)}: tags not found upstream: {terminal_safe(', '.join(tags))}")
         for fixed in repaired:
             was = "; ".join(str(x) for x in loaded.lock.problems(fixed.key))
             err_console.print(
-                f"[yellow]note:[/] {escape(fixed.name)}: its lock records could not be read; "
-                f"resolved again from upstream: {escape(was)}",
+                f"[yellow]note:[/] {terminal_safe(fixed.name)}: its lock records could not be read; "
+                f"resolved again from upstream: {terminal_safe(was)}",
                 highlight=False,
             )
         for p in failed.values():
-            err_console.print(f"[red]failed:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+            err_console.print(f"[red]failed:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
         total = len({x.name for x in chosen} | set(failed))
         console.print(_summary(loaded.lock_path, total, list(failed), changed=changed,
                                written=write, check=check, exists=exists),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from imagevet.cli._policy import (
     POLICY_OPTION,
@@ -22,6 +21,7 @@ from imagevet.cli.common import (
     make_registry_client,
     print_json,
     run,
+    terminal_safe,
 )
 from imagevet.plan import Plan
 from imagevet.resolve import SourceProblem
@@ -67,7 +67,7 @@ def plan_command(
     else:
         print_plan(plan, verbose=verbose)
         for p in problems:
-            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+            err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
     if problems:
         raise typer.Exit(EXIT_FAILURE)
     if detailed_exitcode and plan.has_changes:

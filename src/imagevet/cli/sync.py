@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from imagevet.cli._policy import (
     POLICY_OPTION,
@@ -26,6 +25,7 @@ from imagevet.cli.common import (
     make_registry_client,
     print_json,
     run,
+    terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
 from imagevet.copy import DEFAULT_JOBS
@@ -110,7 +110,7 @@ def sync_command(
         _write_atomic(report or directory / "last-sync.json", json.dumps(summary, indent=2) + "\n",
                       follow_dir=report is not None)
     except ImagevetError as e:  # the ledger and the lock are still written
-        err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+        err_console.print(f"[red]error:[/] {terminal_safe(str(e))}", highlight=False)
         recorded = False
     with handle_errors():
         if diff_locks(loaded.lock, new_lock).has_changes:
@@ -123,11 +123,11 @@ def sync_command(
         print_json(summary)
     else:
         for outcome in result.failed:
-            err_console.print(f"[red]failed[/] {escape(f'{outcome.action.describe()}: {outcome.message}')}", highlight=False)
+            err_console.print(f"[red]failed[/] {terminal_safe(f'{outcome.action.describe()}: {outcome.message}')}", highlight=False)
         for p in result.problems:
-            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+            err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
         for warning in result.plan.warnings:
-            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+            console.print(f"[yellow]warning:[/] {terminal_safe(warning)}", highlight=False)
         console.print(_summary_line(result), highlight=False)
     if not result.ok or not recorded:
         raise typer.Exit(EXIT_FAILURE)

@@ -29,7 +29,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from imagevet.errors import HubError, SecurityError, TransportError
+from imagevet.errors import CredentialsError, HubError, SecurityError, TransportError, redact_url
 from imagevet.hub.credentials import DEFAULT_HUB_URL, HubCredentials
 from imagevet.hub.responses import hub_error
 from imagevet.hub.throttle import ApiRateLimit, retry_after
@@ -110,10 +110,17 @@ class HubClient:
     ) -> None:
         self._base = URL(base_url.rstrip("/"))
         if not self._base.is_absolute() or self._base.scheme not in ("http", "https"):
-            raise ValueError(f"Hub base URL must be http(s) and absolute: {base_url!r}")
+            raise ValueError(f"Hub base URL must be http(s) and absolute: {redact_url(base_url)!r}")
+        if self._base.user is not None or self._base.password is not None:
+            # never sent, never shown: the URL appears in logs, errors and doctor's report
+            raise CredentialsError(
+                f"the Hub URL {redact_url(base_url)} holds credentials (user:password@): "
+                "give them as HubCredentials (DOCKER_HUB_USERNAME/DOCKER_HUB_TOKEN)"
+            )
         self._credentials = credentials
         self._session = session
         self._own_session = session is None
+        self._closed = False
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_retries = max_retries
         self._max_wait = max_wait
@@ -155,7 +162,8 @@ class HubClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session if this client opened it."""
+        """Close the session if this client opened it; the client sends nothing afterwards."""
+        self._closed = True
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
@@ -310,6 +318,8 @@ class HubClient:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token.value}"
+        if self._closed:  # a task still running after the client closed must not open a new session
+            raise TransportError(method, str(url), "the Hub client is closed")
         session = self._ensure_session()
         try:
             async with session.request(

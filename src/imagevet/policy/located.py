@@ -8,6 +8,13 @@ date such as ``2026-02-30``, and silently keeps the last of two duplicate keys. 
 strings (the schema parses them); keys are always the text as written (``7.10:`` is the key
 ``"7.10"``, not the float 7.1).  ``<<`` merge keys and anchors work.
 
+Hostile input stays bounded: a text longer than :data:`MAX_YAML_CHARS` is refused unread, and
+:class:`BoundedComposer` (also used by ``imagevet check`` for the files it scans) counts, as it
+composes, how many values the aliases would expand to.  Past :data:`ALIAS_BUDGET_FLOOR` plus
+:data:`ALIAS_BUDGET_RATIO` times the values written, or on an alias inside its own anchor, it
+stops with an error at that alias: a few hundred bytes of nested anchors (a "billion laughs")
+never get built.
+
 :class:`PolicyErrors` collects every error of a file (sorted by position) so that a user fixes
 them all in one go; it is a :class:`~imagevet.errors.PolicyError` itself.
 """
@@ -16,33 +23,55 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import stat
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.composer import Composer, ComposerError
+from ruamel.yaml.error import MarkedYAMLError, StreamMark
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from imagevet.errors import PolicyError
 
 __all__ = [
+    "ALIAS_BUDGET_FLOOR",
+    "ALIAS_BUDGET_RATIO",
+    "BoundedComposer",
     "Located",
+    "MAX_YAML_CHARS",
     "PolicyErrors",
     "Span",
+    "YamlLimitError",
+    "bounded_yaml",
+    "check_flow_nesting",
     "expand_env",
     "field_path",
     "hint_key",
     "parse_yaml",
+    "read_yaml_file",
     "validation_errors",
 ]
 
 YamlPath = tuple[str | int, ...]
 
 _MAX_DEPTH = 64
+
+MAX_YAML_CHARS = 16 * 2**20
+"""The longest policy or lock text read (16 MiB): far above any real one, far below trouble."""
+ALIAS_BUDGET_FLOOR = 10_000
+ALIAS_BUDGET_RATIO = 10
+"""Aliases may expand a document by at most ``FLOOR + RATIO x`` the values written in it."""
+_MAX_NESTING = 200
+"""Collections nested deeper than this are refused while composing (before Python's recursion
+limit would stop the composer with a bare RecursionError)."""
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")
 _TAG = "tag:yaml.org,2002:"
 
@@ -246,10 +275,177 @@ class _Builder:
         return out
 
 
-def parse_yaml(text: str, *, path: str) -> Located:
-    """Compose ``text`` and build located data; raise PolicyErrors for every syntax problem."""
+class YamlLimitError(ComposerError):
+    """A document refused for its shape (alias expansion, nesting), not for its syntax."""
+
+
+class BoundedComposer(Composer):
+    """ruamel.yaml's composer, refusing alias bombs and recursive aliases at the alias itself.
+
+    Every node composed counts once (``written``); every alias use counts the size its anchor
+    would have once expanded (memoised per node, so counting is linear in the text).  When the
+    expanded total exceeds ``ALIAS_BUDGET_FLOOR + ALIAS_BUDGET_RATIO * written``, or an alias
+    points into its own, still open anchor, a :class:`YamlLimitError` marks the alias.
+    """
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.written = 0
+        self.expanded = 0
+        self._sizes: dict[int, int] = {}
+        self._open: list[str] = []
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                self._count_alias(event, node)
+            return super().compose_node(parent, index)
+        self.written += 1
+        if self.depth >= _MAX_NESTING:
+            raise YamlLimitError(
+                None, None, f"nested more than {_MAX_NESTING} levels deep", event.start_mark
+            )
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            return super().compose_node(parent, index)
+        self._open.append(anchor)  # registered before its children: open until complete
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open.pop()
+
+    def _count_alias(self, event: Any, node: Node) -> None:
+        if event.anchor in self._open:
+            raise YamlLimitError(
+                None,
+                None,
+                f"alias *{event.anchor} is inside its own anchor (a recursive alias)",
+                event.start_mark,
+            )
+        self.expanded += self._size(node)
+        if self.expanded > ALIAS_BUDGET_FLOOR + ALIAS_BUDGET_RATIO * self.written:
+            raise YamlLimitError(
+                None,
+                None,
+                f"aliases expand to more than {ALIAS_BUDGET_FLOOR:,} values plus "
+                f"{ALIAS_BUDGET_RATIO} times the values written (an alias bomb?) at "
+                f"*{event.anchor}: write the values out, or nest fewer aliases",
+                event.start_mark,
+            )
+
+    def _size(self, root: Node) -> int:
+        """How many nodes ``root`` holds once every alias in it is expanded (capped, memoised)."""
+        cap = ALIAS_BUDGET_FLOOR + ALIAS_BUDGET_RATIO * max(self.written, 1) + 1
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if id(node) in self._sizes:
+                continue
+            children = _children(node)
+            if done:
+                total = 1 + sum(self._sizes.get(id(c), 1) for c in children)
+                self._sizes[id(node)] = min(total, cap)
+                continue
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in self._sizes)
+        return self._sizes[id(root)]
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def check_flow_nesting(text: str) -> None:
+    """Raise :class:`YamlLimitError` where ``[``/``{`` nesting passes the composer's limit.
+
+    ruamel.yaml's scanner looks ahead over every open flow collection on a line before the
+    composer sees the first one (quadratic: seconds for a 2 KB line of ``[``), so the limit is
+    also checked on the raw text first, counting brackets (in quotes and comments too, which can
+    only refuse a text nested that deep in brackets anyway).
+    """
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        if m[0] in "[{":
+            depth += 1
+            if depth > _MAX_NESTING:
+                start = m.start()
+                line = text.count("\n", 0, start)
+                column = start - (text.rfind("\n", 0, start) + 1)
+                raise YamlLimitError(
+                    None,
+                    None,
+                    f"nested more than {_MAX_NESTING} levels deep",
+                    StreamMark(None, start, line, column),
+                )
+        elif depth:
+            depth -= 1
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def bounded_yaml(typ: str, *, pure: bool = False) -> YAML:
+    """A ruamel.yaml instance whose composer is :class:`BoundedComposer`."""
+    yaml = YAML(typ=typ, pure=pure)
+    yaml.Composer = BoundedComposer
+    return yaml
+
+
+def read_yaml_file(path: Path) -> str:
+    """The text of the policy or lock at ``path``: a drop-in for ``path.read_text("utf-8")``
+    (it raises the same OSError and UnicodeDecodeError) that never blocks on a FIFO, never reads
+    a device such as ``/dev/zero``, and reads at most :data:`MAX_YAML_CHARS` bytes: those are
+    PolicyErrors naming the file."""
+    label = str(path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else (
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        )
+        raise PolicyErrors([PolicyError(label, f"{what}: not read")])
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        node = YAML(typ="rt").compose(text)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat above
+            raise PolicyErrors([PolicyError(label, "not a regular file: not read")])
+        data = bytearray()
+        while len(data) <= MAX_YAML_CHARS:
+            chunk = os.read(fd, min(1 << 20, MAX_YAML_CHARS + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > MAX_YAML_CHARS:
+        raise PolicyErrors([
+            PolicyError(label, f"the file is larger than {MAX_YAML_CHARS // 2**20} MiB: not read")
+        ])
+    return bytes(data).decode("utf-8")
+
+
+def parse_yaml(text: str, *, path: str) -> Located:
+    """Compose ``text`` and build located data; raise PolicyErrors for every syntax problem.
+
+    A text longer than :data:`MAX_YAML_CHARS`, too deeply nested, or whose aliases expand past
+    the budget of :class:`BoundedComposer` is refused with the position where it went wrong.
+    """
+    if len(text) > MAX_YAML_CHARS:
+        raise PolicyErrors([
+            PolicyError(
+                path,
+                f"the file is larger than {MAX_YAML_CHARS // 2**20} MiB: not read",
+                line=1,
+                column=1,
+            )
+        ])
+    try:
+        check_flow_nesting(text)
+        node = bounded_yaml("rt").compose(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = e.problem or e.context or "invalid YAML"
@@ -259,7 +455,7 @@ def parse_yaml(text: str, *, path: str) -> Located:
             [
                 PolicyError(
                     path,
-                    f"YAML syntax error: {what}",
+                    f"YAML: {what}" if isinstance(e, YamlLimitError) else f"YAML syntax error: {what}",
                     line=mark.line + 1 if mark is not None else None,
                     column=mark.column + 1 if mark is not None else None,
                 )

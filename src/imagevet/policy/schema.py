@@ -105,7 +105,7 @@ def _range(value: str) -> str:
 
 
 def _tag(value: str) -> str:
-    if not _TAG_RE.match(value):
+    if not _TAG_RE.fullmatch(value):
         raise ValueError(
             f"invalid tag {value!r}: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'"
         )
@@ -234,7 +234,7 @@ def _backup(value: str) -> str:
     sample = render_template(
         value, {"tag": "1.2.3", "digest12": "0" * 12, "digest": "0" * 64, "date": "20260101"}
     )
-    if not _TAG_RE.match(sample):
+    if not _TAG_RE.fullmatch(sample):
         raise ValueError(f"{value!r} does not give a valid tag (e.g. {sample!r})")
     return value
 

@@ -17,17 +17,26 @@ and ``keep`` never select them.  They are mirrored when ``allow`` matches them a
 The pipeline runs only when ``allow``, ``range`` or ``keep`` is set (then a missing ``allow`` lets
 every tag through its first step); with none of them only the explicit ``tags`` are selected.
 The result is sorted by tag text, so it is deterministic whatever the input order.
+
+Every regex decides on the whole tag (``re.fullmatch``), and an upstream tag outside the tag
+grammar (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``: a trailing newline, a space, a control
+character) is never selected by any rule, explicit ``tags`` included: ``$`` would have let
+``7.2\n`` through a pattern and past a ``deny``.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 
 from imagevet.policy.model import TagRules
 from imagevet.policy.versions import TagVersion
 
-__all__ = ["missing_tags", "select_tags"]
+__all__ = ["TAG_GRAMMAR", "missing_tags", "select_tags"]
+
+TAG_GRAMMAR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+"""The OCI distribution tag grammar; used with ``fullmatch`` only."""
 
 
 def _patterns_pass(tag: str, rules: TagRules) -> bool:
@@ -38,7 +47,7 @@ def _patterns_pass(tag: str, rules: TagRules) -> bool:
 
 def select_tags(tags: Iterable[str], rules: TagRules) -> list[str]:
     """Apply ``rules`` to the upstream ``tags``; return the selected tags, sorted, without duplicates."""
-    unique = set(tags)
+    unique = {t for t in tags if TAG_GRAMMAR.fullmatch(t)}
     selected: set[str] = set()
     if rules.allow or rules.orders_versions:
         passed = [t for t in unique if _patterns_pass(t, rules)]
@@ -74,5 +83,5 @@ def _is_prerelease(tag: str) -> bool:
 
 def missing_tags(tags: Iterable[str], rules: TagRules) -> list[str]:
     """The explicit ``tags`` of ``rules`` that are not among the upstream ``tags``, sorted."""
-    unique = set(tags)
+    unique = {t for t in tags if TAG_GRAMMAR.fullmatch(t)}
     return sorted(t for t in set(rules.tags) if t not in unique)

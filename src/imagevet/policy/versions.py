@@ -76,7 +76,7 @@ class TagVersion:
     @classmethod
     def parse(cls, tag: str) -> TagVersion | None:
         """Split ``tag`` into core, prerelease and variant; ``None`` when it is not a version."""
-        m = _CORE.match(tag)
+        m = _CORE.fullmatch(tag)
         if m is None:
             return None
         core = tuple(int(p) for p in m["core"].split("."))
@@ -155,7 +155,7 @@ def _bump(parts: list[int], index: int) -> _Bound:
 
 
 def _comparators(token: str, text: str) -> list[_Comparator]:
-    m = _TOKEN.match(token)
+    m = _TOKEN.fullmatch(token)
     if m is None:
         raise InvalidRangeError(f"invalid range {text!r}: cannot read {token!r}; {_ALLOWED}")
     op = m["op"] or ""

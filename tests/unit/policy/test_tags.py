@@ -165,3 +165,48 @@ def test_kept_tags_are_the_newest(tags: list[str], r: TagRules) -> None:
             if w.family == v.family and w.tag in out and w.sort_key() > v.sort_key()
         ]
         assert len(newer_kept) == r.keep, v.tag
+
+
+# ---- a tag with a trailing newline (or any text outside the tag grammar) is never selected ----
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        rules(range=">=7"),
+        rules(keep=3),
+        rules(deny=[r"7\.3"], range=">=7"),
+        rules(allow=[r"7\.\d+$"]),
+        rules(allow=[r"^7\.\d+$"], deny=[r"7\.3"]),
+        rules(tags=["7.3\n"]),
+    ],
+    ids=["range", "keep", "deny", "allow-dollar", "allow-anchored", "explicit"],
+)
+def test_a_tag_with_a_trailing_newline_is_never_selected(case: TagRules) -> None:
+    upstream = ["7.2", "7.2\n", "7.3\n", "7.9\n", "7.9 ", "7.10\r\n"]
+    assert all("\n" not in t and " " not in t for t in select_tags(upstream, case))
+
+
+def test_a_version_is_the_whole_tag() -> None:
+    assert TagVersion.parse("7.2\n") is None
+    assert TagVersion.parse("7.2") is not None
+
+
+def test_policy_refuses_an_explicit_tag_with_a_newline() -> None:
+    from imagevet.policy import PolicyErrors, parse_policy
+
+    text = (
+        "version: 1\ntarget: {namespace: acme}\n"
+        "defaults: {approval: {approved_by: a@b.c, approved_on: 2026-01-01, ticket: X}}\n"
+        'images:\n  - source: bitnami/redis\n    tags: {tags: ["7.9\\n"]}\n'
+    )
+    with pytest.raises(PolicyErrors) as info:
+        parse_policy(text, path="p.yaml", env={})
+    assert info.value.line == 6 and "invalid tag" in str(info.value)
+
+
+@given(st.text(min_size=1, max_size=12))
+def test_only_grammar_tags_are_ever_selected(tag: str) -> None:
+    for case in (rules(keep=5), rules(allow=[".*"]), rules(tags=[tag])):
+        for got in select_tags([tag], case):
+            assert re.fullmatch(r"[\w][\w.-]{0,127}", got, re.ASCII), repr(got)
