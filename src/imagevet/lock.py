@@ -66,7 +66,13 @@ from imagevet import mediatype
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, InvalidReferenceError, PolicyError
 from imagevet.manifest import Platform
-from imagevet.policy.located import Located, PolicyErrors, parse_yaml, validation_errors
+from imagevet.policy.located import (
+    Located,
+    PolicyErrors,
+    parse_yaml,
+    read_yaml_file,
+    validation_errors,
+)
 from imagevet.policy.model import EntryKey
 from imagevet.policy.schema import DigestText
 from imagevet.reference import Reference
@@ -625,7 +631,7 @@ def parse_lock(text: str, *, path: str = "imagevet.lock") -> Lock:
 def read_lock(path: Path) -> Lock:
     """Read the lock at ``path``: a missing file is an empty lock, a damaged one PolicyErrors."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_file(path)
     except FileNotFoundError:
         return Lock()
     except OSError as e:

@@ -22,7 +22,14 @@ from pydantic import BaseModel, ValidationError
 from imagevet.digest import Digest
 from imagevet.errors import InvalidReferenceError, PolicyError
 from imagevet.manifest import Platform
-from imagevet.policy.located import Located, PolicyErrors, expand_env, parse_yaml, validation_errors
+from imagevet.policy.located import (
+    Located,
+    PolicyErrors,
+    expand_env,
+    parse_yaml,
+    read_yaml_file,
+    validation_errors,
+)
 from imagevet.policy.model import (
     DEFAULT_BACKUP_TAG,
     DEFAULT_DESCRIPTION,
@@ -87,7 +94,7 @@ def load_policy(path: Path, *, env: Mapping[str, str], today: date | None = None
     a load error: :func:`imagevet.plan.plan_sync` holds new digests and reports it.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_file(path)
     except OSError as e:
         raise PolicyErrors([PolicyError(str(path), f"cannot read: {e.strerror or e}")]) from None
     except UnicodeDecodeError as e:

@@ -160,3 +160,31 @@ def test_read_yaml_file_refuses_special_and_oversize_files(tmp_path: Path) -> No
     (tmp_path / "latin1.yaml").write_bytes(b"a: \xe9\n")
     with pytest.raises(UnicodeDecodeError):
         read_yaml_file(tmp_path / "latin1.yaml")
+
+
+@pytest.mark.parametrize("which", ["policy", "lock"])
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_special_policy_or_lock_file_is_refused_not_read(tmp_path: Path, which: str, kind: str) -> None:
+    """``imagevet validate`` on a policy (or next to a lock) that is a FIFO or a link to /dev/zero
+    exits 2 at once naming the file, instead of hanging or reading without end."""
+    import subprocess
+    import sys
+
+    policy = tmp_path / "imagevet.yaml"
+    lock = tmp_path / "imagevet.lock"
+    special = policy if which == "policy" else lock
+    if which == "lock":
+        policy.write_text(POLICY)
+    if kind == "fifo":
+        os.mkfifo(special)
+    else:
+        special.symlink_to("/dev/zero")
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "imagevet.cli", "validate", "--policy", str(policy)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert out.returncode == 2, out.stderr
+    assert special.name in out.stderr
+    assert "not read" in out.stderr
