@@ -1,0 +1,85 @@
+"""``imagevet copy --all-tags`` on other projects' published test layouts (../shared/realworld-images),
+pushed byte for byte into a real ``docker-registry``, copied again and again into fresh repositories.
+
+Every good image must arrive with its exact digest on every run; a broken image (a descriptor with
+the wrong size) must fail alone, with the reason, on every run.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from imagevet.cli import app
+from tests.support.layouts import (
+    REALWORLD,
+    Layout,
+    PushedLayout,
+    load_layout,
+    push_layout,
+)
+from tests.support.pusher import fetch_image_sync, list_tags_sync, run_sync
+from tests.support.registry_process import RunningRegistry
+
+RUNS = 10
+MULTI = "containers-image-layout/delete_image_multiple_images"
+
+runner = CliRunner()
+
+
+def copy_all_tags(src: str, dst: str) -> tuple[int, dict[str, Any]]:
+    out = runner.invoke(app, ["copy", "--all-tags", "--json", src, dst])
+    try:
+        report: dict[str, Any] = json.loads(out.stdout)
+    except ValueError:
+        raise AssertionError(f"exit {out.exit_code}, no JSON report: {out.output}") from None
+    return out.exit_code, report
+
+
+def seed(registry: RunningRegistry, layout: Layout, prefix: str) -> PushedLayout:
+    return run_sync(push_layout(registry, layout, f"{prefix}/{layout.repository}"))
+
+
+@pytest.fixture
+def target(registry_factory: Any) -> RunningRegistry:
+    return registry_factory(auth="none")
+
+
+def outcome(report: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(tag -> digest copied, tag -> failure reason) of a --json report."""
+    copied = {r["target"].rsplit(":", 1)[1]: r["digest"] for r in report["results"]}
+    failed = {e["target"].rsplit(":", 1)[1]: e["reason"] for e in report["errors"]}
+    return copied, failed
+
+
+@pytest.mark.parametrize("where", ["same-registry", "other-registry"])
+def test_shared_manifest_and_bad_descriptor_copy_the_same_way_every_run(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, where: str
+) -> None:
+    """Issue 8 items 2 and 4, on the containers/image layout that showed them: ``3`` and ``3.18``
+    are a manifest that the ``latest``/``3.18.3`` index also lists (it used to be PUT twice at
+    once, and distribution then refused the index), and ``1.0.0`` states 585 bytes for a 584-byte
+    config that the good tags share (it used to fail them, or pass, by timing)."""
+    pushed = seed(plain_registry, load_layout(REALWORLD / MULTI), unique_repo)
+    assert set(pushed.good) == {"latest", "3.18.3", "3", "3.18", "3.17.5", "3.16.7"}
+    assert set(pushed.broken) == {"1.0.0"}
+    bad = pushed.broken["1.0.0"]
+    dst_registry = plain_registry if where == "same-registry" else target
+    src = f"{plain_registry.host}/{pushed.repository}"
+    for run in range(RUNS):
+        dst_repo = f"{unique_repo}/run-{run}"
+        code, report = copy_all_tags(src, f"{dst_registry.host}/{dst_repo}")
+        copied, failed = outcome(report)
+        assert (run, copied) == (run, {t: str(d) for t, d in pushed.good.items()}), report["errors"]
+        assert list(failed) == ["1.0.0"], report
+        assert str(bad.bad_blob) in failed["1.0.0"] and "585" in failed["1.0.0"], failed
+        assert "584" in failed["1.0.0"], failed
+        assert code == 1
+        assert sorted(list_tags_sync(dst_registry, dst_repo)) == sorted(pushed.good)
+        for tag in ("latest", "3.18"):
+            got = fetch_image_sync(dst_registry, dst_repo, tag)
+            want = fetch_image_sync(plain_registry, pushed.repository, tag)
+            assert got.top.data == want.top.data and got.blobs == want.blobs
