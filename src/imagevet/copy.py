@@ -72,7 +72,9 @@ __all__ = [
     "CopyProgress",
     "CopyResult",
     "CopySession",
+    "copy_digest_tags",
     "copy_image",
+    "digest_tag_subject",
     "is_digest_tag",
 ]
 
@@ -111,6 +113,15 @@ _DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a
 def is_digest_tag(tag: str) -> bool:
     """Whether ``tag`` is an attachment tag (``sha256-<hex>[.sig|.att|.sbom]``), not an image tag."""
     return _DIGEST_TAG_RE.match(tag) is not None
+
+
+def digest_tag_subject(tag: str) -> Digest | None:
+    """The manifest a digest tag is attached to (``sha256-<hex>.sig`` -> ``sha256:<hex>``);
+    None when ``tag`` is not a digest tag or names no whole digest (a cut sha512 tag)."""
+    m = _DIGEST_TAG_RE.match(tag)
+    if m is None or len(m.group(2)) != {"sha256": 64, "sha512": 128}[m.group(1)]:
+        return None
+    return Digest.parse(f"{m.group(1)}:{m.group(2)}")
 
 
 class CopyProgress(Protocol):
@@ -755,6 +766,48 @@ async def _gather(aws: Iterable[Awaitable[object]]) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def copy_digest_tags(
+    session: CopySession,
+    src: Reference,
+    dst: Reference,
+    digest_tags: Sequence[str],
+    *,
+    brought: Iterable[str] = (),
+    any_failed: bool = False,
+) -> tuple[list[CopyResult], list[CopyError], list[tuple[str, str]]]:
+    """``copy --all-tags``: every digest tag of ``src`` the image copies did not bring (``brought``).
+
+    Its subject at the target, or a tag naming no whole digest: the tag is copied (a no-op when
+    it is there).  Its subject not in the source repository at all: the tag is copied as it is,
+    as sparse as the source.  Its subject in the source but not at the target (no tag names it,
+    or, with ``any_failed``, its copy failed): skipped, with that reason.  Returns (copied,
+    failed, skipped as (tag, reason)); no tag is left out of all three.
+    """
+    done = set(brought)
+    copied: list[CopyResult] = []
+    failed: list[CopyError] = []
+    skipped: list[tuple[str, str]] = []
+    why = "no tag names it, or its copy failed" if any_failed else "no tag names it"
+    client = session.client
+    for tag in digest_tags:
+        if tag in done:
+            continue
+        subject = digest_tag_subject(tag)
+        if (
+            subject is not None
+            and await client.head_manifest(dst.repo().with_digest(subject)) is None
+            and await client.head_manifest(src.repo().with_digest(subject)) is not None
+        ):
+            skipped.append((tag, f"its subject {subject} is in the source but was not copied ({why})"))
+            continue
+        try:
+            copied.append(await session.copy(src.repo().with_tag(tag), dst.repo().with_tag(tag)))
+        except CopyError as e:
+            failed.append(e)
+    copied.sort(key=lambda r: str(r.target))
+    return copied, failed, skipped
 
 
 async def copy_image(
