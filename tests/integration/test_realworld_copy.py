@@ -7,13 +7,22 @@ the wrong size) must fail alone, with the reason, on every run.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from imagevet.cli import app
+from imagevet.copy import CopyResult, CopySession
+from imagevet.digest import Digest
+from imagevet.manifest import RawManifest
+from imagevet.reference import Reference
+from imagevet.registry import RegistryClient, RetryPolicy
 from tests.support.layouts import (
     REALWORLD,
     Layout,
@@ -83,3 +92,60 @@ def test_shared_manifest_and_bad_descriptor_copy_the_same_way_every_run(
             got = fetch_image_sync(dst_registry, dst_repo, tag)
             want = fetch_image_sync(plain_registry, pushed.repository, tag)
             assert got.top.data == want.top.data and got.blobs == want.blobs
+
+
+async def test_a_manifest_is_put_once_per_repository_and_never_beside_an_index_listing_it(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str
+) -> None:
+    """Issue 8 item 2, as the requests show it: ``3``/``3.18`` name a manifest that the
+    ``latest``/``3.18.3`` index lists.  Copied together in one session, 10 times into fresh
+    repositories: each manifest is PUT by digest at most once, each tag once, and no PUT of a
+    manifest overlaps a PUT of an index listing it (the overlap distribution refused)."""
+    pushed = await push_layout(plain_registry, load_layout(REALWORLD / MULTI), f"{unique_repo}/src")
+    tags = sorted(pushed.good)
+    for run in range(RUNS):
+        dst_repo = f"{unique_repo}/run-{run}"
+        async with RegistryClient(retry=RetryPolicy.no_wait(2)) as client:
+            puts: list[tuple[str, RawManifest, int, int]] = []
+            clock = itertools.count()
+            original = client.put_manifest
+
+            async def recording(
+                ref_: Reference,
+                manifest: RawManifest,
+                _original: Any = original,
+                puts: list[tuple[str, RawManifest, int, int]] = puts,
+                clock: Iterator[int] = clock,
+            ) -> Digest:
+                start = next(clock)
+                try:
+                    return await _original(ref_, manifest)  # type: ignore[no-any-return]
+                finally:
+                    puts.append((ref_.tag or str(ref_.digest), manifest, start, next(clock)))
+
+            client.put_manifest = recording  # type: ignore[method-assign]
+            session = CopySession(client)
+            results = await asyncio.gather(
+                *(
+                    session.copy(
+                        Reference.parse(f"{plain_registry.host}/{pushed.repository}:{tag}"),
+                        Reference.parse(f"{target.host}/{dst_repo}:{tag}"),
+                    )
+                    for tag in tags
+                ),
+                return_exceptions=True,
+            )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert failures == [], (run, failures)
+        assert {str(r.target).rsplit(":", 1)[1]: r.digest for r in results if isinstance(r, CopyResult)} == pushed.good
+        by_ref = collections.Counter(name for name, _, _, _ in puts)
+        assert max(by_ref.values()) == 1, (run, by_ref)
+        for name, manifest, start, end in puts:
+            children = {d.digest for d in manifest.children()}
+            for other_name, other, o_start, o_end in puts:
+                overlap = o_start < end and start < o_end and other_name != name
+                if overlap:
+                    assert other.digest != manifest.digest, (run, name, other_name)
+                    assert other.digest not in children, (run, name, other_name)
+                if other.digest in children and other_name.startswith("sha256:"):
+                    assert o_end < start, (run, "index PUT before its child's PUT ended", name)
