@@ -551,14 +551,14 @@ class _ImageCopy:
         async with self.s._blob_lock(dst.name, desc.digest), self.s._slots:
             have = await self.client.head_blob(dst, desc.digest)
             if have is not None:
-                _check_size(desc, have, dst)
+                _check_size(desc, have, src, dst)
                 how = "skipped"
             elif src.registry == dst.registry and src.repository != dst.repository and (
                 await self.client.mount_blob(dst, desc.digest, src)
             ):
                 # a mount does not say the size: check the descriptor against the mounted blob
                 mounted = await self.client.head_blob(dst, desc.digest)
-                _check_size(desc, mounted, dst)
+                _check_size(desc, mounted, src, dst)
                 how = "mounted"
             else:
                 await self._stream_blob(desc)
@@ -715,15 +715,17 @@ async def _reporting(
         yield chunk
 
 
-def _check_size(desc: Descriptor, have: int | None, repo: Reference) -> None:
-    """Refuse a blob whose real size is not the one its descriptor states (0: not reported)."""
+def _check_size(desc: Descriptor, have: int | None, src: Reference, dst: Reference) -> None:
+    """Refuse a blob whose real size is not the one its descriptor states (0: not reported).
+
+    Worded as a read from the source refuses it, so the image fails with the same message
+    whether its blob was already at the target or not.
+    """
     if have is None:
-        raise NotFoundError(404, "HEAD", f"{repo.name}/blobs/{desc.digest}", body="blob unknown")
+        raise NotFoundError(404, "HEAD", f"{dst.name}/blobs/{desc.digest}", body="blob unknown")
     if have != desc.size and have != 0:
         raise DigestMismatchError(
-            f"blob {desc.digest} in {repo.name}",
-            f"{desc.size} bytes (as the descriptor states)",
-            f"{have} bytes",
+            f"blob {desc.digest} of {src.name}", f"{desc.digest} ({desc.size} bytes)", f"{have} bytes"
         )
 
 
