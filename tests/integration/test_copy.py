@@ -660,3 +660,39 @@ async def test_indexes_nested_too_deep_fail_with_a_clear_error(
             client, Reference.parse(f"{source.host}/{unique_repo}@{below}"), ref(target, unique_repo, "ok")
         )
     assert ok.digest == below
+
+
+# -- a refused manifest PUT keeps the registry's own words (issue 8, item 2) ----------------------
+
+
+async def test_a_refused_index_put_names_the_registry_code_and_detail(
+    fake_registry_factory: Any, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """distribution refuses an index whose child it does not hold: the error says
+    ``MANIFEST_BLOB_UNKNOWN`` and which child (the envelope's detail), not a digest mismatch."""
+    source = fake_registry_factory(check_children=False)
+    sparse = make_sparse_index(seed="refused", present=1, total=2)
+    source.seed(unique_repo, sparse.image, "s")
+    async with client_for(source, plain_registry) as client:
+        with pytest.raises(CopyError) as err:
+            await copy_image(client, ref(source, unique_repo, "s"), ref(plain_registry, unique_repo, "s"))
+    text = str(err.value)
+    assert "HTTP 400" in text and "MANIFEST_BLOB_UNKNOWN" in text, text
+    assert str(next(iter(sparse.absent))) in text, text
+    assert "digest mismatch" not in text
+
+
+async def test_a_digest_invalid_answer_to_a_manifest_put_is_not_called_a_mismatch(
+    plain_registry: RunningRegistry, basic_registry: RunningRegistry, unique_repo: str, fault_proxy: Any
+) -> None:
+    image = make_image(seed="digest-invalid")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    proxy = fault_proxy(basic_registry)
+    proxy.fail(times=None, status=400, method="PUT", path_contains="/manifests/",
+               code="DIGEST_INVALID", message="provided digest did not match uploaded content")
+    async with client_for(proxy) as client:
+        with pytest.raises(CopyError) as err:
+            await copy_image(client, ref(plain_registry, unique_repo, "v1"), ref(proxy, unique_repo, "v1"))
+    text = str(err.value)
+    assert "HTTP 400: DIGEST_INVALID: provided digest did not match uploaded content" in text, text
+    assert "digest mismatch" not in text
