@@ -737,7 +737,11 @@ def _with_detail(e: RegistryError) -> RegistryError:
         Diagnostic(d.code, f"{d.message} ({_short(d.detail)})" if d.detail else d.message, d.detail)
         for d in e.diagnostics
     )
-    return type(e)(e.status, e.method, e.url, diagnostics, e.body, retry_after=e.retry_after)
+    out = type(e)(e.status, e.method, e.url, diagnostics, e.body, retry_after=e.retry_after)
+    for name, value in vars(e).items():  # exhausted, remaining, ...: all but the words
+        if name != "diagnostics":
+            setattr(out, name, value)
+    return out
 
 
 def _short(detail: object) -> str:
