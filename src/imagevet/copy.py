@@ -171,6 +171,9 @@ class CopyResult:
     """Platforms of the source image (differs from ``platforms`` for a subset)."""
     attachments: list[str] = field(default_factory=list)
     """Referrer digests and digest tags copied with the image."""
+    digest_tags: list[str] = field(default_factory=list)
+    """Digest tags of the image's manifests that the target holds as the source does after this
+    copy (copied now or already there): ``copy --all-tags`` copies no other way what is here."""
     index_rewritten: bool = False
     sparse: list[str] = field(default_factory=list)
     """Children an index lists that the source does not hold (copied as sparse as it is)."""
@@ -283,7 +286,7 @@ class CopySession:
         self._manifests: dict[Any, asyncio.Task[None]] = {}
         self._puts: dict[Any, asyncio.Task[None]] = {}
         self._gates: dict[tuple[str, Digest], _Gate] = {}
-        self._attachment_tags: dict[Any, asyncio.Task[bool]] = {}
+        self._attachment_tags: dict[Any, asyncio.Task[str]] = {}
         self._referrer_lists: dict[Any, asyncio.Task[None]] = {}
         self._source_tags: dict[Any, asyncio.Task[frozenset[str]]] = {}
 
@@ -351,6 +354,7 @@ class _ImageCopy:
         self.target = target
         self.counters = _Counters()
         self.attachments: list[str] = []
+        self.digest_tags: list[str] = []
         self.sparse: list[str] = []
         self.subjects: set[Digest] = set()
         """Every manifest digest met in the walk: each may carry referrers or digest tags."""
@@ -414,6 +418,7 @@ class _ImageCopy:
         result.blobs_skipped = c.blobs_skipped
         result.bytes_copied = c.bytes_copied
         result.attachments = sorted(set(self.attachments))
+        result.digest_tags = sorted(set(self.digest_tags))
         result.sparse = sorted(self.sparse)
 
     async def _resolve_source(self) -> tuple[Digest, str]:
@@ -620,25 +625,29 @@ class _ImageCopy:
     async def _copy_attachment_tag(self, tag: str, depth: int) -> None:
         """Copy one digest tag: once per session for every image whose walk meets it."""
         key = (self.target.name, tag)
-        copied, _ = await self.s._shared(
+        how, _ = await self.s._shared(
             self.s._attachment_tags, key, lambda: self._copy_attachment_tag_now(tag, depth)
         )
-        if copied:
+        if how == "copied":
             self.attachments.append(tag)
+        if how != "absent":
+            self.digest_tags.append(tag)
 
-    async def _copy_attachment_tag_now(self, tag: str, depth: int) -> bool:
+    async def _copy_attachment_tag_now(self, tag: str, depth: int) -> str:
+        """``"copied"``, ``"present"`` (the target has it already) or ``"absent"`` (the source
+        has it no more)."""
         head = await self._head(self.source.repo().with_tag(tag))
         if head is None:
-            return False
+            return "absent"
         dst = self.target.repo().with_tag(tag)
         have = await self._head(dst, gate=head.digest)
         if have is not None and have.digest == head.digest:
-            return False
+            return "present"
         manifest = await self._get(self.source.repo().with_digest(head.digest))
         await self._ensure_manifest(head.digest, lambda: self._push_tree(manifest, depth + 1))
         await self._copy_attachments(manifest, head.digest, depth=depth + 1)
         await self._put(dst, manifest)
-        return True
+        return "copied"
 
     async def _ensure_target_lists_referrers(
         self, subject: Digest, referrers: Sequence[Descriptor]

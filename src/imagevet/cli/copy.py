@@ -95,7 +95,7 @@ def copy_command(
                 outcome.results, outcome.errors = await _copy_tags(session, src, dst, tags)
                 outcome.digest_tags, more_errors, outcome.skipped = await copy_digest_tags(
                     session, src, dst, sorted(t for t in listed if is_digest_tag(t)),
-                    brought={a for r in outcome.results for a in r.attachments},
+                    brought={t for r in outcome.results for t in r.digest_tags},
                     any_failed=bool(outcome.errors),
                 )
                 outcome.errors += more_errors
