@@ -17,8 +17,23 @@ no tag pointing at a partial image, and the next run resumes (what is there is s
 Cost: when the target tag already holds the source digest the copy is a no-op made of HEAD
 requests only (no manifest or blob GET on the source, so no Docker Hub pull is spent).  Blobs
 already at the target are skipped after a HEAD; on the same registry they are mounted
-(``?mount=&from=``) rather than moved.  A :class:`CopySession` shared by many copies moves each
-blob at most once and bounds concurrent transfers.
+(``?mount=&from=``) rather than moved.
+
+A :class:`CopySession` shared by many copies is what makes concurrent copies into one repository
+safe and bounded:
+
+* each blob is moved at most once per (target repository, digest, size): the size is part of the
+  key, so a descriptor that states a wrong size is checked on its own, never against (or in place
+  of) the transfer of a correct one, and work on one digest is serialized, so the outcome for
+  each image is the same whatever order the images run in;
+* each manifest is pushed at most once per (target repository, reference, digest), and a PUT
+  never overlaps another PUT of the same manifest or of an index that lists it (distribution
+  rewrites a manifest's link file on every PUT, and an index PUT that reads it half-written is
+  refused with ``DIGEST_INVALID`` or ``MANIFEST_BLOB_UNKNOWN``);
+* blob transfers (``jobs``) and manifest requests (``jobs`` more) in flight are bounded, and so is
+  fan-out: children and attachments are walked by a few workers, never one task each, and an
+  image may reach at most ``max_manifests`` manifests through indexes nested at most
+  :data:`MAX_INDEX_DEPTH` deep (beyond, a clear error fails that image only).
 """
 
 from __future__ import annotations
@@ -29,36 +44,44 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from imagevet.digest import Digest
 from imagevet.errors import (
     CopyError,
+    Diagnostic,
     DigestMismatchError,
     ImagevetError,
     NotFoundError,
     RegistryError,
     TransportError,
 )
-from imagevet.manifest import Descriptor, Platform, RawManifest, subset_index
+from imagevet.manifest import Descriptor, ManifestFormatError, Platform, RawManifest, subset_index
 from imagevet.reference import Reference
-from imagevet.registry import RegistryClient
+from imagevet.registry import ManifestHead, RegistryClient
 
 __all__ = [
     "DEFAULT_JOBS",
     "DIGEST_TAG_SUFFIXES",
+    "FANOUT",
+    "MAX_INDEX_DEPTH",
+    "MAX_MANIFESTS",
     "CopyOptions",
     "CopyProgress",
     "CopyResult",
     "CopySession",
+    "copy_digest_tags",
     "copy_image",
+    "digest_tag_subject",
     "is_digest_tag",
 ]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_I = TypeVar("_I")
 
 DEFAULT_JOBS = 8
 """Concurrent blob transfers per session (skopeo: 6 layers per image, images one at a time)."""
@@ -68,6 +91,15 @@ DIGEST_TAG_SUFFIXES = ("", ".sig", ".att", ".sbom")
 
 MAX_ATTACHMENT_DEPTH = 3
 """How deep attachments of attachments are followed (a signature of an SBOM of an image...)."""
+
+MAX_INDEX_DEPTH = 8
+"""How deep indexes may nest (an index of indexes of ...): beyond, the image fails clearly."""
+
+MAX_MANIFESTS = 10_000
+"""Default for :attr:`CopyOptions.max_manifests`: manifests one image may list through its indexes."""
+
+FANOUT = 16
+"""Workers walking one index's children (or one manifest's blobs, or one image's attachments)."""
 
 BLOB_ATTEMPTS = 3
 """Whole-blob transfer attempts (each re-opens the source stream) when a transfer broke after its
@@ -81,6 +113,15 @@ _DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a
 def is_digest_tag(tag: str) -> bool:
     """Whether ``tag`` is an attachment tag (``sha256-<hex>[.sig|.att|.sbom]``), not an image tag."""
     return _DIGEST_TAG_RE.match(tag) is not None
+
+
+def digest_tag_subject(tag: str) -> Digest | None:
+    """The manifest a digest tag is attached to (``sha256-<hex>.sig`` -> ``sha256:<hex>``);
+    None when ``tag`` is not a digest tag or names no whole digest (a cut sha512 tag)."""
+    m = _DIGEST_TAG_RE.match(tag)
+    if m is None or len(m.group(2)) != {"sha256": 64, "sha512": 128}[m.group(1)]:
+        return None
+    return Digest.parse(f"{m.group(1)}:{m.group(2)}")
 
 
 class CopyProgress(Protocol):
@@ -103,6 +144,8 @@ class CopyOptions:
     """Copy only these platforms of an index; the target index is rewritten (new digest)."""
     force: bool = False
     """Copy even when the target tag already holds the source digest."""
+    max_manifests: int = MAX_MANIFESTS
+    """Manifests one image may list through its indexes; more fails the image before fan-out."""
 
 
 @dataclass
@@ -128,6 +171,9 @@ class CopyResult:
     """Platforms of the source image (differs from ``platforms`` for a subset)."""
     attachments: list[str] = field(default_factory=list)
     """Referrer digests and digest tags copied with the image."""
+    digest_tags: list[str] = field(default_factory=list)
+    """Digest tags of the image's manifests that the target holds as the source does after this
+    copy (copied now or already there): ``copy --all-tags`` copies no other way what is here."""
     index_rewritten: bool = False
     sparse: list[str] = field(default_factory=list)
     """Children an index lists that the source does not hold (copied as sparse as it is)."""
@@ -166,8 +212,62 @@ class _Counters:
     bytes_copied: int = 0
 
 
+class _Gate:
+    """Many readers or one writer, for one manifest digest in one target repository.
+
+    A PUT of a manifest (by digest or by tag) writes; a PUT of an index reads each child it lists,
+    and so does a HEAD of the manifest at the target.  Release never awaits, so a cancelled
+    holder cannot leave the gate closed.
+    """
+
+    __slots__ = ("readers", "writer", "_waiters")
+
+    def __init__(self) -> None:
+        self.readers = 0
+        self.writer = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[None]:
+        await self._until(lambda: not self.writer)
+        self.readers += 1
+        try:
+            yield
+        finally:
+            self.readers -= 1
+            self._wake()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        await self._until(lambda: not self.writer and self.readers == 0)
+        self.writer = True
+        try:
+            yield
+        finally:
+            self.writer = False
+            self._wake()
+
+
 class CopySession:
-    """Shared state for many copies: one blob transfer per (target repo, digest), bounded jobs."""
+    """Shared state for many copies: each blob moved and each manifest pushed at most once per
+    target repository, PUTs ordered so the registry never sees a half-written child, bounded
+    requests in flight (see the module docstring)."""
 
     def __init__(
         self,
@@ -180,8 +280,14 @@ class CopySession:
         self.options = options or CopyOptions()
         self.progress = progress
         self._slots = asyncio.Semaphore(max(1, self.options.jobs))
+        self._manifest_slots = asyncio.Semaphore(max(1, self.options.jobs))
         self._blobs: dict[Any, asyncio.Task[str]] = {}
+        self._blob_locks: dict[tuple[str, Digest], asyncio.Lock] = {}
         self._manifests: dict[Any, asyncio.Task[None]] = {}
+        self._puts: dict[Any, asyncio.Task[None]] = {}
+        self._gates: dict[tuple[str, Digest], _Gate] = {}
+        self._attachment_tags: dict[Any, asyncio.Task[str]] = {}
+        self._referrer_lists: dict[Any, asyncio.Task[None]] = {}
         self._source_tags: dict[Any, asyncio.Task[frozenset[str]]] = {}
 
     async def copy(
@@ -216,6 +322,12 @@ class CopySession:
             created = True
         return await asyncio.shield(task), created
 
+    def _gate(self, repo: str, digest: Digest) -> _Gate:
+        return self._gates.setdefault((repo, digest), _Gate())
+
+    def _blob_lock(self, repo: str, digest: Digest) -> asyncio.Lock:
+        return self._blob_locks.setdefault((repo, digest), asyncio.Lock())
+
     async def source_tags(self, source: Reference) -> frozenset[str]:
         """The source repository's tags, listed once per session (for digest-tag discovery)."""
         tags, _ = await self._shared(self._source_tags, source.name, lambda: self._list_tags(source))
@@ -223,7 +335,8 @@ class CopySession:
 
     async def _list_tags(self, source: Reference) -> frozenset[str]:
         try:
-            return frozenset(await self.client.list_tags(source.repo()))
+            async with self._manifest_slots:
+                return frozenset(await self.client.list_tags(source.repo()))
         except NotFoundError:
             return frozenset()
 
@@ -241,9 +354,12 @@ class _ImageCopy:
         self.target = target
         self.counters = _Counters()
         self.attachments: list[str] = []
+        self.digest_tags: list[str] = []
         self.sparse: list[str] = []
         self.subjects: set[Digest] = set()
         """Every manifest digest met in the walk: each may carry referrers or digest tags."""
+        self.manifests_seen = 0
+        """Manifests listed by the indexes this copy walked (bounded by ``max_manifests``)."""
 
     async def run(self) -> CopyResult:
         started = time.monotonic()
@@ -264,8 +380,8 @@ class _ImageCopy:
         result = CopyResult(self.source, target, src_digest, src_digest, media_type=src_type)
 
         if not opts.force and opts.platforms is None:
-            have = await self.client.head_manifest(
-                target if target_tag else target.with_digest(src_digest)
+            have = await self._head(
+                target if target_tag else target.with_digest(src_digest), gate=src_digest
             )
             if have is not None and have.digest == src_digest:
                 if opts.referrers:
@@ -275,7 +391,7 @@ class _ImageCopy:
                 self._fill(result)
                 return result
 
-        top = await self.client.get_manifest(self.source.repo().with_digest(src_digest))
+        top = await self._get(self.source.repo().with_digest(src_digest))
         result.media_type = top.media_type
         result.source_platforms = top.platforms()
         if opts.platforms is not None and top.is_index:
@@ -285,13 +401,12 @@ class _ImageCopy:
             result.digest = top.digest
         result.platforms = top.platforms()
 
-        await self._copy_tree(top, depth=0)
-        await self._push_manifest(target.repo(), top)  # by digest: complete before any tag
+        # by digest, once per session: complete (children, blobs, itself) before any tag
+        await self._ensure_manifest(top.digest, lambda: self._push_tree(top))
         if opts.referrers:
             await self._copy_attachments(top, src_digest, depth=0)
         if target_tag:
-            await self.client.put_manifest(target, top)  # the tag, last
-            self.counters.manifests_pushed += 1
+            await self._put(target, top)  # the tag, last
         self._fill(result)
         return result
 
@@ -303,10 +418,11 @@ class _ImageCopy:
         result.blobs_skipped = c.blobs_skipped
         result.bytes_copied = c.bytes_copied
         result.attachments = sorted(set(self.attachments))
+        result.digest_tags = sorted(set(self.digest_tags))
         result.sparse = sorted(self.sparse)
 
     async def _resolve_source(self) -> tuple[Digest, str]:
-        head = await self.client.head_manifest(self.source)
+        head = await self._head(self.source)
         if head is None:
             raise NotFoundError(404, "HEAD", f"{self.source}", body="manifest unknown")
         if self.source.digest is None:
@@ -317,28 +433,90 @@ class _ImageCopy:
         # (a registry may name sha512 content by its canonical sha256: the GET verifies the bytes)
         return self.source.digest, head.media_type
 
+    # -- requests (bounded) ----------------------------------------------------------------------
+
+    async def _head(self, ref: Reference, *, gate: Digest | None = None) -> ManifestHead | None:
+        """HEAD a manifest; ``gate``: the target digest it reads (waits out a PUT rewriting it)."""
+        reading = self.s._gate(self.target.name, gate).read() if gate is not None else nullcontext()
+        async with reading, self.s._manifest_slots:
+            return await self.client.head_manifest(ref)
+
+    async def _get(self, ref: Reference) -> RawManifest:
+        async with self.s._manifest_slots:
+            return await self.client.get_manifest(ref)
+
+    async def _referrers(
+        self, repo: Reference, subject: Digest, *, tag_schema: bool = True
+    ) -> list[Descriptor]:
+        async with self.s._manifest_slots:
+            return list(await self.client.referrers(repo, subject, tag_schema=tag_schema))
+
+    async def _put(self, ref: Reference, manifest: RawManifest) -> None:
+        """PUT ``manifest`` at ``ref`` at most once per session (tag or digest, same bytes)."""
+        key = (ref.name, ref.tag or str(ref.digest or manifest.digest), manifest.digest)
+        await self.s._shared(self.s._puts, key, lambda: self._put_now(ref, manifest))
+
+    async def _put_now(self, ref: Reference, manifest: RawManifest) -> None:
+        """The PUT itself: no other PUT of this manifest, nor of any child it lists, meanwhile."""
+        repo = ref.name
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.s._gate(repo, manifest.digest).write())
+            for child in sorted({d.digest for d in manifest.children()} - {manifest.digest}, key=str):
+                await stack.enter_async_context(self.s._gate(repo, child).read())
+            async with self.s._manifest_slots:
+                try:
+                    await self.client.put_manifest(ref, manifest)
+                except DigestMismatchError as e:
+                    # a 400 DIGEST_INVALID/SIZE_INVALID on a manifest PUT is the registry's verdict
+                    # on something it read (a child, a blob), not on these bytes (verified before
+                    # the PUT): report it in the registry's own words, code and detail
+                    if isinstance(e.__cause__, RegistryError):
+                        raise _with_detail(e.__cause__) from None
+                    raise
+                except RegistryError as e:
+                    raise _with_detail(e) from None
+        self.counters.manifests_pushed += 1
+
     # -- manifests ------------------------------------------------------------------------------
+
+    async def _ensure_manifest(self, digest: Digest, make: Callable[[], Awaitable[None]]) -> None:
+        """Make manifest ``digest`` (and all below it) exist at the target: once per session."""
+        await self.s._shared(self.s._manifests, (self.target.name, digest), make)
+
+    async def _push_tree(self, top: RawManifest, depth: int = 0) -> None:
+        await self._copy_tree(top, depth=depth)
+        await self._put(self.target.repo().with_digest(top.digest), top)
 
     async def _copy_tree(self, manifest: RawManifest, *, depth: int) -> None:
         """Make every child manifest and blob of ``manifest`` exist at the target (not itself)."""
         if manifest.is_index:
             children = manifest.children()
+            if depth >= MAX_INDEX_DEPTH:
+                raise ManifestFormatError(
+                    f"index {manifest.digest}: indexes nested more than {MAX_INDEX_DEPTH} deep"
+                )
+            self.manifests_seen += len(children)
+            limit = self.options.max_manifests
+            if self.manifests_seen > limit:
+                raise ManifestFormatError(
+                    f"index {manifest.digest} lists {len(children)} manifests: this image lists "
+                    f"more than the limit of {limit}"
+                )
             self.subjects.update(d.digest for d in children)
-            await _gather(self._copy_child(d, depth=depth) for d in children)
+            await _each(children, lambda d: self._copy_child(d, depth=depth))
         else:
-            await _gather(self._copy_blob(d) for d in manifest.blobs() if _distributable(d))
+            await _each([d for d in manifest.blobs() if _distributable(d)], self._copy_blob)
 
     async def _copy_child(self, desc: Descriptor, *, depth: int) -> None:
-        key = (self.target.name, desc.digest)
-        await self.s._shared(self.s._manifests, key, lambda: self._copy_manifest(desc.digest, depth))
+        await self._ensure_manifest(desc.digest, lambda: self._copy_manifest(desc.digest, depth))
 
     async def _copy_manifest(self, digest: Digest, depth: int) -> None:
         """Copy one manifest (and everything below it) by digest, unless the target has it."""
         dst = self.target.repo().with_digest(digest)
-        if await self.client.head_manifest(dst) is not None:
+        if await self._head(dst, gate=digest) is not None:
             return
         try:
-            manifest = await self.client.get_manifest(self.source.repo().with_digest(digest))
+            manifest = await self._get(self.source.repo().with_digest(digest))
         except NotFoundError:
             if depth == 0:
                 # A sparse index: the source lists a child it does not hold. Copy what exists;
@@ -348,19 +526,14 @@ class _ImageCopy:
                 return
             raise
         await self._copy_tree(manifest, depth=depth + 1)
-        await self._push_manifest(self.target.repo(), manifest, digest)
-
-    async def _push_manifest(
-        self, repo: Reference, manifest: RawManifest, digest: Digest | None = None
-    ) -> None:
-        """PUT by digest: the one the parent names (it may be sha512), else the bytes' own."""
-        await self.client.put_manifest(repo.with_digest(digest or manifest.digest), manifest)
-        self.counters.manifests_pushed += 1
+        await self._put(dst, manifest)  # by the digest the parent names (it may be sha512)
 
     # -- blobs ----------------------------------------------------------------------------------
 
     async def _copy_blob(self, desc: Descriptor) -> None:
-        key = (self.target.name, desc.digest)
+        # The size is part of the key: a descriptor stating a wrong size gets its own check and
+        # its own failure, and never decides the outcome of an image whose descriptor is right.
+        key = (self.target.name, desc.digest, desc.size)
         how, mine = await self.s._shared(self.s._blobs, key, lambda: self._transfer_blob(desc))
         if not mine:  # another image of this run moved it: count it once, there
             self.counters.blobs_skipped += 1
@@ -373,15 +546,24 @@ class _ImageCopy:
             self.counters.blobs_skipped += 1
 
     async def _transfer_blob(self, desc: Descriptor) -> str:
-        """Skip, mount or stream one blob; returns ``"skipped"``, ``"mounted"`` or ``"copied"``."""
+        """Skip, mount or stream one blob; returns ``"skipped"``, ``"mounted"`` or ``"copied"``.
+
+        One digest is worked on by one task at a time (whatever the sizes callers state), so a
+        second descriptor of it finds the blob there and is checked against the real size.
+        """
         src, dst = self.source.repo(), self.target.repo()
         progress = self.s.progress
-        async with self.s._slots:
-            if await self.client.head_blob(dst, desc.digest) is not None:
+        async with self.s._blob_lock(dst.name, desc.digest), self.s._slots:
+            have = await self.client.head_blob(dst, desc.digest)
+            if have is not None:
+                _check_size(desc, have, src, dst)
                 how = "skipped"
             elif src.registry == dst.registry and src.repository != dst.repository and (
                 await self.client.mount_blob(dst, desc.digest, src)
             ):
+                # a mount does not say the size: check the descriptor against the mounted blob
+                mounted = await self.client.head_blob(dst, desc.digest)
+                _check_size(desc, mounted, src, dst)
                 how = "mounted"
             else:
                 await self._stream_blob(desc)
@@ -419,7 +601,7 @@ class _ImageCopy:
         if depth == 0:
             subjects |= self.subjects
         tags = await self.s.source_tags(self.source)
-        await _gather(self._attachments_of(d, tags, depth) for d in sorted(subjects))
+        await _each(sorted(subjects, key=str), lambda d: self._attachments_of(d, tags, depth))
 
     async def _attachments_of(self, subject: Digest, tags: frozenset[str], depth: int) -> None:
         # 1. digest tags present at the source (cosign .sig/.att/.sbom, referrers fallback index)
@@ -432,7 +614,7 @@ class _ImageCopy:
         if subject.tag() in tags:
             return  # the fallback index was copied byte for byte as a tag: it lists them all
         # the tag list shows there is no fallback tag: ask the API only (no manifest GET)
-        referrers = await self.client.referrers(self.source.repo(), subject, tag_schema=False)
+        referrers = await self._referrers(self.source.repo(), subject, tag_schema=False)
         if not referrers:
             return
         for desc in referrers:
@@ -441,32 +623,55 @@ class _ImageCopy:
         await self._ensure_target_lists_referrers(subject, referrers)
 
     async def _copy_attachment_tag(self, tag: str, depth: int) -> None:
-        head = await self.client.head_manifest(self.source.repo().with_tag(tag))
+        """Copy one digest tag: once per session for every image whose walk meets it."""
+        key = (self.target.name, tag)
+        how, _ = await self.s._shared(
+            self.s._attachment_tags, key, lambda: self._copy_attachment_tag_now(tag, depth)
+        )
+        if how == "copied":
+            self.attachments.append(tag)
+        if how != "absent":
+            self.digest_tags.append(tag)
+
+    async def _copy_attachment_tag_now(self, tag: str, depth: int) -> str:
+        """``"copied"``, ``"present"`` (the target has it already) or ``"absent"`` (the source
+        has it no more)."""
+        head = await self._head(self.source.repo().with_tag(tag))
         if head is None:
-            return
+            return "absent"
         dst = self.target.repo().with_tag(tag)
-        have = await self.client.head_manifest(dst)
+        have = await self._head(dst, gate=head.digest)
         if have is not None and have.digest == head.digest:
-            return
-        manifest = await self.client.get_manifest(self.source.repo().with_digest(head.digest))
-        await self._copy_tree(manifest, depth=depth + 1)
+            return "present"
+        manifest = await self._get(self.source.repo().with_digest(head.digest))
+        await self._ensure_manifest(head.digest, lambda: self._push_tree(manifest, depth + 1))
         await self._copy_attachments(manifest, head.digest, depth=depth + 1)
-        await self.client.put_manifest(dst, manifest)
-        self.counters.manifests_pushed += 1
-        self.attachments.append(tag)
+        await self._put(dst, manifest)
+        return "copied"
 
     async def _ensure_target_lists_referrers(
         self, subject: Digest, referrers: Sequence[Descriptor]
     ) -> None:
-        """Where the target has no referrers API, maintain its ``sha256-<hex>`` fallback index."""
-        listed = {d.digest for d in await self.client.referrers(self.target.repo(), subject)}
+        """Where the target has no referrers API, maintain its ``sha256-<hex>`` fallback index.
+
+        Once per session for a subject and a set of referrers (a read-modify-write of one tag).
+        """
+        key = (self.target.name, subject, frozenset(d.digest for d in referrers))
+        await self.s._shared(
+            self.s._referrer_lists, key, lambda: self._ensure_target_lists_now(subject, referrers)
+        )
+
+    async def _ensure_target_lists_now(
+        self, subject: Digest, referrers: Sequence[Descriptor]
+    ) -> None:
+        listed = {d.digest for d in await self._referrers(self.target.repo(), subject)}
         missing = [d for d in referrers if d.digest not in listed]
         if not missing:
             return
         tag_ref = self.target.repo().with_tag(subject.tag())
         existing: list[dict[str, object]] = []
         try:
-            current = await self.client.get_manifest(tag_ref)
+            current = await self._get(tag_ref)
             existing = list(current.json.get("manifests") or [])
         except NotFoundError:
             pass
@@ -476,8 +681,7 @@ class _ImageCopy:
             "manifests": existing + [d.to_json() for d in missing],
         }
         data = json.dumps(index, separators=(",", ":")).encode()
-        await self.client.put_manifest(tag_ref, RawManifest.from_bytes(data))
-        self.counters.manifests_pushed += 1
+        await self._put(tag_ref, RawManifest.from_bytes(data))
 
     async def _sync_native_referrers(self, subject: Digest) -> None:
         """No-op path: referrers attached upstream (OCI 1.1 API) since the image was mirrored.
@@ -486,10 +690,10 @@ class _ImageCopy:
         registry without the API the answer is cached per registry), and only when something is
         listed, the target's list.
         """
-        found = await self.client.referrers(self.source.repo(), subject, tag_schema=False)
+        found = await self._referrers(self.source.repo(), subject, tag_schema=False)
         if not found:
             return
-        have = {d.digest for d in await self.client.referrers(self.target.repo(), subject)}
+        have = {d.digest for d in await self._referrers(self.target.repo(), subject)}
         missing = [d for d in found if d.digest not in have]
         if not missing:
             return
@@ -520,6 +724,51 @@ async def _reporting(
         yield chunk
 
 
+def _check_size(desc: Descriptor, have: int | None, src: Reference, dst: Reference) -> None:
+    """Refuse a blob whose real size is not the one its descriptor states (0: not reported).
+
+    Worded as a read from the source refuses it, so the image fails with the same message
+    whether its blob was already at the target or not.
+    """
+    if have is None:
+        raise NotFoundError(404, "HEAD", f"{dst.name}/blobs/{desc.digest}", body="blob unknown")
+    if have != desc.size and have != 0:
+        raise DigestMismatchError(
+            f"blob {desc.digest} of {src.name}", f"{desc.digest} ({desc.size} bytes)", f"{have} bytes"
+        )
+
+
+def _with_detail(e: RegistryError) -> RegistryError:
+    """``e`` with each diagnostic's ``detail`` in its message (the registry's own words)."""
+    if not any(d.detail for d in e.diagnostics):
+        return e
+    diagnostics = tuple(
+        Diagnostic(d.code, f"{d.message} ({_short(d.detail)})" if d.detail else d.message, d.detail)
+        for d in e.diagnostics
+    )
+    out = type(e)(e.status, e.method, e.url, diagnostics, e.body, retry_after=e.retry_after)
+    for name, value in vars(e).items():  # exhausted, remaining, ...: all but the words
+        if name != "diagnostics":
+            setattr(out, name, value)
+    return out
+
+
+def _short(detail: object) -> str:
+    text = detail if isinstance(detail, str) else json.dumps(detail, separators=(",", ":"), default=str)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+async def _each(items: Sequence[_I], fn: Callable[[_I], Awaitable[object]], limit: int = FANOUT) -> None:
+    """``fn(item)`` for every item, at most ``limit`` at once; the first failure cancels the rest."""
+    it = iter(items)
+
+    async def worker() -> None:
+        for item in it:
+            await fn(item)
+
+    await _gather(worker() for _ in range(min(limit, len(items))))
+
+
 async def _gather(aws: Iterable[Awaitable[object]]) -> None:
     """Run awaitables concurrently; on the first failure cancel the rest and raise it."""
     tasks = [asyncio.ensure_future(a) for a in aws]
@@ -532,6 +781,48 @@ async def _gather(aws: Iterable[Awaitable[object]]) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def copy_digest_tags(
+    session: CopySession,
+    src: Reference,
+    dst: Reference,
+    digest_tags: Sequence[str],
+    *,
+    brought: Iterable[str] = (),
+    any_failed: bool = False,
+) -> tuple[list[CopyResult], list[CopyError], list[tuple[str, str]]]:
+    """``copy --all-tags``: every digest tag of ``src`` the image copies did not bring (``brought``).
+
+    Its subject at the target, or a tag naming no whole digest: the tag is copied (a no-op when
+    it is there).  Its subject not in the source repository at all: the tag is copied as it is,
+    as sparse as the source.  Its subject in the source but not at the target (no tag names it,
+    or, with ``any_failed``, its copy failed): skipped, with that reason.  Returns (copied,
+    failed, skipped as (tag, reason)); no tag is left out of all three.
+    """
+    done = set(brought)
+    copied: list[CopyResult] = []
+    failed: list[CopyError] = []
+    skipped: list[tuple[str, str]] = []
+    why = "no tag names it, or its copy failed" if any_failed else "no tag names it"
+    client = session.client
+    for tag in digest_tags:
+        if tag in done:
+            continue
+        subject = digest_tag_subject(tag)
+        if (
+            subject is not None
+            and await client.head_manifest(dst.repo().with_digest(subject)) is None
+            and await client.head_manifest(src.repo().with_digest(subject)) is not None
+        ):
+            skipped.append((tag, f"its subject {subject} is in the source but was not copied ({why})"))
+            continue
+        try:
+            copied.append(await session.copy(src.repo().with_tag(tag), dst.repo().with_tag(tag)))
+        except CopyError as e:
+            failed.append(e)
+    copied.sort(key=lambda r: str(r.target))
+    return copied, failed, skipped
 
 
 async def copy_image(

@@ -85,3 +85,42 @@ def test_all_tags_wants_repositories() -> None:
     assert out.returncode == 2
     assert "--all-tags takes repositories" in out.stderr
 
+
+
+async def test_all_tags_copies_or_reports_every_digest_tag(
+    plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """Issue 8 item 3: a ``sha256-<hex>`` tag whose subject is not in the repository was silently
+    left out (exit 0, "2 images copied").  Now it is copied as the tag it is; a digest tag whose
+    subject is in the repository but was not copied (no tag names it) is reported as skipped,
+    with the reason, in the text and the JSON output."""
+    images = {tag: make_image(seed=f"dangling-{tag}") for tag in ("1.0", "1.1")}
+    for tag, image in images.items():
+        await push_image(plain_registry, unique_repo, image, tag)
+    elsewhere = make_image(seed="dangling-subject-elsewhere")  # never pushed here
+    dangling = make_cosign_signature(elsewhere.top, seed="dangling")
+    dangling_tag = cosign_tag(elsewhere.digest, "sig").removesuffix(".sig")  # sha256-<hex>
+    await push_image(plain_registry, unique_repo, dangling, dangling_tag)
+    untagged = make_image(seed="dangling-untagged")
+    await push_image(plain_registry, unique_repo, untagged)  # by digest only
+    untagged_sig = make_cosign_signature(untagged.top, seed="dangling-untagged")
+    await push_image(plain_registry, unique_repo, untagged_sig, cosign_tag(untagged.digest, "sig"))
+
+    src, dst = f"{plain_registry.host}/{unique_repo}", f"{plain_registry.host}/{unique_repo}-mirror"
+    out = imagevet("copy", "--all-tags", "--json", src, dst)
+    assert out.returncode == 0, out.stderr
+    report: dict[str, Any] = json.loads(out.stdout)
+    assert [r["target"].rsplit(":", 1)[1] for r in report["results"]] == ["1.0", "1.1"]
+    assert [r["target"].rsplit(":", 1)[1] for r in report["digest_tags"]] == [dangling_tag]
+    assert report["digest_tags"][0]["digest"] == str(dangling.digest)
+    assert [s["tag"] for s in report["skipped"]] == [cosign_tag(untagged.digest, "sig")]
+    assert str(untagged.digest) in report["skipped"][0]["reason"]
+    tags = await list_tags(plain_registry, unique_repo + "-mirror")
+    assert sorted(tags) == sorted(["1.0", "1.1", dangling_tag])
+
+    text = imagevet("copy", "--all-tags", src, f"{plain_registry.host}/{unique_repo}-text")
+    assert text.returncode == 0, text.stderr
+    assert "2 images copied" in text.stdout
+    assert "1 digest tag copied" in text.stdout and "1 skipped" in text.stdout
+    assert f"skipped {cosign_tag(untagged.digest, 'sig')}" in text.stderr
+    assert "not copied" in text.stderr

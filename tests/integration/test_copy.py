@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from imagevet.copy import CopyOptions, CopySession, copy_image
+from imagevet.copy import MAX_INDEX_DEPTH, CopyOptions, CopySession, copy_image
 from imagevet.digest import Digest
 from imagevet.errors import CopyError, DigestMismatchError, UnauthorizedError
 from imagevet.manifest import Platform, RawManifest
@@ -21,6 +22,7 @@ from tests.support.images import (
     cosign_tag,
     make_cosign_signature,
     make_image,
+    make_index,
     make_multiarch,
     make_referrer,
     make_referrers_tag_index,
@@ -557,3 +559,140 @@ async def test_no_secret_in_logs_errors_or_results(
     for secret in ("alice-pw-s3cret", "wrong-pw-XYZZY", "YWxpY2U6"):  # YWxpY2U6 = base64("alice:")
         assert secret not in blob
     assert "Bearer ey" not in blob
+
+
+# -- bounded work whatever the source sends (issue 8, item 6) ------------------------------------
+
+
+def _wide_index(children: int, seed: str) -> RawManifest:
+    """An OCI index listing ``children`` distinct image manifests (none of which exists)."""
+    entries = [
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": str(Digest.of(f"{seed}-{i}".encode())),
+            "size": 500,
+        }
+        for i in range(children)
+    ]
+    body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}
+    return RawManifest.from_bytes(json.dumps(body).encode())
+
+
+def _measure(client: RegistryClient) -> dict[str, int]:
+    """Wrap the client's manifest requests: requests and tasks alive at once, at the peak."""
+    seen = {"requests": 0, "in_flight": 0, "max_in_flight": 0, "max_tasks": 0}
+    for name in ("head_manifest", "get_manifest", "put_manifest"):
+        original = getattr(client, name)
+
+        async def wrapped(*args: Any, _original: Any = original, **kw: Any) -> Any:
+            seen["requests"] += 1
+            seen["in_flight"] += 1
+            seen["max_in_flight"] = max(seen["max_in_flight"], seen["in_flight"])
+            seen["max_tasks"] = max(seen["max_tasks"], len(asyncio.all_tasks()))
+            try:
+                return await _original(*args, **kw)
+            finally:
+                seen["in_flight"] -= 1
+
+        setattr(client, name, wrapped)
+    return seen
+
+
+async def test_a_wide_index_is_walked_with_bounded_requests_and_tasks(
+    fake_registry_factory: Any, unique_repo: str
+) -> None:
+    """3,000 children: every one is visited, yet never more than ``jobs`` manifest requests (and
+    a few dozen tasks) at once; before, one task and two requests per child started at once."""
+    source = fake_registry_factory(check_children=False)
+    target = fake_registry_factory(check_children=False)
+    index = _wide_index(3000, "wide")
+    source.put_manifest(unique_repo, index, "wide")
+    async with client_for(source, target) as client:
+        seen = _measure(client)
+        result = await CopySession(client, CopyOptions(jobs=4, referrers=False)).copy(
+            ref(source, unique_repo, "wide"), ref(target, unique_repo, "wide")
+        )
+    assert result.digest == index.digest
+    assert len(result.sparse) == 3000  # every child visited (absent at the source: sparse)
+    assert target.manifest(unique_repo, "wide").data == index.data
+    assert seen["max_in_flight"] <= 4, seen
+    assert seen["max_tasks"] <= 64, seen
+
+
+async def test_too_many_children_fail_the_image_before_any_fan_out(
+    fake_registry_factory: Any, unique_repo: str
+) -> None:
+    """20,000 children is more than an image may list (10,000 by default): a clear error, and the
+    requests made are the handful before the index was read, not 40,000."""
+    source = fake_registry_factory(check_children=False)
+    target = fake_registry_factory(check_children=False)
+    source.put_manifest(unique_repo, _wide_index(20_000, "huge"), "huge")
+    async with client_for(source, target) as client:
+        seen = _measure(client)
+        with pytest.raises(CopyError) as err:
+            await copy_image(client, ref(source, unique_repo, "huge"), ref(target, unique_repo, "huge"))
+    assert "lists 20000 manifests" in str(err.value) and "limit of 10000" in str(err.value)
+    assert seen["requests"] <= 4, seen
+    assert target.tags.get(unique_repo) is None
+
+
+async def test_indexes_nested_too_deep_fail_with_a_clear_error(
+    fake_registry_factory: Any, unique_repo: str
+) -> None:
+    source = fake_registry_factory(check_children=False)
+    target = fake_registry_factory(check_children=False)
+    image = make_image(seed="deep")
+    source.seed(unique_repo, image)
+    current: Image = image
+    for _ in range(MAX_INDEX_DEPTH + 1):
+        current = make_index([current])
+        source.put_manifest(unique_repo, current.top)
+    source.put_manifest(unique_repo, current.top, "deep")
+    async with client_for(source, target) as client:
+        with pytest.raises(CopyError) as err:
+            await copy_image(client, ref(source, unique_repo, "deep"), ref(target, unique_repo, "deep"))
+    assert f"nested more than {MAX_INDEX_DEPTH} deep" in str(err.value)
+    assert target.tags.get(unique_repo) is None
+    # one level less is fine
+    async with client_for(source, target) as client:
+        below = current.top.children()[0].digest
+        ok = await copy_image(
+            client, Reference.parse(f"{source.host}/{unique_repo}@{below}"), ref(target, unique_repo, "ok")
+        )
+    assert ok.digest == below
+
+
+# -- a refused manifest PUT keeps the registry's own words (issue 8, item 2) ----------------------
+
+
+async def test_a_refused_index_put_names_the_registry_code_and_detail(
+    fake_registry_factory: Any, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """distribution refuses an index whose child it does not hold: the error says
+    ``MANIFEST_BLOB_UNKNOWN`` and which child (the envelope's detail), not a digest mismatch."""
+    source = fake_registry_factory(check_children=False)
+    sparse = make_sparse_index(seed="refused", present=1, total=2)
+    source.seed(unique_repo, sparse.image, "s")
+    async with client_for(source, plain_registry) as client:
+        with pytest.raises(CopyError) as err:
+            await copy_image(client, ref(source, unique_repo, "s"), ref(plain_registry, unique_repo, "s"))
+    text = str(err.value)
+    assert "HTTP 400" in text and "MANIFEST_BLOB_UNKNOWN" in text, text
+    assert str(next(iter(sparse.absent))) in text, text
+    assert "digest mismatch" not in text
+
+
+async def test_a_digest_invalid_answer_to_a_manifest_put_is_not_called_a_mismatch(
+    plain_registry: RunningRegistry, basic_registry: RunningRegistry, unique_repo: str, fault_proxy: Any
+) -> None:
+    image = make_image(seed="digest-invalid")
+    await push_image(plain_registry, unique_repo, image, "v1")
+    proxy = fault_proxy(basic_registry)
+    proxy.fail(times=None, status=400, method="PUT", path_contains="/manifests/",
+               code="DIGEST_INVALID", message="provided digest did not match uploaded content")
+    async with client_for(proxy) as client:
+        with pytest.raises(CopyError) as err:
+            await copy_image(client, ref(plain_registry, unique_repo, "v1"), ref(proxy, unique_repo, "v1"))
+    text = str(err.value)
+    assert "HTTP 400: DIGEST_INVALID: provided digest did not match uploaded content" in text, text
+    assert "digest mismatch" not in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
 import typer
 
@@ -18,7 +19,14 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
-from imagevet.copy import DEFAULT_JOBS, CopyOptions, CopyResult, CopySession, is_digest_tag
+from imagevet.copy import (
+    DEFAULT_JOBS,
+    CopyOptions,
+    CopyResult,
+    CopySession,
+    copy_digest_tags,
+    is_digest_tag,
+)
 from imagevet.errors import CopyError, ImagevetError
 from imagevet.manifest import Platform
 from imagevet.reference import Reference
@@ -27,6 +35,18 @@ __all__ = ["register"]
 
 IMAGE_CONCURRENCY = 4
 """Images copied at once with --all-tags (blob transfers are bounded separately by --jobs)."""
+
+
+@dataclass
+class _Outcome:
+    """Everything a copy run did: every tag of the source is in exactly one list."""
+
+    results: list[CopyResult] = field(default_factory=list)
+    errors: list[CopyError] = field(default_factory=list)
+    digest_tags: list[CopyResult] = field(default_factory=list)
+    """Digest tags (``sha256-<hex>[.sig|...]``) copied on their own: no image copy brought them."""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(tag, reason) of digest tags not copied."""
 
 
 def register(app: typer.Typer) -> None:
@@ -62,29 +82,42 @@ def copy_command(
     options = CopyOptions(jobs=jobs, referrers=referrers, platforms=platforms, force=force)
     show_progress = not as_json and err_console.is_terminal
 
-    async def _go() -> tuple[list[CopyResult], list[CopyError], float]:
+    async def _go() -> tuple[_Outcome, float]:
         started = time.monotonic()
         async with make_registry_client(insecure=insecure) as client:
             with TransferProgress(err_console, enabled=show_progress) as progress:
                 session = CopySession(client, options, progress=progress)
                 if not all_tags:
-                    return [await session.copy(src, dst)], [], time.monotonic() - started
-                tags = sorted(t for t in await client.list_tags(src) if not is_digest_tag(t))
-                results, errors = await _copy_tags(session, src, dst, tags)
-                return results, errors, time.monotonic() - started
+                    return _Outcome([await session.copy(src, dst)]), time.monotonic() - started
+                listed = await client.list_tags(src)
+                tags = sorted(t for t in listed if not is_digest_tag(t))
+                outcome = _Outcome()
+                outcome.results, outcome.errors = await _copy_tags(session, src, dst, tags)
+                outcome.digest_tags, more_errors, outcome.skipped = await copy_digest_tags(
+                    session, src, dst, sorted(t for t in listed if is_digest_tag(t)),
+                    brought={t for r in outcome.results for t in r.digest_tags},
+                    any_failed=bool(outcome.errors),
+                )
+                outcome.errors += more_errors
+                return outcome, time.monotonic() - started
 
-    results, errors, seconds = run(_go)
+    outcome, seconds = run(_go)
+    results, errors = outcome.results, outcome.errors
     if as_json:
         print_json({
             "ok": not errors,
             "seconds": round(seconds, 3),
             "results": [r.to_json() for r in results],
             "errors": [{"source": f.source, "target": f.target, "reason": f.reason} for f in errors],
+            "digest_tags": [r.to_json() for r in outcome.digest_tags],
+            "skipped": [{"tag": tag, "reason": why} for tag, why in outcome.skipped],
         })
     else:
         for failure in errors:
             err_console.print(f"[red]failed[/] {terminal_safe(failure.source)} -> {terminal_safe(failure.target)}: {terminal_safe(failure.reason)}")
-        console.print(_summary(results, errors, seconds))
+        for tag, why in outcome.skipped:
+            err_console.print(f"[yellow]skipped[/] {terminal_safe(tag)}: {terminal_safe(why)}")
+        console.print(_summary(outcome, seconds))
     if errors:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -112,14 +145,16 @@ async def _copy_tags(
     return results, errors
 
 
-def _summary(results: list[CopyResult], errors: list[CopyError], seconds: float) -> str:
+def _summary(outcome: _Outcome, seconds: float) -> str:
     """One line: what was copied, what was already there, bytes and speed."""
+    results, errors = outcome.results, outcome.errors
     copied = [r for r in results if not r.noop]
-    noop = len(results) - len(copied)
-    moved = sum(r.bytes_copied for r in results)
+    loose = sum(1 for r in outcome.digest_tags if not r.noop)
+    noop = len(results) - len(copied) + len(outcome.digest_tags) - loose
+    moved = sum(r.bytes_copied for r in results + outcome.digest_tags)
     mib = moved / (1 << 20)
     speed = f", {mib / seconds:.1f} MiB/s" if seconds > 0 and moved else ""
-    if len(results) == 1 and not errors:
+    if len(results) == 1 and not errors and not outcome.digest_tags and not outcome.skipped:
         r = results[0]
         what = "already up to date" if r.noop else "copied"
         extra = f", {len(r.attachments)} attachments" if r.attachments else ""
@@ -131,7 +166,9 @@ def _summary(results: list[CopyResult], errors: list[CopyError], seconds: float)
             f"{seconds:.2f}s{speed}{note}"
         )
     failed = f", {len(errors)} failed" if errors else ""
+    extra = f", {loose} digest tag{'s' if loose != 1 else ''} copied on {'their' if loose != 1 else 'its'} own" if loose else ""
+    skipped = f", {len(outcome.skipped)} skipped" if outcome.skipped else ""
     return (
-        f"{len(copied)} images copied, {noop} already up to date{failed}; "
+        f"{len(copied)} images copied, {noop} already up to date{failed}{extra}{skipped}; "
         f"{mib:.1f} MiB in {seconds:.2f}s{speed}"
     )
