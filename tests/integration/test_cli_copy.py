@@ -124,3 +124,21 @@ async def test_all_tags_copies_or_reports_every_digest_tag(
     assert "1 digest tag copied" in text.stdout and "1 skipped" in text.stdout
     assert f"skipped {cosign_tag(untagged.digest, 'sig')}" in text.stderr
     assert "not copied" in text.stderr
+
+
+async def test_all_tags_reports_a_listed_tag_no_reference_can_name(
+    fake_registry: Any, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """A source listing with one unnameable tag: that tag is a reported failure, the rest copy."""
+    image = make_image(seed="cli-odd-tag")
+    fake_registry.seed("acme/odd", image, "1.0")
+    fake_registry.tags["acme/odd"]["bad tag\x1b[31m"] = image.digest
+    out = imagevet("copy", "--all-tags", "--json",
+                   f"{fake_registry.host}/acme/odd", f"{plain_registry.host}/{unique_repo}-odd")
+    assert out.returncode == 1, out.stdout + out.stderr
+    body = json.loads(out.stdout)
+    assert [r["target"].rsplit(":", 1)[1] for r in body["results"]] == ["1.0"]
+    assert len(body["errors"]) == 1
+    assert "bad tag" in body["errors"][0]["source"]
+    assert "Traceback" not in out.stderr
+    assert "1.0" in await list_tags(plain_registry, f"{unique_repo}-odd")

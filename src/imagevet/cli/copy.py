@@ -27,7 +27,7 @@ from imagevet.copy import (
     copy_digest_tags,
     is_digest_tag,
 )
-from imagevet.errors import CopyError, ImagevetError
+from imagevet.errors import CopyError, ImagevetError, InvalidReferenceError
 from imagevet.manifest import Platform
 from imagevet.reference import Reference
 
@@ -131,14 +131,16 @@ async def _copy_tags(
     errors: list[CopyError] = []
 
     async def one(tag: str) -> None:
+        source, target = f"{src}:{tag}", f"{dst}:{tag}"  # printable even when no reference can name it
         async with gate:
             try:
                 results.append(await session.copy(src.with_tag(tag), dst.with_tag(tag)))
             except CopyError as e:
                 errors.append(e)
+            except InvalidReferenceError as e:  # a listed tag outside the tag grammar
+                errors.append(CopyError(source, target, str(e)))
             except Exception as e:  # one tag's unexpected failure must not stop the others
-                errors.append(CopyError(str(src.with_tag(tag)), str(dst.with_tag(tag)),
-                                        f"unexpected {type(e).__name__}: {e}"))
+                errors.append(CopyError(source, target, f"unexpected {type(e).__name__}: {e}"))
 
     await asyncio.gather(*(one(t) for t in tags))
     results.sort(key=lambda r: str(r.target))
