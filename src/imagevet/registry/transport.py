@@ -237,8 +237,13 @@ class AiohttpTransport:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._chunk_size = chunk_size
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_session(self, request: Request) -> aiohttp.ClientSession:
+        if self._closed:  # a straggling task after aclose: a new session would never be closed
+            refused = TransportError(request.method, request.url, "the client is closed")
+            refused.exhausted = True
+            raise refused
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._limit,
@@ -258,7 +263,7 @@ class AiohttpTransport:
         return self._session
 
     async def send(self, request: Request) -> Response:
-        session = self._get_session()
+        session = self._get_session(request)
         headers = dict(request.headers)
         if not any(k.lower() == "accept-encoding" for k in headers):
             headers["Accept-Encoding"] = "identity"
@@ -293,6 +298,7 @@ class AiohttpTransport:
         )
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -130,3 +130,18 @@ async def test_connection_refused_is_transport_error() -> None:
         assert "s3cret" not in str(info.value)
     finally:
         await t.aclose()
+
+
+async def test_a_closed_transport_opens_no_new_session(server: tuple[str, list[web.Request]]) -> None:
+    """A straggling request after ``aclose`` is refused (and not retried) instead of opening a
+    session nobody closes ("Unclosed client session" at exit)."""
+    url, seen = server
+    t = AiohttpTransport()
+    resp = await t.send(Request("GET", f"{url}/before"))
+    await resp.aclose()
+    await t.aclose()
+    with pytest.raises(TransportError, match="closed") as info:
+        await t.send(Request("GET", f"{url}/after"))
+    assert info.value.exhausted
+    assert [r.path for r in seen] == ["/before"]
+    assert t._session is None
