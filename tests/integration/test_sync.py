@@ -460,6 +460,13 @@ async def test_one_bad_target_listing_or_unreadable_target_stops_only_its_entry(
     assert [p["entry"].rsplit("/", 1)[1] for p in body["problems"]] == ["down"]
     assert "500" in body["problems"][0]["message"]
 
+    # the dry run says what plan says: which entry could not be observed, and why
+    dry = imagevet("sync", "--dry-run", policy=policy)
+    assert dry.returncode == 1
+    assert "down" in dry.stderr and "500" in dry.stderr, dry.stderr
+    dry_json = json.loads(imagevet("sync", "--dry-run", "--json", policy=policy).stdout)
+    assert [p["entry"].rsplit("/", 1)[1] for p in dry_json["problems"]] == ["down"]
+
     synced = imagevet("sync", "--json", policy=policy)
     assert synced.returncode == 1
     summary = json.loads(synced.stdout)

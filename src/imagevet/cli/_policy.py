@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from imagevet.cli.common import console, err_console, handle_errors, terminal_safe
+from imagevet.cli.common import console, err_console, handle_errors, print_json, terminal_safe
 from imagevet.digest import Digest
 from imagevet.lock import Lock, lock_path_for, read_lock
 from imagevet.manifest_cache import ManifestCache
@@ -42,6 +42,7 @@ __all__ = [
     "lock_problems",
     "manifest_cache",
     "print_plan",
+    "print_plan_report",
     "state_dir",
 ]
 
@@ -272,3 +273,18 @@ def print_plan(plan: Plan, *, verbose: bool = False) -> None:
     if len(line) > _WIDTH:  # every kind at once: the counts go on a line of their own
         line = f"plan: {verdict}\n  ({summary})"
     console.print(line, highlight=False)
+
+
+def print_plan_report(
+    plan: Plan, problems: Sequence[SourceProblem], *, as_json: bool, verbose: bool = False
+) -> None:
+    """What ``plan`` and ``sync --dry-run`` print: the plan (or its JSON with ``problems``), then
+    each entry that could not be planned, with why, on stderr."""
+    if as_json:
+        out = plan.to_json()
+        out["problems"] = [{"entry": p.entry, "source": p.source, "message": p.message} for p in problems]
+        print_json(out)
+        return
+    print_plan(plan, verbose=verbose)
+    for p in problems:
+        err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)

@@ -12,16 +12,13 @@ from imagevet.cli._policy import (
     load,
     manifest_cache,
     now_utc,
-    print_plan,
+    print_plan_report,
 )
 from imagevet.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
-    err_console,
     make_registry_client,
-    print_json,
     run,
-    terminal_safe,
 )
 from imagevet.plan import Plan
 from imagevet.resolve import SourceProblem
@@ -60,14 +57,7 @@ def plan_command(
 
     plan, problems = run(_go)
     problems = [*loaded.problems, *problems]  # entries whose lock records cannot be read
-    if as_json:
-        out = plan.to_json()
-        out["problems"] = [{"entry": p.entry, "source": p.source, "message": p.message} for p in problems]
-        print_json(out)
-    else:
-        print_plan(plan, verbose=verbose)
-        for p in problems:
-            err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+    print_plan_report(plan, problems, as_json=as_json, verbose=verbose)
     if problems:
         raise typer.Exit(EXIT_FAILURE)
     if detailed_exitcode and plan.has_changes:

@@ -13,7 +13,7 @@ from imagevet.cli._policy import (
     load,
     manifest_cache,
     now_utc,
-    print_plan,
+    print_plan_report,
     state_dir,
 )
 from imagevet.cli.audit import record_sync, sync_setup
@@ -97,10 +97,7 @@ def sync_command(
     result = run(_go)
     result.problems[:0] = loaded.problems  # entries whose lock records cannot be read
     if dry_run:
-        if as_json:
-            print_json(result.plan.to_json())
-        else:
-            print_plan(result.plan)
+        print_plan_report(result.plan, result.problems, as_json=as_json)
         raise typer.Exit(EXIT_FAILURE if result.problems else 0)
 
     directory = state_dir(loaded.policy)
