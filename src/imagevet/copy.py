@@ -54,6 +54,7 @@ from imagevet.errors import (
     Diagnostic,
     DigestMismatchError,
     ImagevetError,
+    LimitExceededError,
     NotFoundError,
     RegistryError,
     TransportError,
@@ -311,12 +312,14 @@ class CopySession:
         call started it.
 
         Every caller awaits the same task through :func:`asyncio.shield`: an image cancelled
-        because its own copy failed does not cancel the work other images wait on.  A failed or
-        cancelled task is replaced by the next caller.
+        because its own copy failed does not cancel the work other images wait on.  A cancelled
+        task, or one that failed in a way worth trying again, is replaced by the next caller; a
+        final failure (its retries already spent, a limit crossed) is the session's answer, so
+        the next image does not send the same requests again.
         """
         task = cache.get(key)
         created = False
-        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+        if task is None or (task.done() and (task.cancelled() or _worth_again(task.exception()))):
             task = asyncio.ensure_future(make())
             cache[key] = task
             created = True
@@ -709,6 +712,13 @@ class _ImageCopy:
             tag = subject.tag(suffix)
             if tag is not None and tag in tags:
                 await self._copy_attachment_tag(tag, depth=1)
+
+
+def _worth_again(error: BaseException | None) -> bool:
+    """Whether shared work that ended in ``error`` is started again for the next caller."""
+    if error is None:
+        return False
+    return not (isinstance(error, LimitExceededError) or getattr(error, "exhausted", False))
 
 
 def _distributable(desc: Descriptor) -> bool:

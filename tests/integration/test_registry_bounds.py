@@ -170,3 +170,30 @@ async def test_stalled_source_times_out(fake_registry_factory: Any, fault_proxy:
     assert "timed out" in str(err) or "stalled" in str(err)
     assert time.monotonic() - started < RETRY.attempts * 0.3 + 6  # slack for a loaded machine
     assert proxy.count("GET", path) == RETRY.attempts
+
+
+async def test_a_blob_whose_retries_are_spent_is_not_fetched_again_by_the_next_image(
+    fake_registry_factory: Any, fault_proxy: Any
+) -> None:
+    """Two images share a layer whose GET is answered 503 every time: the pipeline's retries
+    are spent once for the session, the second image gets the same answer without 5 more GETs."""
+    import hashlib
+
+    shared = b"shared layer bytes " * 64
+    source = fake_registry_factory()
+    images = {
+        t: make_image(seed=f"bounds-shared-{t}", layer_sizes=(512,), shared_layers=(shared,))
+        for t in ("v1", "v2")
+    }
+    for tag, image in images.items():
+        source.seed("lib/app", image, tag)
+    proxy = fault_proxy(source)
+    path = f"/v2/lib/app/blobs/sha256:{hashlib.sha256(shared).hexdigest()}"
+    proxy.fail(None, 503, method="GET", path_contains=path)
+    target = fake_registry_factory()
+    async with RegistryClient(retry=RETRY) as client:
+        session = CopySession(client)
+        for tag in ("v1", "v2"):  # one after the other: the second starts after the first failed
+            with pytest.raises(CopyError, match="HTTP 503"):
+                await session.copy(ref(proxy, "lib/app", tag), ref(target, "lib/app", tag))
+    assert proxy.count("GET", path) == RETRY.attempts
