@@ -14,16 +14,13 @@ and never follow a symlink.  A cache that cannot be written is logged and otherw
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import secrets
-import stat
 from pathlib import Path
 
 from imagevet.digest import Digest
 from imagevet.manifest import RawManifest
+from imagevet.statefiles import StateFileError, read_state_file, write_state_file
 
 __all__ = ["CACHE_DIR", "MAX_CACHED_MANIFEST", "ManifestCache"]
 
@@ -34,7 +31,6 @@ CACHE_DIR = "manifests"
 MAX_CACHED_MANIFEST = 4 << 20
 """Largest manifest kept or read back (the registry client's own manifest limit)."""
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class ManifestCache:
@@ -47,57 +43,18 @@ class ManifestCache:
     def __repr__(self) -> str:
         return f"ManifestCache({str(self.state)!r})"
 
-    def _open_dirs(self, digest: Digest, *, create: bool) -> int:
-        """An fd of ``<state>/manifests/<alg>``, each level opened without following a link."""
-        if create:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(self.state, 0o755)
-        fd = os.open(self.state, _DIR_FLAGS)
-        try:
-            for name in (CACHE_DIR, digest.algorithm):
-                if create:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(name, 0o755, dir_fd=fd)
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = child
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+    def _path(self, digest: Digest) -> Path:
+        return self.state / CACHE_DIR / digest.algorithm / digest.hex
 
     def get(self, digest: Digest) -> RawManifest | None:
         """The manifest named ``digest`` if a valid copy is cached, else None (a miss)."""
         try:
-            dirfd = self._open_dirs(digest, create=False)
-        except OSError:
+            data = read_state_file(self._path(digest), limit=self.max_size, root=self.state)
+        except StateFileError:
             return None
-        try:
-            fd = os.open(
-                digest.hex, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd
-            )
-        except OSError:
+        if data is None:
             return None
-        finally:
-            os.close(dirfd)
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > self.max_size:
-                return None
-            chunks: list[bytes] = []
-            left = self.max_size + 1
-            while left > 0:
-                chunk = os.read(fd, min(left, 1 << 16))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        data = b"".join(chunks)
-        if len(data) > self.max_size or Digest.of(data, digest.algorithm) != digest:
+        if Digest.of(data, digest.algorithm) != digest:
             log.warning("manifest cache: %s does not match its name; ignored", digest)
             return None
         try:
@@ -115,29 +72,8 @@ class ManifestCache:
         if manifest.size > self.max_size or Digest.of(manifest.data, digest.algorithm) != digest:
             return False
         try:
-            dirfd = self._open_dirs(digest, create=True)
-        except OSError as e:
-            log.warning("manifest cache %s not written: %s", self.state / CACHE_DIR, e.strerror)
+            write_state_file(self._path(digest), manifest.data, root=self.state, replace_link=True)
+        except StateFileError as e:
+            log.warning("manifest cache: %s not written: %s", digest, e)
             return False
-        tmp = f".{digest.hex}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                dir_fd=dirfd,
-            )
-            try:
-                view = memoryview(manifest.data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            # rename replaces whatever has the name (a link included) and follows nothing
-            os.replace(tmp, digest.hex, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-            return True
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dirfd)
-            log.warning("manifest cache: %s not written: %s", digest, e.strerror)
-            return False
-        finally:
-            os.close(dirfd)
+        return True

@@ -49,26 +49,43 @@ def _why(e: OSError) -> str:
 
 
 @contextlib.contextmanager
-def open_dir(directory: Path, *, create: bool = True, follow: bool = False) -> Iterator[int]:
+def open_dir(
+    directory: Path, *, create: bool = True, follow: bool = False, root: Path | None = None
+) -> Iterator[int]:
     """A descriptor of ``directory`` (created when missing); a symlink there is refused.
 
-    ``follow=True`` is for a directory the user named explicitly (``--report some/dir/x.json``).
+    With ``root`` (a parent of ``directory``, e.g. the state directory for its ``manifests/sha256``),
+    every level from ``root`` down is opened without following a link.  ``follow=True`` is for a
+    directory the user named explicitly (``--report some/dir/x.json``).
     """
+    top = directory if root is None else root
     if create:
         with contextlib.suppress(FileExistsError):
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            os.mkdir(directory, 0o755)
-    flags = os.O_RDONLY | os.O_DIRECTORY | (0 if follow else os.O_NOFOLLOW)
+            top.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(top, 0o755)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     try:
-        fd = os.open(directory, flags)
+        fd = os.open(top, flags | (0 if follow else os.O_NOFOLLOW))
     except OSError as e:
-        if not follow and os.path.islink(directory):
+        if not follow and os.path.islink(top):
             raise StateFileError(
-                f"{directory} is a symbolic link; imagevet does not follow links in its state "
+                f"{top} is a symbolic link; imagevet does not follow links in its state "
                 "directory: remove the link (a real directory is created)"
             ) from None
-        raise StateFileError(f"cannot open directory {directory}: {_why(e)}") from None
+        raise StateFileError(f"cannot open directory {top}: {_why(e)}") from None
     try:
+        shown = top
+        for name in directory.relative_to(top).parts:
+            shown = shown / name
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=fd)
+            try:
+                child = os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                raise StateFileError(f"cannot open directory {shown}: {_why(e)}") from None
+            os.close(fd)
+            fd = child
         yield fd
     finally:
         os.close(fd)
@@ -103,11 +120,15 @@ def _open(dfd: int, name: str, flags: int, shown: Path, mode: int = 0o644) -> in
     return fd
 
 
-def read_state_file(path: Path, *, limit: int = _READ_LIMIT, follow_dir: bool = False) -> bytes | None:
-    """The bytes of ``path`` (at most ``limit``), or None when it does not exist."""
+def read_state_file(
+    path: Path, *, limit: int = _READ_LIMIT, follow_dir: bool = False, root: Path | None = None
+) -> bytes | None:
+    """The bytes of ``path`` (at most ``limit``), or None when it does not exist.
+
+    ``root``: see :func:`open_dir`."""
     if not os.path.lexists(path.parent):
         return None
-    with open_dir(path.parent, create=False, follow=follow_dir) as dfd:
+    with open_dir(path.parent, create=False, follow=follow_dir, root=root) as dfd:
         try:
             fd = _open(dfd, path.name, os.O_RDONLY, path)
         except FileNotFoundError:
@@ -124,10 +145,24 @@ def read_state_file(path: Path, *, limit: int = _READ_LIMIT, follow_dir: bool = 
     return data
 
 
-def write_state_file(path: Path, data: bytes, *, follow_dir: bool = False, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically, never through a symlink at ``path`` or its directory."""
-    with open_dir(path.parent, follow=follow_dir) as dfd:
-        _refuse_link(dfd, path.name, path)
+def write_state_file(
+    path: Path,
+    data: bytes,
+    *,
+    follow_dir: bool = False,
+    mode: int = 0o644,
+    root: Path | None = None,
+    replace_link: bool = False,
+) -> None:
+    """Replace ``path`` with ``data`` atomically, never through a symlink at ``path`` or its directory
+    (nor, with ``root``, at any level below ``root``: see :func:`open_dir`).
+
+    A symlink at ``path`` is refused, so that its planting is noticed; with ``replace_link`` (a
+    cache whose entries name themselves) it is replaced by the file, the rename following nothing.
+    """
+    with open_dir(path.parent, follow=follow_dir, root=root) as dfd:
+        if not replace_link:
+            _refuse_link(dfd, path.name, path)
         tmp = f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
             fd = _open(dfd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, path, mode)
