@@ -60,9 +60,13 @@ def open_dir(
     """
     top = directory if root is None else root
     if create:
-        with contextlib.suppress(FileExistsError):
+        try:
             top.parent.mkdir(parents=True, exist_ok=True)
             os.mkdir(top, 0o755)
+        except FileExistsError:
+            pass
+        except OSError as e:  # a read-only checkout, no permission, a full disk
+            raise StateFileError(f"cannot create directory {top}: {_why(e)}") from None
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     try:
         fd = os.open(top, flags | (0 if follow else os.O_NOFOLLOW))
@@ -77,10 +81,10 @@ def open_dir(
         shown = top
         for name in directory.relative_to(top).parts:
             shown = shown / name
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, 0o755, dir_fd=fd)
             try:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=fd)
                 child = os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as e:
                 raise StateFileError(f"cannot open directory {shown}: {_why(e)}") from None
@@ -96,6 +100,8 @@ def _refuse_link(dfd: int, name: str, shown: Path) -> None:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         return
+    except OSError as e:
+        raise StateFileError(f"cannot read {shown}: {_why(e)}") from None
     if stat.S_ISLNK(st.st_mode):
         raise StateFileError(
             f"{shown} is a symbolic link; imagevet does not write through links: remove it"

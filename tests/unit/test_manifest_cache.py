@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
 from pathlib import Path
+
+import pytest
 
 from imagevet.digest import Digest
 from imagevet.manifest import RawManifest
@@ -93,3 +96,28 @@ def test_special_and_oversized_files_are_a_miss_without_hanging(tmp_path: Path) 
     assert not cache.put(big)
     entry(tmp_path, big.digest).write_bytes(big.data)
     assert cache.get(big.digest) is None
+
+
+def test_a_state_directory_that_cannot_be_written_is_a_miss_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only checkout (EROFS, EACCES, ENOSPC): the cache keeps nothing and says so; plan and
+    sync go on (a crash there turned finished copies into failures)."""
+    real_mkdir, real_open = os.mkdir, os.open
+
+    def readonly_mkdir(path: object, *args: object, **kw: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    def readonly_open(path: object, flags: int, *args: object, **kw: object) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kw)  # type: ignore[arg-type]
+
+    cache = ManifestCache(tmp_path / ".imagevet")
+    monkeypatch.setattr(os, "mkdir", readonly_mkdir)
+    assert cache.put(INDEX) is False
+    assert cache.get(INDEX.digest) is None
+    monkeypatch.setattr(os, "mkdir", real_mkdir)
+    (tmp_path / ".imagevet" / "manifests" / "sha256").mkdir(parents=True)
+    monkeypatch.setattr(os, "open", readonly_open)
+    assert cache.put(INDEX) is False
