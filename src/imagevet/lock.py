@@ -75,7 +75,7 @@ from imagevet.policy.located import (
 )
 from imagevet.policy.model import EntryKey
 from imagevet.policy.schema import DigestText
-from imagevet.reference import Reference
+from imagevet.reference import Reference, is_valid_tag
 
 __all__ = [
     "LOCK_VERSION",
@@ -108,7 +108,6 @@ _HEADER = (
 )
 
 
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _MEDIA_PART = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 _MEDIA_RE = re.compile(rf"{_MEDIA_PART}/{_MEDIA_PART}")
 
@@ -119,7 +118,7 @@ class LockRecordError(ImagevetError, ValueError):
 
 def check_tag(value: str) -> str:
     """``value`` if it is a valid tag name; LockRecordError otherwise."""
-    if not _TAG_RE.fullmatch(value):
+    if not is_valid_tag(value):
         raise LockRecordError(
             f"invalid tag {value[:140]!r}: letters, digits, '_', '.', '-', at most 128, "
             "not starting with '.' or '-'"

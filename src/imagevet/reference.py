@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 from imagevet.digest import Digest
 from imagevet.errors import InvalidDigestError, InvalidReferenceError
 
-__all__ = ["DOCKER_HUB", "DOCKER_HUB_ALIASES", "Reference", "canonical_registry"]
+__all__ = ["DOCKER_HUB", "DOCKER_HUB_ALIASES", "Reference", "canonical_registry", "is_valid_tag"]
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ALIASES = frozenset({"index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
@@ -51,6 +52,12 @@ _DOMAIN_RE = re.compile(rf"^{_DOMAIN}\Z", re.ASCII)
 _TAG_RE = re.compile(rf"^{_TAG}\Z", re.ASCII)
 _DIGEST_RE = re.compile(rf"^{_DIGEST}\Z", re.ASCII)
 _ANCHORED_ID = re.compile(r"^[a-f0-9]{64}\Z")
+
+
+def is_valid_tag(tag: object) -> TypeGuard[str]:
+    """Whether ``tag`` is a tag name (the distribution grammar: letters, digits, ``_``, ``.``,
+    ``-``, at most 128, not starting with ``.`` or ``-``); the one check every layer uses."""
+    return isinstance(tag, str) and _TAG_RE.match(tag) is not None
 
 
 def canonical_registry(host: str) -> str:

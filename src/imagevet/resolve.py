@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,14 +30,13 @@ from imagevet.lock import (
     LockEntry,
     LockRecordError,
     carry_resolved_at,
-    check_tag,
 )
 from imagevet.plan import SourceState
 from imagevet.policy import Entry, Policy, missing_tags, select_tags
-from imagevet.reference import Reference
+from imagevet.reference import Reference, is_valid_tag
 from imagevet.registry import RegistryClient
 
-__all__ = ["HEAD_CONCURRENCY", "Resolution", "SourceProblem", "observe_source", "resolve_lock"]
+__all__ = ["HEAD_CONCURRENCY", "Resolution", "SourceProblem", "resolve_lock", "valid_tags"]
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +63,13 @@ class Resolution:
     """Entry name -> explicit tags of its rules that upstream does not have."""
 
 
-async def observe_source(
-    client: RegistryClient, entry: Entry, gate: asyncio.Semaphore | None = None
-) -> SourceState:
-    """List the source's tags, select them by the entry's rules, HEAD each selected tag."""
-    state, _ = await _list_and_head(client, entry, gate or asyncio.Semaphore(HEAD_CONCURRENCY))
-    return state
-
-
 async def _list_and_head(
     client: RegistryClient, entry: Entry, gate: asyncio.Semaphore
 ) -> tuple[SourceState, frozenset[str]]:
-    listed = frozenset(_valid_tags(await client.list_tags(entry.source), entry))
+    good, warning = valid_tags(entry.source, await client.list_tags(entry.source), "source")
+    if warning:
+        log.warning("%s: %s", entry.name, warning)
+    listed = frozenset(good)
     selected = select_tags(listed, entry.tags)
 
     async def head(tag: str) -> tuple[str, Digest | None]:
@@ -88,14 +82,28 @@ async def _list_and_head(
     return SourceState({t: d for t, d in results if d is not None}), listed
 
 
-def _valid_tags(listed: Sequence[str], entry: Entry) -> list[str]:
-    out: list[str] = []
+_SHOWN_INVALID = 5
+"""Invalid tags named in a listing's warning; the rest are counted."""
+
+
+def valid_tags(repo: Reference, listed: Iterable[object], what: str) -> tuple[list[str], str | None]:
+    """The listed tags that are tag names, and a warning naming the others (left out): a
+    registry's listing is input like any other, and one odd tag never stops the rest."""
+    good: list[str] = []
+    bad: list[object] = []
     for tag in listed:
-        try:
-            out.append(check_tag(tag))
-        except LockRecordError as e:
-            log.warning("%s: %s listed by %s is left out", entry.name, e, entry.source)
-    return out
+        if is_valid_tag(tag):
+            good.append(tag)
+        else:
+            bad.append(tag)
+    if not bad:
+        return good, None
+    shown = ", ".join(repr(t if isinstance(t, str) else str(t))[:80] for t in bad[:_SHOWN_INVALID])
+    more = f" and {len(bad) - _SHOWN_INVALID} more" if len(bad) > _SHOWN_INVALID else ""
+    return good, (
+        f"{what} {repo.name} lists {len(bad)} invalid tag{'s' if len(bad) > 1 else ''}, "
+        f"skipped: {shown}{more}"
+    )
 
 
 async def _describe(

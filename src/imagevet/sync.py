@@ -36,7 +36,7 @@ from imagevet.copy import (
     is_digest_tag,
 )
 from imagevet.digest import Digest
-from imagevet.errors import ImagevetError, InvalidReferenceError, NotFoundError
+from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import Lock, LockedImage, LockEntry, valid_media_type
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
@@ -59,7 +59,7 @@ from imagevet.policy import Entry, Mode, Policy, select_tags
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
-from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem
+from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem, valid_tags
 
 __all__ = [
     "ActionOutcome",
@@ -173,33 +173,6 @@ class SyncReport:
 # ---- observation -----------------------------------------------------------------------------
 
 
-_SHOWN_INVALID = 5
-"""Invalid tags named in a listing's warning; the rest are counted."""
-
-
-def _valid_tags(repo: Reference, listed: Iterable[str], what: str) -> tuple[list[str], str | None]:
-    """The listed tags a reference can name, and a warning about the others (skipped)."""
-    good: list[str] = []
-    bad: list[str] = []
-    for tag in listed:
-        try:
-            if not isinstance(tag, str):
-                raise TypeError(tag)
-            repo.with_tag(tag)
-        except (InvalidReferenceError, TypeError, ValueError):
-            bad.append(tag)
-            continue
-        good.append(tag)
-    if not bad:
-        return good, None
-    shown = ", ".join(repr(t if isinstance(t, str) else str(t))[:80] for t in bad[:_SHOWN_INVALID])
-    more = f" and {len(bad) - _SHOWN_INVALID} more" if len(bad) > _SHOWN_INVALID else ""
-    return good, (
-        f"{what} {repo.name} lists {len(bad)} invalid tag{'s' if len(bad) > 1 else ''}, "
-        f"skipped: {shown}{more}"
-    )
-
-
 class _Upstream:
     """What sources hold, read once per run however many entries share a repository: one tag
     listing per repository, one HEAD per (repository, tag), one GET per index to derive a
@@ -228,7 +201,7 @@ class _Upstream:
         return await self._once(self._listings, repo.name, lambda: self._list(repo))
 
     async def _list(self, repo: Reference) -> list[str]:
-        good, warning = _valid_tags(repo, await self.client.list_tags(repo), "source")
+        good, warning = valid_tags(repo, await self.client.list_tags(repo), "source")
         if warning:
             self.warnings[repo.name] = warning
         return good
@@ -284,7 +257,7 @@ async def _observe_target(
         listed = await client.list_tags(entry.target)
     except NotFoundError:
         return TargetState(exists=False, listed=True, changes=changes), None
-    valid, warning = _valid_tags(entry.target, listed, "target")
+    valid, warning = valid_tags(entry.target, listed, "target")
 
     async def head(ref: Reference) -> Digest | None:
         async with gate:

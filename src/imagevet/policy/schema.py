@@ -33,7 +33,7 @@ from imagevet.policy.model import (
     template_fields,
 )
 from imagevet.policy.versions import InvalidRangeError, VersionRange
-from imagevet.reference import Reference, canonical_registry
+from imagevet.reference import Reference, canonical_registry, is_valid_tag
 
 __all__ = [
     "ApprovalModel",
@@ -46,7 +46,6 @@ __all__ = [
     "TargetModel",
 ]
 
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
 _PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
@@ -105,7 +104,7 @@ def _range(value: str) -> str:
 
 
 def _tag(value: str) -> str:
-    if not _TAG_RE.fullmatch(value):
+    if not is_valid_tag(value):
         raise ValueError(
             f"invalid tag {value!r}: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'"
         )
@@ -234,7 +233,7 @@ def _backup(value: str) -> str:
     sample = render_template(
         value, {"tag": "1.2.3", "digest12": "0" * 12, "digest": "0" * 64, "date": "20260101"}
     )
-    if not _TAG_RE.fullmatch(sample):
+    if not is_valid_tag(sample):
         raise ValueError(f"{value!r} does not give a valid tag (e.g. {sample!r})")
     return value
 

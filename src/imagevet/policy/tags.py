@@ -26,17 +26,14 @@ character) is never selected by any rule, explicit ``tags`` included: ``$`` woul
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 
 from imagevet.policy.model import TagRules
 from imagevet.policy.versions import TagVersion
+from imagevet.reference import is_valid_tag
 
-__all__ = ["TAG_GRAMMAR", "missing_tags", "select_tags"]
-
-TAG_GRAMMAR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-"""The OCI distribution tag grammar; used with ``fullmatch`` only."""
+__all__ = ["missing_tags", "select_tags"]
 
 
 def _patterns_pass(tag: str, rules: TagRules) -> bool:
@@ -47,7 +44,7 @@ def _patterns_pass(tag: str, rules: TagRules) -> bool:
 
 def select_tags(tags: Iterable[str], rules: TagRules) -> list[str]:
     """Apply ``rules`` to the upstream ``tags``; return the selected tags, sorted, without duplicates."""
-    unique = {t for t in tags if TAG_GRAMMAR.fullmatch(t)}
+    unique = {t for t in tags if is_valid_tag(t)}
     selected: set[str] = set()
     if rules.allow or rules.orders_versions:
         passed = [t for t in unique if _patterns_pass(t, rules)]
@@ -83,5 +80,5 @@ def _is_prerelease(tag: str) -> bool:
 
 def missing_tags(tags: Iterable[str], rules: TagRules) -> list[str]:
     """The explicit ``tags`` of ``rules`` that are not among the upstream ``tags``, sorted."""
-    unique = {t for t in tags if TAG_GRAMMAR.fullmatch(t)}
+    unique = {t for t in tags if is_valid_tag(t)}
     return sorted(t for t in set(rules.tags) if t not in unique)
