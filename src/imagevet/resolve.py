@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, NotFoundError
@@ -31,6 +32,8 @@ from imagevet.lock import (
     LockRecordError,
     carry_resolved_at,
 )
+from imagevet.manifest import RawManifest, subset_index
+from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import SourceState
 from imagevet.policy import Entry, Policy, missing_tags, select_tags
 from imagevet.reference import Reference, is_valid_tag
@@ -63,24 +66,8 @@ class Resolution:
     """Entry name -> explicit tags of its rules that upstream does not have."""
 
 
-async def _list_and_head(
-    client: RegistryClient, entry: Entry, gate: asyncio.Semaphore
-) -> tuple[SourceState, frozenset[str]]:
-    good, warning = valid_tags(entry.source, await client.list_tags(entry.source), "source")
-    if warning:
-        log.warning("%s: %s", entry.name, warning)
-    listed = frozenset(good)
-    selected = select_tags(listed, entry.tags)
-
-    async def head(tag: str) -> tuple[str, Digest | None]:
-        async with gate:
-            found = await client.head_manifest(entry.source.with_tag(tag))
-        return tag, found.digest if found is not None else None
-
-    results = await asyncio.gather(*(head(t) for t in selected))
-    # a tag deleted between the listing and its HEAD is simply not there any more
-    return SourceState({t: d for t, d in results if d is not None}), listed
-
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 _SHOWN_INVALID = 5
 """Invalid tags named in a listing's warning; the rest are counted."""
@@ -106,6 +93,78 @@ def valid_tags(repo: Reference, listed: Iterable[object], what: str) -> tuple[li
     )
 
 
+class Upstream:
+    """What sources hold, read once per run however many entries share a repository: one tag
+    listing per repository, one HEAD per (repository, tag), one GET per index to derive a
+    platform subset from (through the manifest cache).  Each entry selects from it by its own
+    rules.  ``lock`` resolves with it, ``sync`` observes with it."""
+
+    def __init__(
+        self, client: RegistryClient, gate: asyncio.Semaphore, cache: ManifestCache | None
+    ) -> None:
+        self.client = client
+        self.gate = gate
+        self.cache = cache
+        self.warnings: dict[str, str] = {}
+        self._listings: dict[str, asyncio.Task[list[str]]] = {}
+        self._heads: dict[tuple[str, str], asyncio.Task[Digest | None]] = {}
+        self._indexes: dict[tuple[str, Digest], asyncio.Task[RawManifest]] = {}
+
+    @staticmethod
+    def _once(tasks: dict[_K, asyncio.Task[_V]], key: _K, make: Callable[[], Awaitable[_V]]) -> Awaitable[_V]:
+        task = tasks.get(key)
+        if task is None:
+            task = tasks[key] = asyncio.ensure_future(make())
+        return asyncio.shield(task)
+
+    async def tags(self, repo: Reference) -> list[str]:
+        return await self._once(self._listings, repo.name, lambda: self._list(repo))
+
+    async def _list(self, repo: Reference) -> list[str]:
+        good, warning = valid_tags(repo, await self.client.list_tags(repo), "source")
+        if warning:
+            self.warnings[repo.name] = warning
+        return good
+
+    async def head(self, repo: Reference, tag: str) -> Digest | None:
+        return await self._once(self._heads, (repo.name, tag), lambda: self._head(repo, tag))
+
+    async def _head(self, repo: Reference, tag: str) -> Digest | None:
+        async with self.gate:
+            found = await self.client.head_manifest(repo.with_tag(tag))
+        return found.digest if found is not None else None
+
+    async def index(self, repo: Reference, digest: Digest) -> RawManifest:
+        """The source manifest ``digest`` (cached, else one verified GET, then cached)."""
+        return await self._once(self._indexes, (repo.name, digest), lambda: self._index(repo, digest))
+
+    async def _index(self, repo: Reference, digest: Digest) -> RawManifest:
+        if self.cache is not None:
+            cached = await asyncio.to_thread(self.cache.get, digest)
+            if cached is not None:
+                return cached
+        async with self.gate:
+            manifest = await self.client.get_manifest(repo.with_digest(digest))
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.put, manifest, digest)
+        return manifest
+
+    async def select(self, entry: Entry) -> SourceState:
+        """The entry's own selection of its source's tags, each with its digest (HEAD)."""
+        selected = select_tags(await self.tags(entry.source), entry.tags)
+        digests = await asyncio.gather(*(self.head(entry.source, t) for t in selected))
+        # a tag deleted between the listing and its HEAD is simply not there any more
+        return SourceState({t: d for t, d in zip(selected, digests, strict=True) if d is not None})
+
+    async def subset(self, entry: Entry, digest: Digest) -> Digest:
+        """The digest of the index ``entry``'s platforms make of the source's ``digest``."""
+        assert entry.platforms is not None
+        manifest = await self.index(entry.source, digest)
+        if not manifest.is_index:
+            return digest  # an image manifest is copied as it is
+        return subset_index(manifest, entry.platforms).digest
+
+
 async def _describe(
     client: RegistryClient, repo: Reference, digest: Digest, entry: Entry, now: datetime,
     listed: frozenset[str],
@@ -125,10 +184,11 @@ async def _describe(
 
 
 async def _resolve_entry(
-    client: RegistryClient, entry: Entry, old: LockEntry | None, now: datetime,
-    gate: asyncio.Semaphore,
+    upstream: Upstream, entry: Entry, old: LockEntry | None, now: datetime,
 ) -> tuple[LockEntry, SourceState]:
-    state, listed = await _list_and_head(client, entry, gate)
+    client, gate = upstream.client, upstream.gate
+    state = await upstream.select(entry)
+    listed = frozenset(await upstream.tags(entry.source))
     known: dict[Digest, LockedImage] = {}
 
     async def image(digest: Digest) -> LockedImage:
@@ -160,12 +220,12 @@ async def resolve_lock(
     entries: Sequence[Entry] | None = None,
 ) -> Resolution:
     """Resolve every entry (or only ``entries``) against upstream; see the module docstring."""
-    gate = asyncio.Semaphore(HEAD_CONCURRENCY)
+    upstream = Upstream(client, asyncio.Semaphore(HEAD_CONCURRENCY), None)
     chosen = list(entries) if entries is not None else list(policy.entries)
 
     async def one(entry: Entry) -> tuple[Entry, LockEntry | None, SourceState | None, str | None]:
         try:
-            locked, state = await _resolve_entry(client, entry, old.entry(entry.key), now, gate)
+            locked, state = await _resolve_entry(upstream, entry, old.entry(entry.key), now)
             return entry, locked, state, None
         except ImagevetError as e:
             return entry, None, None, str(e)
@@ -183,6 +243,8 @@ async def resolve_lock(
         absent = missing_tags(state.tags, entry.tags)
         if absent:
             resolution.missing[entry.name] = absent
+    for warning in upstream.warnings.values():
+        log.warning("%s", warning)
     # entries not resolved this time (``entries`` given) keep their records
     done = {e.key for e in new_entries} | {e.key for e in chosen}
     keep = [e for e in old.entries if e.key not in done and e.key in {x.key for x in policy.entries}]

@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from imagevet.copy import (
     DEFAULT_JOBS,
@@ -38,7 +38,6 @@ from imagevet.copy import (
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import Lock, LockedImage, LockEntry, valid_media_type
-from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
     Action,
@@ -55,11 +54,11 @@ from imagevet.plan import (
     desired_tags,
     plan_sync,
 )
-from imagevet.policy import Entry, Mode, Policy, select_tags
+from imagevet.policy import Entry, Mode, Policy
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
-from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem, valid_tags
+from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem, Upstream, valid_tags
 
 __all__ = [
     "ActionOutcome",
@@ -75,8 +74,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_K = TypeVar("_K")
-_V = TypeVar("_V")
 
 
 class OverviewRenderer(Protocol):
@@ -173,78 +170,6 @@ class SyncReport:
 # ---- observation -----------------------------------------------------------------------------
 
 
-class _Upstream:
-    """What sources hold, read once per run however many entries share a repository: one tag
-    listing per repository, one HEAD per (repository, tag), one GET per index to derive a
-    platform subset from (through the manifest cache).  Each entry selects from it by its own
-    rules."""
-
-    def __init__(
-        self, client: RegistryClient, gate: asyncio.Semaphore, cache: ManifestCache | None
-    ) -> None:
-        self.client = client
-        self.gate = gate
-        self.cache = cache
-        self.warnings: dict[str, str] = {}
-        self._listings: dict[str, asyncio.Task[list[str]]] = {}
-        self._heads: dict[tuple[str, str], asyncio.Task[Digest | None]] = {}
-        self._indexes: dict[tuple[str, Digest], asyncio.Task[RawManifest]] = {}
-
-    @staticmethod
-    def _once(tasks: dict[_K, asyncio.Task[_V]], key: _K, make: Callable[[], Awaitable[_V]]) -> Awaitable[_V]:
-        task = tasks.get(key)
-        if task is None:
-            task = tasks[key] = asyncio.ensure_future(make())
-        return asyncio.shield(task)
-
-    async def tags(self, repo: Reference) -> list[str]:
-        return await self._once(self._listings, repo.name, lambda: self._list(repo))
-
-    async def _list(self, repo: Reference) -> list[str]:
-        good, warning = valid_tags(repo, await self.client.list_tags(repo), "source")
-        if warning:
-            self.warnings[repo.name] = warning
-        return good
-
-    async def head(self, repo: Reference, tag: str) -> Digest | None:
-        return await self._once(self._heads, (repo.name, tag), lambda: self._head(repo, tag))
-
-    async def _head(self, repo: Reference, tag: str) -> Digest | None:
-        async with self.gate:
-            found = await self.client.head_manifest(repo.with_tag(tag))
-        return found.digest if found is not None else None
-
-    async def index(self, repo: Reference, digest: Digest) -> RawManifest:
-        """The source manifest ``digest`` (cached, else one verified GET, then cached)."""
-        return await self._once(self._indexes, (repo.name, digest), lambda: self._index(repo, digest))
-
-    async def _index(self, repo: Reference, digest: Digest) -> RawManifest:
-        if self.cache is not None:
-            cached = await asyncio.to_thread(self.cache.get, digest)
-            if cached is not None:
-                return cached
-        async with self.gate:
-            manifest = await self.client.get_manifest(repo.with_digest(digest))
-        if self.cache is not None:
-            await asyncio.to_thread(self.cache.put, manifest, digest)
-        return manifest
-
-    async def select(self, entry: Entry) -> SourceState:
-        """The entry's own selection of its source's tags, each with its digest (HEAD)."""
-        selected = select_tags(await self.tags(entry.source), entry.tags)
-        digests = await asyncio.gather(*(self.head(entry.source, t) for t in selected))
-        # a tag deleted between the listing and its HEAD is simply not there any more
-        return SourceState({t: d for t, d in zip(selected, digests, strict=True) if d is not None})
-
-    async def subset(self, entry: Entry, digest: Digest) -> Digest:
-        """The digest of the index ``entry``'s platforms make of the source's ``digest``."""
-        assert entry.platforms is not None
-        manifest = await self.index(entry.source, digest)
-        if not manifest.is_index:
-            return digest  # an image manifest is copied as it is
-        return subset_index(manifest, entry.platforms).digest
-
-
 async def _observe_target(
     client: RegistryClient,
     entry: Entry,
@@ -288,7 +213,7 @@ async def observe(
 ) -> tuple[Observed, list[SourceProblem]]:
     """HEAD what the plan needs: each entry's upstream tags and every target tag.
 
-    Sources are read once however many entries share one (:class:`_Upstream`); each entry gets
+    Sources are read once however many entries share one (:class:`Upstream`); each entry gets
     its own selection.  For an entry with a platform subset whose target tag holds something,
     the digest it must hold is derived from the source index's bytes (``cache``, else one GET)
     for the digest the entry wants there (``lock`` under ``pinned``, upstream under ``follow``).
@@ -297,7 +222,7 @@ async def observe(
     with a warning.
     """
     gate = asyncio.Semaphore(HEAD_CONCURRENCY)
-    upstream = _Upstream(client, gate, cache)
+    upstream = Upstream(client, gate, cache)
     problems: dict[str, list[SourceProblem]] = {e.name: [] for e in policy.entries}
     target_warnings: dict[str, str] = {}
 

@@ -326,6 +326,9 @@ async def test_two_entries_on_one_source_each_mirror_their_own_tags(
         "    tags:\n      allow: ['v[23]']\n"
     ))
     assert imagevet("lock", policy=policy).returncode == 0
+    # lock too reads the shared source once: one listing, one HEAD per tag
+    assert proxy.count(method="GET", path_contains="/tags/list") == 1
+    assert proxy.count(method="HEAD", path_contains="/manifests/v2") == 1
     proxy.clear()
     plans = [imagevet("plan", "--json", policy=policy) for _ in range(4)]
     assert all(p.returncode == 0 for p in plans), plans[0].stderr
