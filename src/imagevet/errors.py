@@ -33,6 +33,7 @@ such a request again.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -197,6 +198,21 @@ class Diagnostic:
     detail: object = None
 
 
+_DETAIL_SHOWN = 300
+"""Characters of a diagnostic's ``detail`` shown in an error message (the rest stays in ``detail``)."""
+
+
+def _diagnostic_text(d: Diagnostic) -> str:
+    """``CODE: message (detail)``: the registry's own words, its detail compact and cut."""
+    text = f"{d.code}: {d.message}" if d.message else d.code
+    if d.detail:
+        detail = d.detail if isinstance(d.detail, str) else json.dumps(
+            d.detail, separators=(",", ":"), default=str
+        )
+        text += f" ({detail[:_DETAIL_SHOWN]}{'...' if len(detail) > _DETAIL_SHOWN else ''})"
+    return text
+
+
 class RegistryError(ImagevetError):
     """A registry answered with an error status; ``diagnostics`` come from its error envelope."""
 
@@ -220,7 +236,7 @@ class RegistryError(ImagevetError):
         self.exhausted = False
         """The request pipeline already retried this request as often as its policy allows."""
         if diagnostics:
-            why = "; ".join(f"{d.code}: {d.message}" if d.message else d.code for d in diagnostics)
+            why = "; ".join(_diagnostic_text(d) for d in diagnostics)
         else:
             why = self.body.strip()[:200] or "no details"
         super().__init__(f"{method} {self.url}: HTTP {status}: {why}")

@@ -151,7 +151,8 @@ def error_for(
 async def raise_for_status(resp: Response, method: str, what: str | None = None) -> None:
     """Raise the typed error for ``resp`` unless it is 2xx (reads at most 64 KiB of the body).
 
-    A 400 whose envelope says ``DIGEST_INVALID`` or ``SIZE_INVALID`` becomes
+    For an upload (``what`` names it), a 400 whose envelope says ``DIGEST_INVALID`` or
+    ``SIZE_INVALID`` is the registry's check of the bytes we sent, and becomes
     :class:`~imagevet.errors.DigestMismatchError` naming ``what``.
     """
     if 200 <= resp.status < 300:
@@ -165,7 +166,7 @@ async def raise_for_status(resp: Response, method: str, what: str | None = None)
         resp.headers,
         secrets=resp.secrets,
     )
-    if resp.status == 400 and {"DIGEST_INVALID", "SIZE_INVALID"} & set(err.codes):
+    if what is not None and resp.status == 400 and {"DIGEST_INVALID", "SIZE_INVALID"} & set(err.codes):
         raise DigestMismatchError(
             what or "upload",
             "the announced digest and size",

@@ -10,7 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from imagevet import mediatype
 from imagevet.digest import Digest
-from imagevet.errors import DigestMismatchError, NotFoundError
+from imagevet.errors import DigestMismatchError, NotFoundError, RegistryError
 from imagevet.manifest import ManifestFormatError, RawManifest
 from imagevet.ratelimit import RateLimit
 from imagevet.reference import Reference
@@ -198,6 +198,28 @@ async def test_put_manifest_verifies_returned_digest() -> None:
         await client.put_manifest(
             REF.repo().with_digest(Digest.of(b"y")), RawManifest.from_bytes(DATA)
         )
+
+
+async def test_a_refused_manifest_put_keeps_the_registry_code_and_detail() -> None:
+    """The bytes were verified before the PUT: a 400 DIGEST_INVALID / MANIFEST_BLOB_UNKNOWN is the
+    registry's verdict on what the manifest refers to, reported in its words, never a "mismatch"."""
+    child = "sha256:" + "c" * 64
+    body = json.dumps({"errors": [
+        {"code": "DIGEST_INVALID", "message": "provided digest did not match uploaded content",
+         "detail": {"digest": child}},
+        {"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown to registry", "detail": child},
+    ]}).encode()
+    reg = FakeRegistry()
+    reg.route("PUT", PATH)(lambda r: respond(400, body, {"Content-Type": "application/json"}))
+    client, _ = make_client(reg)
+    with pytest.raises(RegistryError) as info:
+        await client.put_manifest(REF, RawManifest.from_bytes(DATA))
+    assert not isinstance(info.value, DigestMismatchError)
+    assert info.value.codes == ("DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN")
+    text = str(info.value)
+    assert "HTTP 400" in text and "MANIFEST_BLOB_UNKNOWN: blob unknown to registry" in text
+    assert child in text  # the detail names the child the registry could not find
+    assert "mismatch" not in text
 
 
 async def test_delete_manifest() -> None:
