@@ -129,7 +129,8 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
 
 
 def imagevet_cmd(src: RunningRegistry, dst: RunningRegistry, repos: list[str], work: Path, jobs: int) -> list[str]:
-    exe = shutil.which("imagevet") or "imagevet"
+    beside = Path(sys.executable).with_name("imagevet")  # the venv's, when run as .venv/bin/python
+    exe = str(beside) if beside.exists() else shutil.which("imagevet") or "imagevet"
     if has_sync(exe):
         policy = work / "imagevet.yaml"
         policy.write_text(bench_policy(src, dst, repos))
