@@ -57,6 +57,7 @@ from imagevet.reference import Reference
 from imagevet.repository_spec import RepoChange, RepoChangeKind, RepoSpec
 
 __all__ = [
+    "EntryProblem",
     "Action",
     "ActionKind",
     "Copy",
@@ -107,6 +108,17 @@ def _s(digest: Digest | None) -> str | None:
 
 
 # ---- what was observed -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProblem:
+    """A policy entry that could not be resolved, observed or read from the lock: ``source`` is
+    the reference concerned (its source, its target, or the lock); the entry's old lock records
+    are kept and the other entries go on."""
+
+    entry: str
+    source: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)

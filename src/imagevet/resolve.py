@@ -34,12 +34,12 @@ from imagevet.lock import (
 )
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
-from imagevet.plan import SourceState
+from imagevet.plan import EntryProblem, SourceState
 from imagevet.policy import Entry, Policy, missing_tags, select_tags
 from imagevet.reference import Reference, is_valid_tag
 from imagevet.registry import RegistryClient
 
-__all__ = ["HEAD_CONCURRENCY", "Resolution", "SourceProblem", "resolve_lock", "valid_tags"]
+__all__ = ["HEAD_CONCURRENCY", "Resolution", "Upstream", "resolve_lock", "valid_tags"]
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,12 @@ HEAD_CONCURRENCY = 16
 """Manifest HEADs in flight at once, across all entries."""
 
 
-@dataclass(frozen=True, slots=True)
-class SourceProblem:
-    """An entry whose source could not be read (its old lock records are kept)."""
-
-    entry: str
-    source: str
-    message: str
-
-
 @dataclass
 class Resolution:
     """The new lock and what could not be resolved."""
 
     lock: Lock
-    problems: list[SourceProblem] = field(default_factory=list)
+    problems: list[EntryProblem] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
     """Entry name -> explicit tags of its rules that upstream does not have."""
 
@@ -234,7 +225,7 @@ async def resolve_lock(
     new_entries: list[LockEntry] = []
     for entry, locked, state, error in await asyncio.gather(*(one(e) for e in chosen)):
         if locked is None or state is None:
-            resolution.problems.append(SourceProblem(entry.name, str(entry.source), error or ""))
+            resolution.problems.append(EntryProblem(entry.name, str(entry.source), error or ""))
             kept = old.entry(entry.key)
             if kept is not None:
                 new_entries.append(kept)

@@ -44,6 +44,7 @@ from imagevet.plan import (
     ActionKind,
     Copy,
     CreateRepo,
+    EntryProblem,
     Observed,
     Plan,
     Prune,
@@ -58,7 +59,7 @@ from imagevet.policy import Entry, Mode, Policy
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
-from imagevet.resolve import HEAD_CONCURRENCY, SourceProblem, Upstream, valid_tags
+from imagevet.resolve import HEAD_CONCURRENCY, Upstream, valid_tags
 
 __all__ = [
     "ActionOutcome",
@@ -120,7 +121,7 @@ class SyncReport:
 
     plan: Plan
     outcomes: list[ActionOutcome] = field(default_factory=list)
-    problems: list[SourceProblem] = field(default_factory=list)
+    problems: list[EntryProblem] = field(default_factory=list)
     seconds: float = 0.0
     requests: dict[str, int] = field(default_factory=dict)
 
@@ -210,7 +211,7 @@ async def observe(
     specs: Mapping[str, RepoSpec] | None = None,
     manager: RepositoryManager | None = None,
     cache: ManifestCache | None = None,
-) -> tuple[Observed, list[SourceProblem]]:
+) -> tuple[Observed, list[EntryProblem]]:
     """HEAD what the plan needs: each entry's upstream tags and every target tag.
 
     Sources are read once however many entries share one (:class:`Upstream`); each entry gets
@@ -223,14 +224,14 @@ async def observe(
     """
     gate = asyncio.Semaphore(HEAD_CONCURRENCY)
     upstream = Upstream(client, gate, cache)
-    problems: dict[str, list[SourceProblem]] = {e.name: [] for e in policy.entries}
+    problems: dict[str, list[EntryProblem]] = {e.name: [] for e in policy.entries}
     target_warnings: dict[str, str] = {}
 
     async def source(entry: Entry) -> tuple[str, SourceState | None]:
         try:
             return entry.name, await upstream.select(entry)
         except ImagevetError as e:
-            problems[entry.name].append(SourceProblem(entry.name, str(entry.source), str(e)))
+            problems[entry.name].append(EntryProblem(entry.name, str(entry.source), str(e)))
             return entry.name, None
 
     async def target(entry: Entry, src: SourceState | None) -> tuple[Reference, TargetState]:
@@ -238,7 +239,7 @@ async def observe(
         try:
             state, warning = await _observe_target(client, entry, spec, manager, gate)
         except ImagevetError as e:
-            problems[entry.name].append(SourceProblem(entry.name, str(entry.target), str(e)))
+            problems[entry.name].append(EntryProblem(entry.name, str(entry.target), str(e)))
             return entry.target, TargetState(error=str(e))
         if warning:
             target_warnings[entry.name] = warning
@@ -257,7 +258,7 @@ async def observe(
 
         await asyncio.gather(*(derive(d) for d in held))
         for digest in sorted(unverified, key=str):
-            problems[entry.name].append(SourceProblem(
+            problems[entry.name].append(EntryProblem(
                 entry.name, str(entry.source),
                 f"cannot derive the platform subset of {digest}: {unverified[digest]}",
             ))
@@ -293,7 +294,7 @@ async def plan_policy(
     specs: Mapping[str, RepoSpec] | None = None,
     cache: ManifestCache | None = None,
     budget_reserve: int = 0,
-) -> tuple[Plan, Observed, list[SourceProblem]]:
+) -> tuple[Plan, Observed, list[EntryProblem]]:
     """Observe and plan: what ``sync`` would do now (``plan`` and ``sync --dry-run`` print it).
 
     ``cache`` keeps source index bytes to check platform-subset mirrors against (see

@@ -22,6 +22,7 @@ from imagevet.plan import (
     Copy,
     CreateRepo,
     Defer,
+    EntryProblem,
     Hold,
     Plan,
     Prune,
@@ -31,7 +32,6 @@ from imagevet.plan import (
 from imagevet.policy import Policy, load_policy
 from imagevet.reference import DOCKER_HUB, Reference
 from imagevet.repository_spec import RepositoryManager
-from imagevet.resolve import SourceProblem
 
 __all__ = [
     "LEDGER_NAME",
@@ -64,7 +64,7 @@ class Loaded:
     """The entries whose lock records can be read: what plan and sync work on."""
     lock_path: Path
     lock: Lock
-    problems: tuple[SourceProblem, ...] = ()
+    problems: tuple[EntryProblem, ...] = ()
     """One per entry left out of ``policy`` because its lock records cannot be read, and one per
     lock entry of no readable source -> target (each message with file:line:column); a command
     reports them and exits 1 at the end, after doing its work for every other entry."""
@@ -98,22 +98,22 @@ def load(policy_path: Path) -> Loaded:
     return Loaded(replace(policy, entries=usable), lock_path, lock, problems, policy)
 
 
-def lock_problems(policy: Policy, lock: Lock) -> tuple[SourceProblem, ...]:
+def lock_problems(policy: Policy, lock: Lock) -> tuple[EntryProblem, ...]:
     """The unreadable lock entries: one problem per policy entry they belong to (every error of
     its records), and one per entry of no readable source -> target."""
-    out: list[SourceProblem] = []
+    out: list[EntryProblem] = []
     for entry in policy.entries:
         errors = lock.problems(entry.key)
         if errors:
             why = "; ".join(str(e) for e in errors)
-            out.append(SourceProblem(
+            out.append(EntryProblem(
                 entry.name, str(entry.source),
                 f"lock records unreadable (`imagevet lock` resolves them again): {why}",
             ))
     for bad in lock.unreadable:
         if bad.key is None:
             why = "; ".join(str(e) for e in bad.errors)
-            out.append(SourceProblem(
+            out.append(EntryProblem(
                 "(lock)", "no readable source -> target", f"{why} (fix or remove this lock entry)"
             ))
     return tuple(out)
@@ -276,7 +276,7 @@ def print_plan(plan: Plan, *, verbose: bool = False) -> None:
 
 
 def print_plan_report(
-    plan: Plan, problems: Sequence[SourceProblem], *, as_json: bool, verbose: bool = False
+    plan: Plan, problems: Sequence[EntryProblem], *, as_json: bool, verbose: bool = False
 ) -> None:
     """What ``plan`` and ``sync --dry-run`` print: the plan (or its JSON with ``problems``), then
     each entry that could not be planned, with why, on stderr."""

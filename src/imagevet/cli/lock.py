@@ -18,7 +18,8 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.lock import diff_locks, write_lock
-from imagevet.resolve import Resolution, SourceProblem, resolve_lock
+from imagevet.plan import EntryProblem
+from imagevet.resolve import Resolution, resolve_lock
 from imagevet.sync import entries_by_name
 
 __all__ = ["register"]
@@ -62,7 +63,7 @@ def lock_command(
     failed = {p.entry: p for p in resolution.problems}
     for p in lock_problems(declared, new):
         if p.entry in failed:
-            failed[p.entry] = SourceProblem(p.entry, p.source, f"{failed[p.entry].message}; {p.message}")
+            failed[p.entry] = EntryProblem(p.entry, p.source, f"{failed[p.entry].message}; {p.message}")
         else:
             failed[p.entry] = p
     changed = diff.has_changes or new.unreadable != loaded.lock.unreadable

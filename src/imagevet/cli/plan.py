@@ -20,8 +20,7 @@ from imagevet.cli.common import (
     make_registry_client,
     run,
 )
-from imagevet.plan import Plan
-from imagevet.resolve import SourceProblem
+from imagevet.plan import EntryProblem, Plan
 from imagevet.sync import plan_policy, repo_specs
 
 __all__ = ["register"]
@@ -44,7 +43,7 @@ def plan_command(
     loaded = load(policy)
     cache = manifest_cache(loaded.policy)
 
-    async def _go() -> tuple[Plan, list[SourceProblem]]:
+    async def _go() -> tuple[Plan, list[EntryProblem]]:
         async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
             from imagevet.hub import render_overview
 
