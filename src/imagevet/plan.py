@@ -57,13 +57,13 @@ from imagevet.reference import Reference
 from imagevet.repository_spec import RepoChange, RepoChangeKind, RepoSpec
 
 __all__ = [
-    "EntryProblem",
     "Action",
     "ActionKind",
     "Copy",
     "CreateRepo",
     "Defer",
     "EXPIRY_WARNING_DAYS",
+    "EntryProblem",
     "Hold",
     "Noop",
     "Observed",
