@@ -70,6 +70,7 @@ __all__ = [
     "LedgerCheck",
     "LedgerDamagedError",
     "LedgerError",
+    "RecoverRefusedError",
     "Recovered",
     "append_events",
     "read_ledger",
@@ -365,20 +366,50 @@ class AuditSetup:
 
 @dataclass(slots=True)
 class AuditReport:
-    """What :func:`verify_audit` found: the chain check, the checkpoints, problems and notes."""
+    """What :func:`verify_audit` found.
+
+    Three kinds of finding, kept apart because they call for different actions:
+
+    * ``problems``: damage, the ledger or a checkpoint does not verify or does not match (and
+      ``check`` not ok): ``imagevet audit recover`` is the way on;
+    * ``misconfigured``: signed checkpoints exist but no public key is configured to check them
+      (the policy's key was removed): fix the policy, nothing to recover;
+    * ``unavailable``: what could not be checked (the remote checkpoint unreadable, or not pushed
+      yet): nothing found is damaged, but the ledger is not verified either.
+
+    ``remote_error``: why the remote checkpoint could not be read (None when it was read, or was
+    not asked for).
+    """
 
     check: LedgerCheck
     local: Checkpoint | None = None
     remote: Checkpoint | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    misconfigured: list[str] = field(default_factory=list)
+    remote_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.check.ok and not self.problems
+        return self.check.ok and not self.problems and not self.unavailable and not self.misconfigured
+
+    @property
+    def damaged(self) -> bool:
+        """The ledger or a checkpoint does not verify: what ``recover`` is for."""
+        return not self.check.ok or bool(self.problems)
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``damaged``, ``misconfigured`` or ``unavailable`` (could not check), worst first."""
+        if self.damaged:
+            return "damaged"
+        if self.misconfigured:
+            return "misconfigured"
+        return "unavailable" if self.unavailable else "ok"
 
     def reason(self) -> str:
-        out = list(self.problems)
+        out = [*self.problems, *self.misconfigured, *self.unavailable]
         if not self.check.ok:
             where = f"line {self.check.bad_line}: " if self.check.bad_line else ""
             out.insert(0, where + self.check.reason)
@@ -398,75 +429,104 @@ def _local(setup: AuditSetup, key: Verifier | None) -> tuple[bytes | None, Check
         return note, None, f"local checkpoint {setup.checkpoint_file}: {e}"
 
 
-async def _remote(
-    setup: AuditSetup, client: RegistryClient, key: Verifier
-) -> tuple[bytes | None, Checkpoint | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    """The remote checkpoint as read: its note, opened with the key, damage found, or why unreadable."""
+
+    note: bytes | None = None
+    checkpoint: Checkpoint | None = None
+    problem: str | None = None
+    error: str | None = None
+
+
+async def _remote(setup: AuditSetup, client: RegistryClient, key: Verifier | None) -> _Remote:
+    """Read the remote checkpoint; open it with ``key`` (None: only whether one is there).
+
+    A registry that does not answer, or answers with an error (5xx, 401, ...), is ``error``: the
+    checkpoint could not be read, which says nothing about the ledger.  A manifest there that is
+    not a checkpoint, or a note that does not verify, is ``problem``: damage.
+    """
     assert setup.repository is not None
     try:
         note = await fetch_checkpoint(client, setup.repository)
     except CheckpointError as e:
-        return None, None, f"remote checkpoint {setup.repository}: {e}"
+        return _Remote(problem=f"remote checkpoint {setup.repository}: {e}")
     except ImagevetError as e:
-        return None, None, f"cannot read the remote checkpoint {setup.repository}: {e}"
-    if note is None:
-        return None, None, None
+        return _Remote(error=str(e))
+    if note is None or key is None:
+        return _Remote(note)
     try:
-        return note, open_checkpoint(note, key, origin=setup.origin), None
+        return _Remote(note, open_checkpoint(note, key, origin=setup.origin))
     except CheckpointError as e:
-        return note, None, f"remote checkpoint {setup.repository}: {e}"
+        return _Remote(note, problem=f"remote checkpoint {setup.repository}: {e}")
 
 
 async def verify_audit(setup: AuditSetup, client: RegistryClient | None) -> AuditReport:
     """Check the chain, the signatures of the local and the remote checkpoint, and the ledger
-    against both (``client`` None: offline, the remote one is not checked)."""
+    against both (``client`` None: offline, the remote one is not checked).
+
+    The remote checkpoint is read whenever a repository is known, also without a public key: a
+    ledger with signed checkpoints there while no key is configured is reported
+    (``misconfigured``), so removing the key from the policy does not turn the check off.
+    """
     key = setup.key()
     note, local, problem = _local(setup, key)
-    problems = [problem] if problem else []
-    notes: list[str] = []
-    if key is None:
-        if note is not None:
-            raise SigningKeyError(
-                f"{setup.checkpoint_file} exists but no public key is configured to check it: set "
-                "audit.public_key in the policy or pass --public-key (docs/audit.md)"
-            )
-        check = verify_ledger(setup.ledger)
-        notes.append(
-            "the ledger is not signed: only its hash chain was checked, which does not detect removed "
-            "last records, an emptied file or a rewritten chain (docs/audit.md)"
+    if key is None and note is not None:
+        raise SigningKeyError(
+            f"{setup.checkpoint_file} exists but no public key is configured to check it: set "
+            "audit.public_key in the policy or pass --public-key (docs/audit.md)"
         )
-        return AuditReport(check, problems=problems, notes=notes)
-    remote: Checkpoint | None = None
-    remote_note: bytes | None = None
-    remote_failed = False
+    report = AuditReport(LedgerCheck(True, 0), local, problems=[problem] if problem else [])
+    remote = _Remote()
     if setup.repository is None:
-        notes.append("no checkpoint repository is configured: only the local checkpoint was checked")
+        if key is not None:
+            report.notes.append("no checkpoint repository is configured: only the local checkpoint was checked")
     elif client is None:
-        notes.append(f"offline: the remote checkpoint {setup.repository} was not checked")
+        report.notes.append(f"offline: the remote checkpoint {setup.repository} was not checked")
     else:
-        remote_note, remote, problem = await _remote(setup, client, key)
-        if problem:
-            problems.append(problem)
-            remote_failed = True
-    anchors = {k: v for k, v in (("local", local), ("remote", remote)) if v is not None}
-    check = verify_ledger(setup.ledger, anchors)
-    fresh = check.ok and check.records == 0 and note is None and remote_note is None
+        remote = await _remote(setup, client, key)
+        report.remote, report.remote_error = remote.checkpoint, remote.error
+        if remote.problem:
+            report.problems.append(remote.problem)
+        if remote.error:
+            report.unavailable.append(
+                f"cannot read the remote checkpoint {setup.repository}: {remote.error}"
+            )
+    if key is None:
+        report.check = verify_ledger(setup.ledger)
+        if remote.note is not None:
+            report.misconfigured.append(
+                f"the ledger has signed checkpoints at {setup.repository} but the policy names no "
+                "public key: set audit.public_key in the policy (or pass --public-key); if it was "
+                "removed, the ledger may have been changed since (docs/audit.md)"
+            )
+        else:
+            report.notes.append(
+                "the ledger is not signed: only its hash chain was checked, which does not detect removed "
+                "last records, an emptied file or a rewritten chain (docs/audit.md)"
+            )
+        return report
+    anchors = {k: v for k, v in (("local", local), ("remote", report.remote)) if v is not None}
+    report.check = check = verify_ledger(setup.ledger, anchors)
+    fresh = check.ok and check.records == 0 and note is None and remote.note is None
     if not fresh:
         if note is None:
-            problems.append(
+            report.problems.append(
                 f"no local checkpoint {setup.checkpoint_file}, but a public key is configured: the "
                 "checkpoint was removed, or the ledger was never signed (sync with the signing key)"
             )
-        if client is not None and setup.repository is not None and remote_note is None and not remote_failed:
-            problems.append(
-                f"no checkpoint at {setup.repository}, but a public key is configured: it was "
-                "deleted, or no signed sync has pushed one yet"
+        if client is not None and setup.repository is not None and remote.note is None and not remote.error and not remote.problem:
+            report.unavailable.append(
+                f"no checkpoint at {setup.repository} yet, but a public key is configured: no "
+                "signed sync has pushed one (its push failed?), or it was deleted; the next signed "
+                "sync pushes one"
             )
-    if local is not None and remote is not None and remote.size > local.size and check.ok:
-        notes.append(
-            f"the local checkpoint ({local.size} records) is older than the remote one ({remote.size}); "
+    if local is not None and report.remote is not None and report.remote.size > local.size and check.ok:
+        report.notes.append(
+            f"the local checkpoint ({local.size} records) is older than the remote one ({report.remote.size}); "
             "the ledger matches both"
         )
-    return AuditReport(check, local, remote, problems, notes)
+    return report
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,6 +627,10 @@ class Recovered:
     recorded: Recorded
 
 
+class RecoverRefusedError(LedgerError):
+    """``recover`` will not run as asked (offline while the new checkpoint must be pushed); nothing changed."""
+
+
 async def recover(
     setup: AuditSetup, client: RegistryClient | None, *, reason: str = "", now: datetime | None = None
 ) -> Recovered:
@@ -574,43 +638,97 @@ async def recover(
 
     The new chain's first record names the damaged file, the last record of its intact chain
     (seq and hash), the newest valid checkpoint and why; a new signed checkpoint covers it.
+
+    Refused, with nothing moved: when the ledger is not damaged (it verifies, or only the remote
+    checkpoint could not be read); when signed checkpoints exist and no key is given; when the
+    new checkpoint must be pushed (a signer and a repository) but ``client`` is None (offline) or
+    the remote checkpoint cannot be read.  With a repository the new checkpoint is pushed *before*
+    anything is moved: a failed push leaves the old ledger and checkpoint as they were, never a
+    new chain that the remote checkpoint still contradicts.
     """
     now = now or datetime.now(UTC)
     if setup.key() is not None and setup.signer is None:
         raise SigningKeyError(
             "recover signs the new chain: set IMAGEVET_LEDGER_KEY_FILE or IMAGEVET_LEDGER_KEY"
         )
+    pushing = setup.signer is not None and setup.repository is not None
+    if pushing and client is None:
+        raise RecoverRefusedError(
+            f"recover pushes the new checkpoint to {setup.repository}, replacing the old one there: "
+            "without that, the next signed sync refuses the new chain (the old checkpoint commits to "
+            "records it does not have); run recover without --offline (docs/audit.md)"
+        )
     report = await verify_audit(setup, client)
-    if report.ok:
-        raise LedgerError(f"{setup.ledger} verifies: nothing to recover")
+    if report.misconfigured:
+        raise SigningKeyError(
+            f"{report.reason()}; recover signs the new chain: configure the public key and set "
+            "IMAGEVET_LEDGER_KEY_FILE or IMAGEVET_LEDGER_KEY"
+        )
+    if not report.damaged:
+        if report.ok:
+            raise LedgerError(f"{setup.ledger} verifies: nothing to recover")
+        raise LedgerError(
+            f"{setup.ledger}: nothing is damaged ({report.check.records} records, chain intact and "
+            f"matching the checkpoints that could be read), but {'; '.join(report.unavailable)}; "
+            "nothing was moved: run 'imagevet audit verify' again when the registry answers"
+        )
+    if report.remote_error is not None:
+        raise LedgerError(
+            f"{setup.ledger} does not verify, but recover needs the remote checkpoint "
+            f"{setup.repository} and cannot read it ({report.remote_error}); nothing was moved"
+        )
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    ledger_aside = f"{setup.ledger.name}.damaged-{stamp}"
+    checkpoint_aside = f"{setup.checkpoint_file.name}.damaged-{stamp}"
     trusted = max((c for c in (report.local, report.remote) if c is not None), key=lambda c: c.size, default=None)
-    damaged = moved = None
-    try:
-        if os.path.lexists(setup.ledger):
-            fd = append_fd(setup.ledger, create=False)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # no append lands in the file while it moves
-                damaged = rename_aside(setup.ledger, f"{setup.ledger.name}.damaged-{stamp}")
-            finally:
-                os.close(fd)
-        if os.path.lexists(setup.checkpoint_file):
-            moved = rename_aside(setup.checkpoint_file, f"{setup.checkpoint_file.name}.damaged-{stamp}")
-    except StateFileError as e:
-        raise LedgerError(f"cannot move the damaged ledger aside: {e}") from None
     event: dict[str, Any] = {
         "kind": "recovered",
-        "damaged_file": damaged.name if damaged is not None else None,
-        "damaged_checkpoint": moved.name if moved is not None else None,
+        "damaged_file": ledger_aside if os.path.lexists(setup.ledger) else None,
+        "damaged_checkpoint": checkpoint_aside if os.path.lexists(setup.checkpoint_file) else None,
         "last_verified_seq": report.check.records,
         "last_verified_hash": report.check.head,
         "checkpoint": {"size": trusted.size, "head": trusted.head} if trusted is not None else None,
         "problem": report.reason(),
         "reason": reason,
     }
+    pushed: str | None = None
+    first: Checkpoint | None = None
+    if pushing:
+        assert setup.signer is not None and setup.repository is not None and client is not None
+        stamped = now.strftime("%Y-%m-%dT%H:%M:%SZ")  # what append_events stamps the record with
+        first = Checkpoint(setup.origin or str(setup.ledger), 1, _record_hash(1, stamped, event, GENESIS))
+        try:
+            await push_checkpoint(client, setup.repository, sign_checkpoint(first, setup.signer), now=now)
+        except ImagevetError as e:
+            raise LedgerError(
+                f"cannot push the new chain's checkpoint to {setup.repository} ({e}); nothing was moved: "
+                "run recover again when the registry answers"
+            ) from None
+        pushed = str(setup.repository)
+    damaged = moved = None
+    try:
+        if os.path.lexists(setup.ledger):
+            fd = append_fd(setup.ledger, create=False)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # no append lands in the file while it moves
+                damaged = rename_aside(setup.ledger, ledger_aside)
+            finally:
+                os.close(fd)
+        if os.path.lexists(setup.checkpoint_file):
+            moved = rename_aside(setup.checkpoint_file, checkpoint_aside)
+    except StateFileError as e:
+        raise LedgerError(f"cannot move the damaged ledger aside: {e}") from None
+    event["damaged_file"] = damaged.name if damaged is not None else None
+    event["damaged_checkpoint"] = moved.name if moved is not None else None
     written: list[tuple[Checkpoint, bytes]] = []
     seq = append_events(setup.ledger, [event], now=now, anchors={}, on_appended=_writer(setup, written))
     if not written:
         return Recovered(damaged, moved, event, Recorded(seq))
-    cp, note = written[-1]
-    return Recovered(damaged, moved, event, Recorded(seq, cp, await _push(setup, client, note, now)))
+    cp, _ = written[-1]
+    if first is not None and cp != first:
+        raise LedgerDamagedError(
+            f"the new chain in {setup.ledger} is not the one whose checkpoint was pushed to {pushed} "
+            f"(record {cp.size}, {cp.head}; pushed record 1, {first.head}): another run wrote to it "
+            f"meanwhile: {RECOVER_HINT}"
+        )
+    return Recovered(damaged, moved, event, Recorded(seq, cp, pushed))

@@ -277,3 +277,179 @@ def test_an_unreachable_checkpoint_repository_keeps_the_records_in_the_summary(s
     assert "cannot read the remote checkpoint" in run.stderr and "run summary" in run.stderr
     assert setup.ledger.read_bytes() == before
     assert json.loads((setup.state / "last-sync.json").read_text())["counts"]
+
+
+# -- a remote checkpoint that cannot be read is "could not check", never damage ----------------------
+
+
+def _damaged_files(setup: Setup) -> list[Path]:
+    return sorted(setup.state.glob("*.damaged-*"))
+
+
+def _no_recover_for_an_unreadable_remote(setup: Setup, why: str) -> None:
+    """verify: exit 1, says the remote could not be read and why, no recover hint; recover refuses."""
+    ledger, checkpoint = setup.ledger.read_bytes(), setup.checkpoint.read_bytes()
+    out = setup.verify()
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "could not check" in out.stderr and "cannot read the remote checkpoint" in out.stderr
+    assert why in out.stderr
+    assert "does not verify" not in out.stderr and "imagevet audit recover" not in out.stderr
+    report = json.loads(setup.verify("--json").stdout)
+    assert report["ok"] is False and report["status"] == "unavailable"
+    assert report["unavailable"] and not report["problems"]
+    refused = setup.run("audit", "recover", "-p", str(setup.policy), "--reason", "network blip")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "nothing is damaged" in refused.stderr and "nothing was moved" in refused.stderr
+    assert setup.ledger.read_bytes() == ledger and setup.checkpoint.read_bytes() == checkpoint
+    assert _damaged_files(setup) == []
+
+
+def test_a_refused_connection_to_the_checkpoint_registry_is_not_damage(setup: Setup) -> None:
+    setup.registry.stop()
+    try:
+        _no_recover_for_an_unreadable_remote(setup, "cannot connect")
+    finally:
+        setup.registry.start()
+    ok = setup.verify()
+    assert ok.returncode == 0, ok.stderr
+    assert setup.sync().returncode == 0  # and the ledger goes on, nothing was lost
+    assert setup.verify().returncode == 0
+
+
+def _proxied(registry_factory: Any, fault_proxy: Any, unique_repo: str, tmp_path: Path) -> tuple[Setup, Any]:
+    """A signed setup whose target registry is reached through a fault proxy."""
+    import asyncio
+
+    backend = registry_factory(auth="none")
+    proxy = fault_proxy(backend)
+    asyncio.run(push_image(backend, f"{unique_repo}/app", make_image(seed="audit-proxied"), "1.0"))
+    key, public = keygen(tmp_path)
+    s = Setup(tmp_path, proxy, f"{unique_repo}/app", public, key)
+    assert s.run("lock", "-p", str(s.policy)).returncode == 0
+    assert s.sync().returncode == 0
+    assert s.verify().returncode == 0
+    return s, proxy
+
+
+@pytest.mark.parametrize(("status", "why"), [(503, "503"), (401, "401")])
+def test_an_erroring_checkpoint_registry_is_not_damage(
+    registry_factory: Any, fault_proxy: Any, unique_repo: str, tmp_path: Path, status: int, why: str
+) -> None:
+    s, proxy = _proxied(registry_factory, fault_proxy, unique_repo, tmp_path)
+    proxy.fail(None, status, method="GET", path_contains="/acme/imagevet-audit/")
+    _no_recover_for_an_unreadable_remote(s, why)
+    proxy.clear()
+    assert s.verify().returncode == 0
+
+
+def test_a_checkpoint_not_pushed_yet_is_not_damage(setup: Setup) -> None:
+    # the same log (origin) at a tag no sync has pushed to: as after a first signed sync whose push failed
+    setup.policy.write_text(setup.policy.read_text().replace(
+        "audit:\n", f"audit:\n  checkpoint: {setup.registry.host}/acme/imagevet-audit:next\n"
+    ))
+    out = setup.verify()
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "could not check" in out.stderr and "no checkpoint at" in out.stderr
+    assert "imagevet audit recover" not in out.stderr
+    assert json.loads(setup.verify("--json").stdout)["status"] == "unavailable"
+    refused = setup.run("audit", "recover", "-p", str(setup.policy))
+    assert refused.returncode == 1 and "nothing is damaged" in refused.stderr
+    assert _damaged_files(setup) == []
+    assert setup.sync().returncode == 0  # the next signed sync pushes it
+    ok = setup.verify()
+    assert ok.returncode == 0, ok.stderr
+    assert "imagevet-audit:next: record" in ok.stdout
+
+
+# -- the public key removed from the policy ----------------------------------------------------------
+
+
+def _drop_public_key(setup: Setup) -> None:
+    text = setup.policy.read_text()
+    setup.policy.write_text("".join(line for line in text.splitlines(keepends=True) if "public_key" not in line
+                                    and line != "audit:\n"))
+    assert "audit" not in setup.policy.read_text()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [lambda lines: lines[:-1], lambda lines: [], lambda lines: _recompute(lines, 1)],
+    ids=["delete-last-records", "empty-the-file", "rewrite-and-recompute-the-chain"],
+)
+def test_removing_the_public_key_from_the_policy_does_not_hide_tampering(setup: Setup, tamper: Any) -> None:
+    setup.ledger.write_text("".join(tamper(_records(setup.ledger))))
+    setup.checkpoint.unlink()
+    _drop_public_key(setup)
+    bad = setup.verify()
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "has signed checkpoints at" in bad.stderr and "the policy names no public key" in bad.stderr
+    assert f"{setup.registry.host}/acme/imagevet-audit:checkpoint" in bad.stderr
+    report = json.loads(setup.verify("--json").stdout)
+    assert report["ok"] is False and "the policy names no public key" in report["reason"]
+    # offline there is nothing to compare with: it says what it did not check
+    offline = setup.verify("--offline")
+    assert offline.returncode == 0 and "offline" in offline.stderr and "not signed" in offline.stderr
+
+
+def test_an_unsigned_ledger_with_no_checkpoint_anywhere_verifies(registry_factory: Any, unique_repo: str, tmp_path: Path) -> None:
+    import asyncio
+
+    target = registry_factory(auth="none")
+    asyncio.run(push_image(target, f"{unique_repo}/app", make_image(seed="audit-unsigned"), "1.0"))
+    s = Setup(tmp_path, target, f"{unique_repo}/app", "x", tmp_path / "none.key")
+    _drop_public_key(s)
+    assert s.run("lock", "-p", str(s.policy), signed=False).returncode == 0
+    assert s.sync(signed=False).returncode == 0
+    ok = s.verify()
+    assert ok.returncode == 0, ok.stderr
+    assert "chain intact" in ok.stdout and "not signed" in ok.stderr
+    target.stop()  # the remote cannot be read: whether it holds checkpoints is unknown
+    try:
+        out = s.verify()
+        assert out.returncode == 1 and "could not check" in out.stderr
+        assert "imagevet audit recover" not in out.stderr
+    finally:
+        target.start()
+
+
+# -- recover --offline and the whole recovery flow ---------------------------------------------------
+
+
+def test_recover_offline_is_refused_when_the_new_checkpoint_must_be_pushed(setup: Setup) -> None:
+    setup.ledger.write_text("".join(_records(setup.ledger)[:-1]))  # damage: the last record removed
+    damaged = setup.ledger.read_bytes()
+    offline = setup.run("audit", "recover", "-p", str(setup.policy), "--offline", "--reason", "x")
+    assert offline.returncode == 2, offline.stdout + offline.stderr
+    assert "recover pushes the new checkpoint" in offline.stderr
+    assert setup.ledger.read_bytes() == damaged and _damaged_files(setup) == []
+    # online: damage -> recover -> next sync -> verify, all ok
+    done = setup.run("audit", "recover", "-p", str(setup.policy), "--reason", "SEC-10")
+    assert done.returncode == 0, done.stderr
+    assert "pushed to" in done.stdout
+    assert setup.verify().returncode == 0
+    again = setup.sync()
+    assert again.returncode == 0, again.stderr
+    ok = setup.verify()
+    assert ok.returncode == 0, ok.stderr
+    assert [json.loads(line)["event"]["kind"] for line in _records(setup.ledger)][0] == "recovered"
+
+
+def test_recover_whose_push_fails_moves_nothing(
+    registry_factory: Any, fault_proxy: Any, unique_repo: str, tmp_path: Path
+) -> None:
+    s, proxy = _proxied(registry_factory, fault_proxy, unique_repo, tmp_path)
+    s.ledger.write_text("".join(_records(s.ledger)[:-1]))  # damage: the last record removed
+    damaged, checkpoint = s.ledger.read_bytes(), s.checkpoint.read_bytes()
+    proxy.fail(None, 503, method="PUT", path_contains="/acme/imagevet-audit/manifests/")
+    failed = s.run("audit", "recover", "-p", str(s.policy), "--reason", "SEC-11")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "cannot push the new chain's checkpoint" in failed.stderr and "nothing was moved" in failed.stderr
+    # the old ledger and checkpoint stay as they were: no new chain the remote checkpoint contradicts
+    assert s.ledger.read_bytes() == damaged and s.checkpoint.read_bytes() == checkpoint
+    assert _damaged_files(s) == []
+    proxy.clear()
+    done = s.run("audit", "recover", "-p", str(s.policy), "--reason", "SEC-11")
+    assert done.returncode == 0, done.stderr
+    assert s.sync().returncode == 0
+    ok = s.verify()
+    assert ok.returncode == 0, ok.stderr

@@ -227,3 +227,18 @@ def test_hostile_lines_are_reported_not_crashed_on(tmp_path: Path, line: str) ->
     assert not check.ok and check.bad_line == 1
     with pytest.raises(LedgerError, match="does not verify"):
         append_events(path, [{"n": 1}], now=NOW)
+
+
+def test_recover_offline_is_refused_when_its_checkpoint_must_be_pushed(tmp_path: Path) -> None:
+    import asyncio
+
+    from imagevet.ledger import recover
+    from imagevet.reference import Reference
+
+    setup = _signed(tmp_path, records=3)
+    setup = AuditSetup(setup.ledger, setup.checkpoint_file, Reference.parse(ORIGIN + ":checkpoint"), signer=setup.signer)
+    setup.ledger.write_text("".join(setup.ledger.read_text().splitlines(keepends=True)[:-1]))
+    before = sorted(p.name for p in setup.ledger.parent.iterdir())
+    with pytest.raises(LedgerError, match="recover pushes the new checkpoint to"):
+        asyncio.run(recover(setup, None, reason="offline", now=NOW))
+    assert sorted(p.name for p in setup.ledger.parent.iterdir()) == before  # nothing moved

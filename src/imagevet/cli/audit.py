@@ -33,6 +33,7 @@ from imagevet.ledger import (
     AuditReport,
     AuditSetup,
     Recovered,
+    RecoverRefusedError,
     read_ledger,
     record_events,
     recover,
@@ -140,12 +141,12 @@ def _bad_key(e: SigningKeyError) -> NoReturn:
 
 
 def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; a key problem is bad input (exit 2), any other error exits 1."""
+    """Run a coroutine; a key problem or a refused option is bad input (exit 2), any other error exits 1."""
     with handle_errors():
         try:
             return asyncio.run(_call(factory))
-        except SigningKeyError as e:
-            _bad_key(e)
+        except (SigningKeyError, RecoverRefusedError) as e:
+            fail(str(e), EXIT_USAGE)
 
 
 async def _call(factory: Callable[[], Awaitable[T]]) -> T:
@@ -231,10 +232,14 @@ def _report_json(setup: AuditSetup, report: AuditReport) -> dict[str, Any]:
 
     return {
         "ok": report.ok,
+        "status": report.status,
         "records": report.check.records,
         "head": report.check.head,
         "bad_line": report.check.bad_line,
         "reason": report.reason(),
+        "problems": report.problems,
+        "misconfigured": report.misconfigured,
+        "unavailable": report.unavailable,
         "local_checkpoint": cp(report.local),
         "remote_checkpoint": cp(report.remote),
         "repository": str(setup.repository) if setup.repository else None,
@@ -259,7 +264,9 @@ def verify_command(
         _bad_key(e)
 
     async def _go() -> AuditReport:
-        if offline or setup.repository is None or setup.key() is None:
+        # the remote checkpoint is read whenever its repository is known, with or without a public
+        # key: a policy whose key was removed must not turn the check off
+        if offline or setup.repository is None:
             return await verify_audit(setup, None)
         async with make_registry_client(insecure=insecure) as client:
             return await verify_audit(setup, client)
@@ -278,16 +285,35 @@ def verify_command(
                     signed += f" (remote {terminal_safe(str(setup.repository))}: record {report.remote.size})"
             console.print(f"{terminal_safe(str(setup.ledger))}: {report.check.records} records, chain intact{signed}", highlight=False)
         else:
-            err_console.print(
-                f"[red]{terminal_safe(str(setup.ledger))}: does not verify: {terminal_safe(report.reason())}[/] "
-                f"({report.check.records} records form an intact chain)", highlight=False,
-            )
-            err_console.print(
-                "to keep the damaged file and start a new signed chain: imagevet audit recover "
-                "(docs/audit.md)", highlight=False,
-            )
+            _print_failure(setup, report)
     if not report.ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _print_failure(setup: AuditSetup, report: AuditReport) -> None:
+    """Why the ledger is not verified, and what to do: recover only for damage."""
+    where = terminal_safe(str(setup.ledger))
+    intact = f"{report.check.records} records form an intact chain"
+    if report.damaged:
+        err_console.print(f"[red]{where}: does not verify: {terminal_safe(report.reason())}[/] ({intact})", highlight=False)
+        err_console.print(
+            "to keep the damaged file and start a new signed chain: imagevet audit recover "
+            "(docs/audit.md)", highlight=False,
+        )
+    elif report.misconfigured:
+        err_console.print(f"[red]{where}: not verified: {terminal_safe(report.reason())}[/] ({intact})", highlight=False)
+    else:
+        if report.local is not None:
+            intact += f", matching the signed local checkpoint at record {report.local.size}"
+        err_console.print(
+            f"[red]{where}: could not check: {terminal_safe(report.reason())}[/] ({intact}; nothing "
+            "found is damaged, but the ledger is not verified until the remote checkpoint is read)",
+            highlight=False,
+        )
+        err_console.print(
+            "run 'imagevet audit verify' again when the registry answers (--offline checks without "
+            "it, and cannot detect a rollback: docs/audit.md)", highlight=False,
+        )
 
 
 @audit_app.command("recover")
@@ -295,7 +321,7 @@ def recover_command(
     policy: Path | None = _POLICY,
     ledger: Path | None = _LEDGER,
     reason: str = typer.Option("", "--reason", help="Why (recorded in the new chain's first record)."),
-    offline: bool = typer.Option(False, "--offline", help="Do not fetch or push the remote checkpoint."),
+    offline: bool = typer.Option(False, "--offline", help="Do not fetch or push the remote checkpoint (refused when a signing key and a checkpoint repository are configured)."),
     insecure: list[str] = _INSECURE,
 ) -> None:
     """Move a ledger that does not verify aside (never deleted) and start a new signed chain naming it."""
@@ -306,7 +332,7 @@ def recover_command(
         _bad_key(e)
 
     async def _go() -> Recovered:
-        if offline or setup.repository is None or setup.key() is None:
+        if offline or setup.repository is None:
             return await recover(setup, None, reason=reason)
         async with make_registry_client(insecure=insecure) as client:
             return await recover(setup, client, reason=reason)
@@ -324,7 +350,7 @@ def recover_command(
     )
     rec = done.recorded
     if rec.checkpoint is not None:
-        where = f"and pushed to {terminal_safe(rec.pushed)}" if rec.pushed else "(not pushed: --offline)"
+        where = f"and pushed to {terminal_safe(rec.pushed)}" if rec.pushed else "(no checkpoint repository: not pushed)"
         console.print(f"signed checkpoint written to {terminal_safe(str(setup.checkpoint_file))} {where}", highlight=False)
     else:
         err_console.print("[yellow]note:[/] no signing key: the new chain is unsigned", highlight=False)
