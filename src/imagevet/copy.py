@@ -364,11 +364,15 @@ class CopySession:
         other shared work): asyncio does not see a task waiting on itself, it waits forever.
         Manifest work awaits only the work on the manifests below it (a hash cannot list itself)
         and PUTs; the walk of attachments, where a tag may name its own subject, is each image's.
+
+        A task whose every caller was cancelled and which then fails keeps its error for the
+        next caller; it is marked retrieved so asyncio prints no "never retrieved" warning.
         """
         task = cache.get(key)
         created = False
         if task is None or (task.done() and (task.cancelled() or _worth_again(task.exception()))):
             task = asyncio.ensure_future(make())
+            task.add_done_callback(_retrieved)
             cache[key] = task
             created = True
         return await asyncio.shield(task), created
@@ -906,6 +910,12 @@ class _ImageCopy:
 
 class _NestedTooDeep(ManifestFormatError):
     """Indexes nested deeper than :data:`MAX_INDEX_DEPTH` below an image's top."""
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a shared task's error as seen: its callers (if any are left) get it through a shield."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _worth_again(error: BaseException | None) -> bool:

@@ -798,6 +798,45 @@ async def test_each_image_outcome_is_its_own_whatever_the_order(
             assert await run(order) == alone, order
 
 
+async def test_shared_work_failing_after_its_only_caller_left_prints_no_stray_warning(
+    plain_registry: RunningRegistry, unique_repo: str, fault_proxy: Any, fake_registry: Any
+) -> None:
+    """An image fails on one layer while another layer's shared transfer is still in flight; that
+    transfer fails later with nobody waiting on it.  Its error is the session's (a later caller
+    gets it), not an asyncio "Task exception was never retrieved" printed at exit."""
+    import gc
+
+    image = make_image(seed="orphan", layer_sizes=(1000, 2000))
+    await push_image(plain_registry, unique_repo, image, "v1")
+    first, second = (d.digest for d in image.top.blobs() if d.size in (1000, 2000))
+    proxy = fault_proxy(plain_registry)
+    proxy.fail(times=None, status=403, path_contains=f"/blobs/{first}")
+    proxy.delay(0.3, path_contains=f"/blobs/{second}")
+    proxy.fail(times=None, status=403, path_contains=f"/blobs/{second}")
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        async with client_for() as client:
+            session = CopySession(client, CopyOptions(jobs=4))
+            with pytest.raises(CopyError, match="403"):
+                await session.copy(ref(proxy, unique_repo, "v1"), ref(fake_registry, unique_repo, "v1"))
+            for _ in range(100):  # the orphaned transfer ends on its own
+                if proxy.count("GET", f"/blobs/{second}") and not any(
+                    not t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        del session
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert proxy.count("GET", f"/blobs/{second}") >= 1
+    assert [c.get("message") for c in reported] == []
+
+
 async def test_an_index_reached_at_two_depths_fails_only_the_image_it_is_too_deep_for(
     fake_registry_factory: Any, unique_repo: str
 ) -> None:
