@@ -33,7 +33,11 @@ safe and bounded:
 * blob transfers (``jobs``) and manifest requests (``jobs`` more) in flight are bounded, and so is
   fan-out: children and attachments are walked by a few workers, never one task each, and an
   image may reach at most ``max_manifests`` manifests through indexes nested at most
-  :data:`MAX_INDEX_DEPTH` deep (beyond, a clear error fails that image only).
+  :data:`MAX_INDEX_DEPTH` deep (beyond, a clear error fails that image only);
+* shared work returns facts (manifests listed below, how deep, children absent at the source)
+  and each image applies its own rules to them, so an image's outcome never depends on which
+  image came first; no shared work waits on work that may wait on it (each image walks its own
+  attachments, each subject once), so a digest tag naming its own subject cannot hang a copy.
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class CopyOptions:
     force: bool = False
     """Copy even when the target tag already holds the source digest."""
     max_manifests: int = MAX_MANIFESTS
-    """Manifests one image may list through its indexes; more fails the image before fan-out."""
+    """Manifests one image may list through its indexes; more fails the image before fan-out.
+    (Work shared by the images of a session is bounded by the session's value.)"""
 
 
 @dataclass
