@@ -469,6 +469,8 @@ class _ImageCopy:
             have = await self._head(
                 target if target_tag else target.with_digest(src_digest), gate=src_digest
             )
+            if have is None and not target_tag:
+                self._seen_absent(src_digest)  # that HEAD was by digest: not asked again
             if have is not None and have.digest == src_digest:
                 if opts.referrers:
                     await self._sync_digest_tags_cheaply(src_digest)
@@ -604,18 +606,14 @@ class _ImageCopy:
             self.s._manifests, key, lambda: self._worker()._manifest_now(digest, room, manifest)
         )
 
-    async def _present(self, digest: Digest, *, assume_absent: bool = False) -> bool:
+    async def _present(self, digest: Digest) -> bool:
         """Whether the target held manifest ``digest`` when this session first asked (one HEAD).
 
-        Asked once, so every walk of the manifest in the session (at any room) stops or goes
-        on alike, whichever of them pushed it first.  ``assume_absent``: the caller walks anyway
-        (a top): record "absent" without a request, unless the session already knows.
+        Asked once, before any walk of it in the session pushes it, so every walk of the
+        manifest (a top, a child, at any room) stops or goes on alike, whichever came first:
+        one that found it there finds nothing below (the target has it all).
         """
         key = (self.target.name, digest)
-        if assume_absent and key not in self.s._present:
-            known: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            known.set_result(False)
-            self.s._present[key] = known
         dst = self.target.repo().with_digest(digest)
 
         async def head() -> bool:
@@ -624,17 +622,23 @@ class _ImageCopy:
         present, _ = await self.s._shared(self.s._present, key, head)
         return present
 
+    def _seen_absent(self, digest: Digest) -> None:
+        """Record a HEAD by digest that found nothing at the target, unless the session knows."""
+        key = (self.target.name, digest)
+        if key not in self.s._present:
+            known: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            known.set_result(False)
+            self.s._present[key] = known
+
     async def _manifest_now(self, digest: Digest, room: int, manifest: RawManifest | None) -> _Facts:
         """The shared work on one manifest: what it does depends on its key only."""
+        if await self._present(digest):
+            return _Facts(counters=self.counters)  # the target has it, and all below it
         if manifest is None:
-            if await self._present(digest):
-                return _Facts(counters=self.counters)  # the target has it, and all below it
             try:
                 manifest = await self._get(self.source.repo().with_digest(digest))
             except NotFoundError as e:
                 return _Facts(absent=e)
-        else:
-            await self._present(digest, assume_absent=True)
         below: set[Digest] = set()
         sparse: list[tuple[Digest, NotFoundError]] = []
         height = 0

@@ -753,13 +753,16 @@ def _oci_index(*children: dict[str, Any]) -> RawManifest:
     return RawManifest.from_bytes(json.dumps(body, separators=(",", ":")).encode())
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["fresh-target", "target-holds-I1"])
 async def test_each_image_outcome_is_its_own_whatever_the_order(
-    fake_registry_factory: Any, unique_repo: str
+    fake_registry_factory: Any, unique_repo: str, held: bool
 ) -> None:
     """I1 lists C1 and C2 (C2 not in the source), tag ``a`` -> I1; tag ``b`` -> I2, an index listing
     I1.  Alone, ``a`` is copied as sparse as the source (C2 is its own child) and ``b`` fails (C2
     is a grandchild).  The shared work on I1 used to take the first image's view: ``a,b`` made
-    both succeed and ``b,a`` made both fail.  Now every order gives the same outcome per image."""
+    both succeed and ``b,a`` made both fail.  Now every order gives the same outcome per image.
+    A target holding I1 by digest already (a run that stopped before its tag) has all below
+    it: neither image walks it again, whichever comes first."""
     source = fake_registry_factory()
     c1, c2 = make_image(seed="order-c1"), make_image(seed="order-c2", platform="linux/arm64")
     source.seed(unique_repo, c1)
@@ -770,6 +773,9 @@ async def test_each_image_outcome_is_its_own_whatever_the_order(
 
     async def run(order: tuple[str, ...]) -> dict[str, str]:
         target = fake_registry_factory(check_children=False)
+        if held:
+            target.seed(unique_repo, c1)
+            target.put_manifest(unique_repo, i1)
         async with client_for(source, target) as client:
             session = CopySession(client)
             got = await asyncio.wait_for(
@@ -791,6 +797,8 @@ async def test_each_image_outcome_is_its_own_whatever_the_order(
         return out
 
     alone = {"a": f"ok sparse={[str(c2.digest)]}", "b": "failed: C2 named"}
+    if held:
+        alone = {"a": "ok sparse=[]", "b": "ok sparse=[]"}
     assert await run(("a",)) == {"a": alone["a"]}
     assert await run(("b",)) == {"b": alone["b"]}
     for _ in range(3):
