@@ -33,7 +33,11 @@ safe and bounded:
 * blob transfers (``jobs``) and manifest requests (``jobs`` more) in flight are bounded, and so is
   fan-out: children and attachments are walked by a few workers, never one task each, and an
   image may reach at most ``max_manifests`` manifests through indexes nested at most
-  :data:`MAX_INDEX_DEPTH` deep (beyond, a clear error fails that image only).
+  :data:`MAX_INDEX_DEPTH` deep (beyond, a clear error fails that image only);
+* shared work returns facts (manifests listed below, how deep, children absent at the source)
+  and each image applies its own rules to them, so an image's outcome never depends on which
+  image came first; no shared work waits on work that may wait on it (each image walks its own
+  attachments, each subject once), so a digest tag naming its own subject cannot hang a copy.
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class CopyOptions:
     force: bool = False
     """Copy even when the target tag already holds the source digest."""
     max_manifests: int = MAX_MANIFESTS
-    """Manifests one image may list through its indexes; more fails the image before fan-out."""
+    """Manifests one image may list through its indexes; more fails the image before fan-out.
+    (Work shared by the images of a session is bounded by the session's value.)"""
 
 
 @dataclass
@@ -211,6 +216,47 @@ class _Counters:
     blobs_mounted: int = 0
     blobs_skipped: int = 0
     bytes_copied: int = 0
+
+    def add(self, other: _Counters) -> None:
+        self.manifests_pushed += other.manifests_pushed
+        self.blobs_copied += other.blobs_copied
+        self.blobs_mounted += other.blobs_mounted
+        self.blobs_skipped += other.blobs_skipped
+        self.bytes_copied += other.bytes_copied
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the shared work on one manifest found below it.
+
+    The same for every image that meets the manifest, whatever order they run in: each image
+    applies its own rules to these facts (whether a child may be absent, how many manifests it
+    may list), never the first image's rules to the work.
+    """
+
+    below: frozenset[Digest] = frozenset()
+    """Every manifest listed by the indexes below (present at the source or not)."""
+    height: int = 0
+    """Index levels walked from it down (0: an image manifest, or not walked)."""
+    sparse: tuple[tuple[Digest, NotFoundError], ...] = ()
+    """Its own children the source does not hold (only an image's top index may be sparse)."""
+    absent: NotFoundError | None = None
+    """The source does not hold the manifest itself."""
+    counters: _Counters = field(default_factory=_Counters)
+    """The work done, counted by the image that started it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TagFacts:
+    """What the shared work on one digest tag found."""
+
+    how: str
+    """``"copy"`` (its manifest is at the target by digest now; the tag is to PUT), ``"present"``
+    (the target's tag names the source's manifest already) or ``"absent"`` (the source has the
+    tag no more)."""
+    manifest: RawManifest | None = None
+    facts: _Facts | None = None
+    counters: _Counters = field(default_factory=_Counters)
 
 
 class _Gate:
@@ -282,14 +328,16 @@ class CopySession:
         self.progress = progress
         self._slots = asyncio.Semaphore(max(1, self.options.jobs))
         self._manifest_slots = asyncio.Semaphore(max(1, self.options.jobs))
-        self._blobs: dict[Any, asyncio.Task[str]] = {}
+        self._blobs: dict[Any, asyncio.Future[str]] = {}
         self._blob_locks: dict[tuple[str, Digest], asyncio.Lock] = {}
-        self._manifests: dict[Any, asyncio.Task[None]] = {}
-        self._puts: dict[Any, asyncio.Task[None]] = {}
+        self._manifests: dict[Any, asyncio.Future[_Facts]] = {}
+        self._manifest_rooms: dict[tuple[str, Digest], set[int]] = {}
+        self._present: dict[Any, asyncio.Future[bool]] = {}
+        self._puts: dict[Any, asyncio.Future[None]] = {}
         self._gates: dict[tuple[str, Digest], _Gate] = {}
-        self._attachment_tags: dict[Any, asyncio.Task[str]] = {}
-        self._referrer_lists: dict[Any, asyncio.Task[None]] = {}
-        self._source_tags: dict[Any, asyncio.Task[frozenset[str]]] = {}
+        self._attachment_tags: dict[Any, asyncio.Future[_TagFacts]] = {}
+        self._referrer_lists: dict[Any, asyncio.Future[None]] = {}
+        self._source_tags: dict[Any, asyncio.Future[frozenset[str]]] = {}
 
     async def copy(
         self, source: Reference, target: Reference, *, options: CopyOptions | None = None
@@ -304,7 +352,7 @@ class CopySession:
 
     async def _shared(
         self,
-        cache: dict[Any, asyncio.Task[_T]],
+        cache: dict[Any, asyncio.Future[_T]],
         key: object,
         make: Callable[[], Awaitable[_T]],
     ) -> tuple[_T, bool]:
@@ -316,11 +364,20 @@ class CopySession:
         task, or one that failed in a way worth trying again, is replaced by the next caller; a
         final failure (its retries already spent, a limit crossed) is the session's answer, so
         the next image does not send the same requests again.
+
+        ``make()`` must never await shared work that may await its own key (directly or through
+        other shared work): asyncio does not see a task waiting on itself, it waits forever.
+        Manifest work awaits only the work on the manifests below it (a hash cannot list itself)
+        and PUTs; the walk of attachments, where a tag may name its own subject, is each image's.
+
+        A task whose every caller was cancelled and which then fails keeps its error for the
+        next caller; it is marked retrieved so asyncio prints no "never retrieved" warning.
         """
         task = cache.get(key)
         created = False
         if task is None or (task.done() and (task.cancelled() or _worth_again(task.exception()))):
             task = asyncio.ensure_future(make())
+            task.add_done_callback(_retrieved)
             cache[key] = task
             created = True
         return await asyncio.shield(task), created
@@ -345,7 +402,12 @@ class CopySession:
 
 
 class _ImageCopy:
-    """One copy_image call: walks the source graph and pushes it bottom-up."""
+    """One copy_image call: walks the source graph and pushes it bottom-up.
+
+    Shared work (a manifest and all below it, one digest tag, one blob, one PUT) runs on a
+    worker of its own (:meth:`_worker`: the session's options, fresh counters) and returns facts;
+    the image that asked applies its own options and counts to them.
+    """
 
     def __init__(
         self, session: CopySession, source: Reference, target: Reference, options: CopyOptions
@@ -359,10 +421,31 @@ class _ImageCopy:
         self.attachments: list[str] = []
         self.digest_tags: list[str] = []
         self.sparse: list[str] = []
-        self.subjects: set[Digest] = set()
-        """Every manifest digest met in the walk: each may carry referrers or digest tags."""
-        self.manifests_seen = 0
-        """Manifests listed by the indexes this copy walked (bounded by ``max_manifests``)."""
+        self.listed: set[Digest] = set()
+        """Manifests listed by the indexes of this image and its attachments (``max_manifests``)."""
+
+    def _worker(self) -> _ImageCopy:
+        """A context for shared work: what it does must not depend on which image asked first."""
+        return _ImageCopy(self.s, self.source, self.target, self.s.options)
+
+    def _take(self, facts: _Facts, mine: bool, *, sparse_ok: bool) -> None:
+        """Apply this image's rules to the facts shared work found (and count it, if ours)."""
+        if facts.absent is not None:
+            raise facts.absent.with_traceback(None)
+        if facts.sparse and not sparse_ok:
+            raise facts.sparse[0][1].with_traceback(None)
+        for digest, _ in facts.sparse:
+            log.warning("%s: child %s is absent at the source (sparse index)", self.source, digest)
+            self.sparse.append(str(digest))
+        self.listed |= facts.below
+        limit = self.options.max_manifests
+        if len(self.listed) > limit:
+            raise ManifestFormatError(
+                f"{self.source}: this image lists {len(self.listed)} manifests through its "
+                f"indexes, more than the limit of {limit}"
+            )
+        if mine:
+            self.counters.add(facts.counters)
 
     async def run(self) -> CopyResult:
         started = time.monotonic()
@@ -386,6 +469,8 @@ class _ImageCopy:
             have = await self._head(
                 target if target_tag else target.with_digest(src_digest), gate=src_digest
             )
+            if have is None and not target_tag:
+                self._seen_absent(src_digest)  # that HEAD was by digest: not asked again
             if have is not None and have.digest == src_digest:
                 if opts.referrers:
                     await self._sync_digest_tags_cheaply(src_digest)
@@ -405,9 +490,11 @@ class _ImageCopy:
         result.platforms = top.platforms()
 
         # by digest, once per session: complete (children, blobs, itself) before any tag
-        await self._ensure_manifest(top.digest, lambda: self._push_tree(top))
+        facts, mine = await self._ensure_manifest(top.digest, MAX_INDEX_DEPTH, top)
+        self._take(facts, mine, sparse_ok=True)  # a top index may be as sparse as the source
         if opts.referrers:
-            await self._copy_attachments(top, src_digest, depth=0)
+            subjects = {src_digest, top.digest} | {d.digest for d in top.children()} | facts.below
+            await self._copy_attachments(subjects, level=0)
         if target_tag:
             await self._put(target, top)  # the tag, last
         self._fill(result)
@@ -482,54 +569,122 @@ class _ImageCopy:
 
     # -- manifests ------------------------------------------------------------------------------
 
-    async def _ensure_manifest(self, digest: Digest, make: Callable[[], Awaitable[None]]) -> None:
-        """Make manifest ``digest`` (and all below it) exist at the target: once per session."""
-        await self.s._shared(self.s._manifests, (self.target.name, digest), make)
+    async def _ensure_manifest(
+        self, digest: Digest, room: int, manifest: RawManifest | None = None
+    ) -> tuple[_Facts, bool]:
+        """Make manifest ``digest`` (and all below it) exist at the target: once per session for a
+        target repository, digest and ``room`` (index levels it may still nest: an image's top
+        has :data:`MAX_INDEX_DEPTH`, its children one less).  ``manifest``: its bytes, when the
+        caller has them (a top, a platform subset); otherwise they are read from the source.
 
-    async def _push_tree(self, top: RawManifest, depth: int = 0) -> None:
-        await self._copy_tree(top, depth=depth)
-        await self._put(self.target.repo().with_digest(top.digest), top)
+        Returns the facts found (the same for every caller) and whether this call did the work.
+        The walk with the most room answers every caller (each checks the height found against
+        its own room), and so does a walk with less room that was not too deep for it: a
+        manifest reached at two depths is walked once, unless nested too deep for the first.
+        """
+        rooms = self.s._manifest_rooms.setdefault((self.target.name, digest), set())
+        walk = max(rooms, default=room)
+        if walk < room:
+            try:
+                facts, mine = await self._manifest_walk(digest, walk, manifest)
+            except _NestedTooDeep:
+                walk = room  # too deep for that room: walk it with this caller's
+        if walk >= room:
+            rooms.add(walk)
+            facts, mine = await self._manifest_walk(digest, walk, manifest)
+        if facts.height > room:
+            raise _NestedTooDeep(
+                f"index {digest}: indexes nested more than {MAX_INDEX_DEPTH} deep"
+            )
+        return facts, mine
 
-    async def _copy_tree(self, manifest: RawManifest, *, depth: int) -> None:
-        """Make every child manifest and blob of ``manifest`` exist at the target (not itself)."""
+    async def _manifest_walk(
+        self, digest: Digest, room: int, manifest: RawManifest | None
+    ) -> tuple[_Facts, bool]:
+        key = (self.target.name, digest, room)
+        return await self.s._shared(
+            self.s._manifests, key, lambda: self._worker()._manifest_now(digest, room, manifest)
+        )
+
+    async def _present(self, digest: Digest) -> bool:
+        """Whether the target held manifest ``digest`` when this session first asked (one HEAD).
+
+        Asked once, before any walk of it in the session pushes it, so every walk of the
+        manifest (a top, a child, at any room) stops or goes on alike, whichever came first:
+        one that found it there finds nothing below (the target has it all).
+        """
+        key = (self.target.name, digest)
+        dst = self.target.repo().with_digest(digest)
+
+        async def head() -> bool:
+            return await self._head(dst, gate=digest) is not None
+
+        present, _ = await self.s._shared(self.s._present, key, head)
+        return present
+
+    def _seen_absent(self, digest: Digest) -> None:
+        """Record a HEAD by digest that found nothing at the target, unless the session knows."""
+        key = (self.target.name, digest)
+        if key not in self.s._present:
+            known: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            known.set_result(False)
+            self.s._present[key] = known
+
+    async def _manifest_now(self, digest: Digest, room: int, manifest: RawManifest | None) -> _Facts:
+        """The shared work on one manifest: what it does depends on its key only."""
+        if await self._present(digest):
+            return _Facts(counters=self.counters)  # the target has it, and all below it
+        if manifest is None:
+            try:
+                manifest = await self._get(self.source.repo().with_digest(digest))
+            except NotFoundError as e:
+                return _Facts(absent=e)
+        below: set[Digest] = set()
+        sparse: list[tuple[Digest, NotFoundError]] = []
+        height = 0
         if manifest.is_index:
             children = manifest.children()
-            if depth >= MAX_INDEX_DEPTH:
-                raise ManifestFormatError(
+            if room <= 0:
+                raise _NestedTooDeep(
                     f"index {manifest.digest}: indexes nested more than {MAX_INDEX_DEPTH} deep"
                 )
-            self.manifests_seen += len(children)
-            limit = self.options.max_manifests
-            if self.manifests_seen > limit:
+            limit = self.s.options.max_manifests
+            if len(children) > limit:
                 raise ManifestFormatError(
                     f"index {manifest.digest} lists {len(children)} manifests: this image lists "
                     f"more than the limit of {limit}"
                 )
-            self.subjects.update(d.digest for d in children)
-            await _each(children, lambda d: self._copy_child(d, depth=depth))
+
+            async def child(desc: Descriptor) -> None:
+                nonlocal height
+                facts, mine = await self._ensure_manifest(desc.digest, room - 1)
+                height = max(height, facts.height + 1)
+                if facts.absent is not None:
+                    sparse.append((desc.digest, facts.absent))
+                elif facts.sparse:  # a grandchild absent: no image may be that sparse
+                    raise facts.sparse[0][1].with_traceback(None)
+                below.add(desc.digest)
+                below.update(facts.below)
+                if len(below) > limit:
+                    raise ManifestFormatError(
+                        f"index {manifest.digest}: the indexes below it list more than the "
+                        f"limit of {limit} manifests"
+                    )
+                if mine:
+                    self.counters.add(facts.counters)
+
+            height = max(height, 1)
+            await _each(children, child)
         else:
             await _each([d for d in manifest.blobs() if _distributable(d)], self._copy_blob)
-
-    async def _copy_child(self, desc: Descriptor, *, depth: int) -> None:
-        await self._ensure_manifest(desc.digest, lambda: self._copy_manifest(desc.digest, depth))
-
-    async def _copy_manifest(self, digest: Digest, depth: int) -> None:
-        """Copy one manifest (and everything below it) by digest, unless the target has it."""
-        dst = self.target.repo().with_digest(digest)
-        if await self._head(dst, gate=digest) is not None:
-            return
-        try:
-            manifest = await self._get(self.source.repo().with_digest(digest))
-        except NotFoundError:
-            if depth == 0:
-                # A sparse index: the source lists a child it does not hold. Copy what exists;
-                # the index bytes stay the same, so the target is exactly as sparse.
-                log.warning("%s: child %s is absent at the source (sparse index)", self.source, digest)
-                self.sparse.append(str(digest))
-                return
-            raise
-        await self._copy_tree(manifest, depth=depth + 1)
-        await self._put(dst, manifest)  # by the digest the parent names (it may be sha512)
+        # by the digest the parent names (it may be sha512)
+        await self._put(self.target.repo().with_digest(digest), manifest)
+        return _Facts(
+            frozenset(below),
+            height,
+            tuple(sorted(sparse, key=lambda x: str(x[0]))),
+            counters=self.counters,
+        )
 
     # -- blobs ----------------------------------------------------------------------------------
 
@@ -596,61 +751,115 @@ class _ImageCopy:
 
     # -- attachments: referrers and digest tags -------------------------------------------------
 
-    async def _copy_attachments(self, top: RawManifest, src_top: Digest, *, depth: int) -> None:
-        """Copy referrers and digest tags of ``top`` and of every manifest below it."""
-        if depth >= MAX_ATTACHMENT_DEPTH:
-            return
-        subjects = {src_top, top.digest} | {d.digest for d in top.children()}
-        if depth == 0:
-            subjects |= self.subjects
-        tags = await self.s.source_tags(self.source)
-        await _each(sorted(subjects, key=str), lambda d: self._attachments_of(d, tags, depth))
+    async def _copy_attachments(
+        self, first: set[Digest], *, level: int, native_first: bool = True
+    ) -> None:
+        """Referrers and digest tags of every manifest in ``first``, then of the manifests they
+        brought, and so on, at most :data:`MAX_ATTACHMENT_DEPTH` levels down.
 
-    async def _attachments_of(self, subject: Digest, tags: frozenset[str], depth: int) -> None:
+        This image's own flat walk, each subject once: the shared work it awaits (one tag, one
+        manifest, one PUT) never awaits a walk, so a tag naming its own subject, or two tags
+        naming each other, end like any other.  Each tag is PUT last, after the attachments of
+        the manifest it names, deepest first (a walk that fails leaves that tag for the next run).
+        ``native_first``: ask the referrers API for the first level too (the no-op path asks it
+        on its own).
+        """
+        tags = await self.s.source_tags(self.source)
+        visited: set[Digest] = set()
+        frontier = first
+        pending: list[list[tuple[str, RawManifest]]] = []
+        native = native_first
+        while frontier and level < MAX_ATTACHMENT_DEPTH:
+            visited |= frontier
+            found, puts = await self._attachment_level(frontier, tags, native=native)
+            pending.append(puts)
+            frontier = found - visited
+            level += 1
+            native = True
+        for puts in reversed(pending):
+            await _each(
+                sorted(puts, key=lambda p: p[0]),
+                lambda p: self._put(self.target.repo().with_tag(p[0]), p[1]),
+            )
+
+    async def _attachment_level(
+        self, subjects: set[Digest], tags: frozenset[str], *, native: bool
+    ) -> tuple[set[Digest], list[tuple[str, RawManifest]]]:
+        """One level of the walk: the manifests brought, and the digest tags to PUT."""
+        found: set[Digest] = set()
+        puts: list[tuple[str, RawManifest]] = []
+
+        async def visit(subject: Digest) -> None:
+            found.update(await self._attachments_of(subject, tags, puts, native=native))
+
+        await _each(sorted(subjects, key=str), visit)
+        return found, puts
+
+    async def _attachments_of(
+        self, subject: Digest, tags: frozenset[str], puts: list[tuple[str, RawManifest]], *, native: bool
+    ) -> set[Digest]:
+        """Copy what is attached to ``subject``; returns the manifests brought (to walk next) and
+        adds the digest tags to PUT to ``puts``."""
+        found: set[Digest] = set()
         # 1. digest tags present at the source (cosign .sig/.att/.sbom, referrers fallback index)
         for suffix in DIGEST_TAG_SUFFIXES:
             tag = subject.tag(suffix)
-            if tag is not None and tag in tags:
-                await self._copy_attachment_tag(tag, depth)
+            if tag is None or tag not in tags:
+                continue
+            got, mine = await self._attachment_tag(tag)
+            if got.how == "absent":
+                continue
+            self.digest_tags.append(tag)
+            if got.manifest is None or got.facts is None:
+                continue  # present at the target already
+            self._take(got.facts, False, sparse_ok=False)
+            if mine:
+                self.counters.add(got.counters)
+            self.attachments.append(tag)
+            found |= {got.manifest.digest} | {d.digest for d in got.manifest.children()}
+            found |= got.facts.below
+            puts.append((tag, got.manifest))
         # 2. referrers through the OCI 1.1 API (the client falls back to the tag schema itself;
         #    manifests already copied above are deduplicated by the session)
-        if subject.tag() in tags:
-            return  # the fallback index was copied byte for byte as a tag: it lists them all
+        if not native or subject.tag() in tags:
+            return found  # the fallback index was copied byte for byte as a tag: it lists them all
         # the tag list shows there is no fallback tag: ask the API only (no manifest GET)
         referrers = await self._referrers(self.source.repo(), subject, tag_schema=False)
-        if not referrers:
-            return
-        for desc in referrers:
-            await self._copy_child(desc, depth=depth + 1)
+        if referrers:
+            await self._copy_referrers(subject, referrers, referrers)
+        return found
+
+    async def _copy_referrers(
+        self, subject: Digest, copy: Sequence[Descriptor], listed: Sequence[Descriptor]
+    ) -> None:
+        """Copy the referrers ``copy`` of ``subject`` and make the target list ``listed``."""
+        for desc in copy:
+            facts, mine = await self._ensure_manifest(desc.digest, MAX_INDEX_DEPTH)
+            self._take(facts, mine, sparse_ok=False)
             self.attachments.append(str(desc.digest))
-        await self._ensure_target_lists_referrers(subject, referrers)
+        await self._ensure_target_lists_referrers(subject, listed)
 
-    async def _copy_attachment_tag(self, tag: str, depth: int) -> None:
-        """Copy one digest tag: once per session for every image whose walk meets it."""
-        key = (self.target.name, tag)
-        how, _ = await self.s._shared(
-            self.s._attachment_tags, key, lambda: self._copy_attachment_tag_now(tag, depth)
+    async def _attachment_tag(self, tag: str) -> tuple[_TagFacts, bool]:
+        """One digest tag's shared work: once per session and target repository."""
+        worker = self._worker()
+        return await self.s._shared(
+            self.s._attachment_tags, (self.target.name, tag), lambda: worker._attachment_tag_now(tag)
         )
-        if how == "copied":
-            self.attachments.append(tag)
-        if how != "absent":
-            self.digest_tags.append(tag)
 
-    async def _copy_attachment_tag_now(self, tag: str, depth: int) -> str:
-        """``"copied"``, ``"present"`` (the target has it already) or ``"absent"`` (the source
-        has it no more)."""
+    async def _attachment_tag_now(self, tag: str) -> _TagFacts:
+        """The shared work on one digest tag: its manifest at the target by digest (the image
+        that walks to it PUTs the tag itself, after what is attached to that manifest)."""
         head = await self._head(self.source.repo().with_tag(tag))
         if head is None:
-            return "absent"
-        dst = self.target.repo().with_tag(tag)
-        have = await self._head(dst, gate=head.digest)
+            return _TagFacts("absent")
+        have = await self._head(self.target.repo().with_tag(tag), gate=head.digest)
         if have is not None and have.digest == head.digest:
-            return "present"
+            return _TagFacts("present")
         manifest = await self._get(self.source.repo().with_digest(head.digest))
-        await self._ensure_manifest(head.digest, lambda: self._push_tree(manifest, depth + 1))
-        await self._copy_attachments(manifest, head.digest, depth=depth + 1)
-        await self._put(dst, manifest)
-        return "copied"
+        facts, mine = await self._ensure_manifest(head.digest, MAX_INDEX_DEPTH, manifest)
+        if mine:
+            self.counters.add(facts.counters)
+        return _TagFacts("copy", manifest, facts, self.counters)
 
     async def _ensure_target_lists_referrers(
         self, subject: Digest, referrers: Sequence[Descriptor]
@@ -700,18 +909,22 @@ class _ImageCopy:
         missing = [d for d in found if d.digest not in have]
         if not missing:
             return
-        for desc in missing:
-            await self._copy_child(desc, depth=1)
-            self.attachments.append(str(desc.digest))
-        await self._ensure_target_lists_referrers(subject, found)
+        await self._copy_referrers(subject, missing, found)
 
     async def _sync_digest_tags_cheaply(self, subject: Digest) -> None:
-        """No-op path: bring digest tags of the top manifest up to date using HEADs only."""
-        tags = await self.s.source_tags(self.source)
-        for suffix in DIGEST_TAG_SUFFIXES:
-            tag = subject.tag(suffix)
-            if tag is not None and tag in tags:
-                await self._copy_attachment_tag(tag, depth=1)
+        """No-op path: bring digest tags of the top manifest up to date using HEADs only (a tag
+        moved upstream is copied with what is attached to it, two levels down)."""
+        await self._copy_attachments({subject}, level=1, native_first=False)
+
+
+class _NestedTooDeep(ManifestFormatError):
+    """Indexes nested deeper than :data:`MAX_INDEX_DEPTH` below an image's top."""
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a shared task's error as seen: its callers (if any are left) get it through a shield."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _worth_again(error: BaseException | None) -> bool:

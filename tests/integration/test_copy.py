@@ -696,3 +696,181 @@ async def test_a_digest_invalid_answer_to_a_manifest_put_is_not_called_a_mismatc
     text = str(err.value)
     assert "HTTP 400: DIGEST_INVALID: provided digest did not match uploaded content" in text, text
     assert "digest mismatch" not in text
+
+
+# -- session-wide shared work: no cycle, no order, no stray warning (review of the copy engine) ---
+
+
+@pytest.mark.parametrize("shape", ["self", "pair"])
+async def test_an_attachment_tag_cycle_ends_and_copies_what_it_names(
+    fake_registry_factory: Any, unique_repo: str, shape: str
+) -> None:
+    """``sha256-<A>.sig`` naming A itself, or ``sha256-<A>.sig`` -> B and ``sha256-<B>.sig`` -> A:
+    the digest tags used to wait on themselves forever (a shared task awaiting itself through a
+    shield); each image now walks its attachments itself, each subject once."""
+    source = fake_registry_factory()
+    target = fake_registry_factory()
+    a, b = make_image(seed=f"cycle-{shape}-a"), make_image(seed=f"cycle-{shape}-b")
+    source.seed(unique_repo, a, "v1")
+    source.seed(unique_repo, b, "v2")
+    a_sig, b_sig = cosign_tag(a.digest, "sig"), cosign_tag(b.digest, "sig")
+    if shape == "self":
+        source.put_manifest(unique_repo, a.top, a_sig)
+        expected = {"v1": a.digest, a_sig: a.digest}
+    else:
+        source.put_manifest(unique_repo, b.top, a_sig)
+        source.put_manifest(unique_repo, a.top, b_sig)
+        expected = {"v1": a.digest, a_sig: b.digest, b_sig: a.digest}
+    async with client_for(source, target) as client:
+        result = await asyncio.wait_for(
+            CopySession(client).copy(ref(source, unique_repo, "v1"), ref(target, unique_repo, "v1")),
+            timeout=10,
+        )
+    assert result.digest == a.digest
+    assert set(result.digest_tags) == set(expected) - {"v1"}
+    for tag, digest in expected.items():
+        assert target.manifest(unique_repo, tag).digest == digest, tag
+    if shape == "pair":  # B travelled as the signature of A, blobs and all
+        assert all(target.has_blob(unique_repo, d.digest) for d in b.top.blobs())
+    # both images at once in one session (each reaches the other's tag): no wait on itself either
+    target2 = fake_registry_factory()
+    async with client_for(source, target2) as client:
+        session = CopySession(client)
+        both = await asyncio.wait_for(
+            asyncio.gather(*(
+                session.copy(ref(source, unique_repo, t), ref(target2, unique_repo, t))
+                for t in ("v1", "v2")
+            )),
+            timeout=10,
+        )
+    assert [r.digest for r in both] == [a.digest, b.digest]
+    for tag, digest in expected.items():
+        assert target2.manifest(unique_repo, tag).digest == digest, tag
+
+
+def _oci_index(*children: dict[str, Any]) -> RawManifest:
+    body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": list(children)}
+    return RawManifest.from_bytes(json.dumps(body, separators=(",", ":")).encode())
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["fresh-target", "target-holds-I1"])
+async def test_each_image_outcome_is_its_own_whatever_the_order(
+    fake_registry_factory: Any, unique_repo: str, held: bool
+) -> None:
+    """I1 lists C1 and C2 (C2 not in the source), tag ``a`` -> I1; tag ``b`` -> I2, an index listing
+    I1.  Alone, ``a`` is copied as sparse as the source (C2 is its own child) and ``b`` fails (C2
+    is a grandchild).  The shared work on I1 used to take the first image's view: ``a,b`` made
+    both succeed and ``b,a`` made both fail.  Now every order gives the same outcome per image.
+    A target holding I1 by digest already (a run that stopped before its tag) has all below
+    it: neither image walks it again, whichever comes first."""
+    source = fake_registry_factory()
+    c1, c2 = make_image(seed="order-c1"), make_image(seed="order-c2", platform="linux/arm64")
+    source.seed(unique_repo, c1)
+    i1 = _oci_index(c1.descriptor(), c2.descriptor())
+    source.put_manifest(unique_repo, i1, "a")
+    i2 = _oci_index({"mediaType": i1.media_type, "digest": str(i1.digest), "size": i1.size})
+    source.put_manifest(unique_repo, i2, "b")
+
+    async def run(order: tuple[str, ...]) -> dict[str, str]:
+        target = fake_registry_factory(check_children=False)
+        if held:
+            target.seed(unique_repo, c1)
+            target.put_manifest(unique_repo, i1)
+        async with client_for(source, target) as client:
+            session = CopySession(client)
+            got = await asyncio.wait_for(
+                asyncio.gather(
+                    *(session.copy(ref(source, unique_repo, t), ref(target, unique_repo, t)) for t in order),
+                    return_exceptions=True,
+                ),
+                timeout=20,
+            )
+        out: dict[str, str] = {}
+        for tag, r in zip(order, got, strict=True):
+            if isinstance(r, CopyError):
+                out[tag] = "failed: " + ("C2 named" if str(c2.digest) in str(r) else str(r))
+                assert target.tags.get(unique_repo, {}).get(tag) is None  # no tag for a failed image
+            else:
+                assert not isinstance(r, BaseException), r
+                out[tag] = f"ok sparse={r.sparse}"
+                assert target.manifest(unique_repo, tag).digest == r.digest
+        return out
+
+    alone = {"a": f"ok sparse={[str(c2.digest)]}", "b": "failed: C2 named"}
+    if held:
+        alone = {"a": "ok sparse=[]", "b": "ok sparse=[]"}
+    assert await run(("a",)) == {"a": alone["a"]}
+    assert await run(("b",)) == {"b": alone["b"]}
+    for _ in range(3):
+        for order in (("a", "b"), ("b", "a")):
+            assert await run(order) == alone, order
+
+
+async def test_shared_work_failing_after_its_only_caller_left_prints_no_stray_warning(
+    plain_registry: RunningRegistry, unique_repo: str, fault_proxy: Any, fake_registry: Any
+) -> None:
+    """An image fails on one layer while another layer's shared transfer is still in flight; that
+    transfer fails later with nobody waiting on it.  Its error is the session's (a later caller
+    gets it), not an asyncio "Task exception was never retrieved" printed at exit."""
+    import gc
+
+    image = make_image(seed="orphan", layer_sizes=(1000, 2000))
+    await push_image(plain_registry, unique_repo, image, "v1")
+    first, second = (d.digest for d in image.top.blobs() if d.size in (1000, 2000))
+    proxy = fault_proxy(plain_registry)
+    proxy.fail(times=None, status=403, path_contains=f"/blobs/{first}")
+    proxy.delay(0.3, path_contains=f"/blobs/{second}")
+    proxy.fail(times=None, status=403, path_contains=f"/blobs/{second}")
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        async with client_for() as client:
+            session = CopySession(client, CopyOptions(jobs=4))
+            with pytest.raises(CopyError, match="403"):
+                await session.copy(ref(proxy, unique_repo, "v1"), ref(fake_registry, unique_repo, "v1"))
+            for _ in range(100):  # the orphaned transfer ends on its own
+                if proxy.count("GET", f"/blobs/{second}") and not any(
+                    not t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        del session
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert proxy.count("GET", f"/blobs/{second}") >= 1
+    assert [c.get("message") for c in reported] == []
+
+
+async def test_an_index_reached_at_two_depths_fails_only_the_image_it_is_too_deep_for(
+    fake_registry_factory: Any, unique_repo: str
+) -> None:
+    """``ok`` is indexes nested exactly MAX_INDEX_DEPTH deep; ``deep`` is one more index over it.
+    Shared work on ``ok``'s index used to take the depth of whichever image came first: with
+    ``deep`` first, ``ok`` failed too.  Now ``deep`` fails and ``ok`` is copied, in every order."""
+    source = fake_registry_factory(check_children=False)
+    image = make_image(seed="two-depths")
+    source.seed(unique_repo, image)
+    current: Image = image
+    for _ in range(MAX_INDEX_DEPTH):
+        current = make_index([current])
+        source.put_manifest(unique_repo, current.top)
+    source.put_manifest(unique_repo, current.top, "ok")
+    deeper = make_index([current])
+    source.put_manifest(unique_repo, deeper.top, "deep")
+    for order in (("ok", "deep"), ("deep", "ok"), ("deep", "ok")):
+        target = fake_registry_factory(check_children=False)
+        async with client_for(source, target) as client:
+            session = CopySession(client)
+            got = dict(zip(order, await asyncio.wait_for(asyncio.gather(
+                *(session.copy(ref(source, unique_repo, t), ref(target, unique_repo, t)) for t in order),
+                return_exceptions=True,
+            ), timeout=20), strict=True))
+        assert isinstance(got["deep"], CopyError), (order, got["deep"])
+        assert f"nested more than {MAX_INDEX_DEPTH} deep" in str(got["deep"])
+        assert not isinstance(got["ok"], BaseException), (order, got["ok"])
+        assert target.manifest(unique_repo, "ok").digest == current.digest
+        assert "deep" not in target.tags.get(unique_repo, {})
