@@ -55,7 +55,6 @@ from typing import Any, Protocol, TypeVar
 from imagevet.digest import Digest
 from imagevet.errors import (
     CopyError,
-    Diagnostic,
     DigestMismatchError,
     ImagevetError,
     LimitExceededError,
@@ -554,17 +553,8 @@ class _ImageCopy:
             for child in sorted({d.digest for d in manifest.children()} - {manifest.digest}, key=str):
                 await stack.enter_async_context(self.s._gate(repo, child).read())
             async with self.s._manifest_slots:
-                try:
-                    await self.client.put_manifest(ref, manifest)
-                except DigestMismatchError as e:
-                    # a 400 DIGEST_INVALID/SIZE_INVALID on a manifest PUT is the registry's verdict
-                    # on something it read (a child, a blob), not on these bytes (verified before
-                    # the PUT): report it in the registry's own words, code and detail
-                    if isinstance(e.__cause__, RegistryError):
-                        raise _with_detail(e.__cause__) from None
-                    raise
-                except RegistryError as e:
-                    raise _with_detail(e) from None
+                # a refusal keeps the registry's own code and detail (RegistryError shows both)
+                await self.client.put_manifest(ref, manifest)
         self.counters.manifests_pushed += 1
 
     # -- manifests ------------------------------------------------------------------------------
@@ -959,26 +949,6 @@ def _check_size(desc: Descriptor, have: int | None, src: Reference, dst: Referen
         raise DigestMismatchError(
             f"blob {desc.digest} of {src.name}", f"{desc.digest} ({desc.size} bytes)", f"{have} bytes"
         )
-
-
-def _with_detail(e: RegistryError) -> RegistryError:
-    """``e`` with each diagnostic's ``detail`` in its message (the registry's own words)."""
-    if not any(d.detail for d in e.diagnostics):
-        return e
-    diagnostics = tuple(
-        Diagnostic(d.code, f"{d.message} ({_short(d.detail)})" if d.detail else d.message, d.detail)
-        for d in e.diagnostics
-    )
-    out = type(e)(e.status, e.method, e.url, diagnostics, e.body, retry_after=e.retry_after)
-    for name, value in vars(e).items():  # exhausted, remaining, ...: all but the words
-        if name != "diagnostics":
-            setattr(out, name, value)
-    return out
-
-
-def _short(detail: object) -> str:
-    text = detail if isinstance(detail, str) else json.dumps(detail, separators=(",", ":"), default=str)
-    return text if len(text) <= 300 else text[:300] + "..."
 
 
 async def _each(items: Sequence[_I], fn: Callable[[_I], Awaitable[object]], limit: int = FANOUT) -> None:
