@@ -4,7 +4,7 @@ feeds and Unicode line separators inside lines, several files in one run)."""
 
 from __future__ import annotations
 
-import shutil
+import io
 import subprocess
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imagevet.cli import app
+from imagevet.cli.check import _write_diff
 from tests.unit.check.conftest import VETTED_JSON
 
 runner = CliRunner()
@@ -35,6 +36,8 @@ FILES: dict[str, bytes] = {
         "# page\x0cbreak \u2028 caf\u00e9 \x1c sep\nFROM bitnami/redis:7.2 AS base\nRUN true\n"
     ).encode(),
     "deep/dir/Dockerfile": b"FROM bitnami/redis:7.4\n",
+    # a space and non-ASCII in the path: quoted in the headers, as git does
+    "my dir/caf\u00e9/Dockerfile": b"FROM bitnami/redis:7.4\n",
 }
 
 
@@ -83,7 +86,11 @@ def test_dry_run_diff_applies_with_git_and_patch_and_matches_fix(
     patch_file = tmp_path / "fix.patch"
     patch_file.write_bytes(out)
     for name in FILES:
-        assert f"--- a/{name}\n+++ b/{name}\n".encode() in out
+        if " " in name:
+            quoted = name.replace("\u00e9", "\\303\\251")
+            assert f'--- "a/{quoted}"\n+++ "b/{quoted}"\n'.encode() in out
+        else:
+            assert f"--- a/{name}\n+++ b/{name}\n".encode() in out
     assert out.count(b"\\ No newline at end of file\n") == 5  # Dockerfiles: both sides; compose: context
 
     checked = _git(dry, "apply", "--check", "-v", str(patch_file))
@@ -124,3 +131,14 @@ def test_dry_run_diff_on_stderr_with_machine_output_applies_too(
     patch_file.write_bytes(result.stderr_bytes or b"")
     checked = _git(root, "apply", "--check", str(patch_file))
     assert checked.returncode == 0, checked.stderr.decode()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_diff_is_escaped_but_crlf_kept() -> None:
+    shown = _Terminal()
+    _write_diff("-FROM a\x1b[2J\u202e\r\n+FROM b\rx\r\n", shown)
+    assert shown.getvalue() == "-FROM a\\x1b[2J\\u202e\r\n+FROM b\\x0dx\r\n"
