@@ -123,6 +123,18 @@ class FixPlan:
     def edits(self) -> list[Edit]:
         return [e for f in self.files for e in f.edits]
 
+    def diff(self) -> str:
+        """Every file's change as one patch (``git apply``, ``patch -p1``, run where the paths are
+        shown from).  A file reached twice (through an in-tree link) is in it once, under the
+        path that is the file itself when one is: a patch through a link is refused."""
+        chosen: dict[Path, FileFix] = {}
+        for f in self.files:
+            real = Path(os.path.realpath(f.file))
+            if real not in chosen or Path(os.path.abspath(f.path)) == real:
+                chosen[real] = f
+        shown = {id(f) for f in chosen.values()}
+        return "".join(f.diff() for f in self.files if id(f) in shown)
+
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + 1

@@ -222,7 +222,7 @@ async def _ask_hub(
 def _show_fixes(plan: FixPlan, *, dry_run: bool, to_stderr: bool) -> None:
     out = err_console if to_stderr else console
     if dry_run:
-        _write_diff("".join(f.diff() for f in plan.files), sys.stderr if to_stderr else sys.stdout)
+        _write_diff(plan.diff(), sys.stderr if to_stderr else sys.stdout)
     else:
         for e in plan.edits:
             via = f" ({e.via})" if e.via else ""

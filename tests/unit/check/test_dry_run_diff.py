@@ -46,6 +46,9 @@ def _tree(root: Path) -> Path:
     for name, data in FILES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
+    # a second path to one file (an in-tree link): the patch changes the file once, not the link
+    (root / "linked").mkdir()
+    (root / "linked" / "Dockerfile").symlink_to("../deep/dir/Dockerfile")
     return root
 
 
@@ -91,6 +94,7 @@ def test_dry_run_diff_applies_with_git_and_patch_and_matches_fix(
             assert f'--- "a/{quoted}"\n+++ "b/{quoted}"\n'.encode() in out
         else:
             assert f"--- a/{name}\n+++ b/{name}\n".encode() in out
+    assert b"a/linked/Dockerfile" not in out
     assert out.count(b"\\ No newline at end of file\n") == 5  # Dockerfiles: both sides; compose: context
 
     checked = _git(dry, "apply", "--check", "-v", str(patch_file))
