@@ -24,8 +24,10 @@ __all__ = [
     "FileFix",
     "FixPlan",
     "apply_edits",
+    "diff_name",
     "edits_for",
     "plan_fixes",
+    "unified_diff",
     "write_fixes",
 ]
 
@@ -57,15 +59,57 @@ class FileFix:
     tree: Path | None = None
 
     def diff(self) -> str:
-        """The change as a unified diff (``a/path`` -> ``b/path``)."""
-        return "".join(
-            difflib.unified_diff(
-                self.original.splitlines(keepends=True),
-                self.fixed.splitlines(keepends=True),
-                fromfile=f"a/{self.path}",
-                tofile=f"b/{self.path}",
-            )
-        )
+        """The change as a unified diff (``a/path`` -> ``b/path``) that ``git apply`` and
+        ``patch -p1`` accept: lines are split at ``\\n`` only (a CR, form feed or U+2028 is part
+        of its line, as those tools see it), and a last line without a newline is followed by
+        ``\\ No newline at end of file``, so the next file's header starts on its own line."""
+        return unified_diff(self.path, self.original, self.fixed)
+
+
+NO_NEWLINE = "\\ No newline at end of file\n"
+
+
+def _lines(text: str) -> list[str]:
+    """``text`` split after each ``\\n``, the way diff and patch count lines."""
+    lines = text.split("\n")
+    out = [line + "\n" for line in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
+_C_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def diff_name(name: str) -> str:
+    """``name`` as a diff header shows it: as is when it is plain printable ASCII without a space,
+    else C-quoted the way git writes it (``"a/my dir/caf\\303\\251"``), which ``git apply`` and
+    ``patch`` both read back (a bare space would end the name for ``patch``; a newline would
+    start a forged header)."""
+    if all("!" <= c <= "~" and c not in '"\\' for c in name):
+        return name
+    out: list[str] = []
+    for c in name:
+        if c in _C_ESCAPES:
+            out.append(_C_ESCAPES[c])
+        elif " " <= c <= "~":
+            out.append(c)
+        else:
+            out.extend(f"\\{b:03o}" for b in c.encode("utf-8", "surrogateescape"))
+    return '"' + "".join(out) + '"'
+
+
+def unified_diff(path: str, original: str, fixed: str) -> str:
+    """A unified diff of one file from ``original`` to ``fixed``, shown as ``a/path`` and
+    ``b/path``; empty when they are equal."""
+    out: list[str] = []
+    for line in difflib.unified_diff(
+        _lines(original), _lines(fixed), fromfile=diff_name(f"a/{path}"), tofile=diff_name(f"b/{path}")
+    ):
+        out.append(line)
+        if not line.endswith("\n"):
+            out.append("\n" + NO_NEWLINE)
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +122,18 @@ class FixPlan:
     @property
     def edits(self) -> list[Edit]:
         return [e for f in self.files for e in f.edits]
+
+    def diff(self) -> str:
+        """Every file's change as one patch (``git apply``, ``patch -p1``, run where the paths are
+        shown from).  A file reached twice (through an in-tree link) is in it once, under the
+        path that is the file itself when one is: a patch through a link is refused."""
+        chosen: dict[Path, FileFix] = {}
+        for f in self.files:
+            real = Path(os.path.realpath(f.file))
+            if real not in chosen or Path(os.path.abspath(f.path)) == real:
+                chosen[real] = f
+        shown = {id(f) for f in chosen.values()}
+        return "".join(f.diff() for f in self.files if id(f) in shown)
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:

@@ -7,10 +7,10 @@ must point at and what ``--fix`` must edit.  Nothing here ever dumps YAML.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from imagevet.check.model import FindingKind, FixTarget, FoundImage, ReplaceSpan, SourceKind, Span
@@ -38,7 +38,13 @@ class YamlDocument:
     error: FoundImage | None = None
 
 
-def load_documents(text: str, index: LineIndex, source: SourceKind) -> YamlDocument:
+def load_documents(
+    text: str,
+    index: LineIndex,
+    source: SourceKind,
+    *,
+    parts: Sequence[tuple[int, int]] | None = None,
+) -> YamlDocument:
     """Compose every document of ``text``; a syntax error becomes a PARSE_ERROR finding.
 
     The composer is ruamel.yaml's pure-Python one without comment scanning or tag resolution:
@@ -46,20 +52,60 @@ def load_documents(text: str, index: LineIndex, source: SourceKind) -> YamlDocum
     third faster than the round-trip one.  Node marks carry the same exact offsets.  Its composer
     is :class:`~imagevet.policy.located.BoundedComposer`: an alias bomb, a recursive alias or
     nesting too deep is that file's PARSE_ERROR, at the alias, and the scan goes on.
+
+    With ``parts`` (``(start, end)`` offsets of whole documents, each starting at a line start,
+    in order), only those slices are composed, each on its own, and every node's marks are
+    moved to the offsets of ``text``: the caller has found the other documents cannot matter
+    (anchors never cross documents, so each composes as it would within the whole text).
     """
-    yaml = bounded_yaml("base", pure=True)
-    try:
-        check_flow_nesting(text)
-        return YamlDocument(tuple(n for n in yaml.compose_all(text) if n is not None))
-    except (YAMLError, RecursionError, ValueError) as e:
-        offset = 0
-        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(e, MarkedYAMLError):
-            mark = e.problem_mark or e.context_mark
-            if mark is not None:
-                offset = min(mark.index, len(text))
-            problem = e.problem or e.context or problem
-        return YamlDocument((), _parse_error(text, index, source, offset, f"YAML: {problem}"))
+    nodes: list[Node] = []
+    for start, end in parts if parts is not None else [(0, len(text))]:
+        part = text[start:end] if parts is not None else text
+        try:
+            check_flow_nesting(part)
+            composed = [n for n in bounded_yaml("base", pure=True).compose_all(part) if n is not None]
+        except (YAMLError, RecursionError, ValueError) as e:
+            return YamlDocument((), _load_error(e, text, index, source, start))
+        if start:
+            _move_marks(composed, start, text.count("\n", 0, start))
+        nodes.extend(composed)
+    return YamlDocument(tuple(nodes))
+
+
+def _load_error(
+    e: Exception, text: str, index: LineIndex, source: SourceKind, start: int
+) -> FoundImage:
+    offset = start
+    problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        if mark is not None:
+            offset = min(start + mark.index, len(text))
+        problem = e.problem or e.context or problem
+    return _parse_error(text, index, source, offset, f"YAML: {problem}")
+
+
+def _moved(mark: StreamMark, start: int, lines: int) -> StreamMark:
+    return StreamMark(mark.name, mark.index + start, mark.line + lines, mark.column)
+
+
+def _move_marks(roots: list[Node], start: int, lines: int) -> None:
+    """Shift every mark of the node graphs under ``roots`` by ``start`` characters and ``lines``
+    lines (each node once: an alias is the same node)."""
+    seen: set[int] = set()
+    todo: list[Node] = list(roots)
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        node.start_mark = _moved(node.start_mark, start, lines)
+        node.end_mark = _moved(node.end_mark, start, lines)
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                todo.extend((key, value))
+        elif isinstance(node, SequenceNode):
+            todo.extend(node.value)
 
 
 def _parse_error(

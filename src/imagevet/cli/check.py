@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 
@@ -222,12 +222,7 @@ async def _ask_hub(
 def _show_fixes(plan: FixPlan, *, dry_run: bool, to_stderr: bool) -> None:
     out = err_console if to_stderr else console
     if dry_run:
-        diff = terminal_safe("".join(f.diff() for f in plan.files), markup=False, multiline=True)
-        if to_stderr:
-            err_console.print(diff, markup=False, end="")
-        else:
-            sys.stdout.write(diff)
-            sys.stdout.flush()
+        _write_diff(plan.diff(), sys.stderr if to_stderr else sys.stdout)
     else:
         for e in plan.edits:
             via = f" ({e.via})" if e.via else ""
@@ -239,6 +234,25 @@ def _show_fixes(plan: FixPlan, *, dry_run: bool, to_stderr: bool) -> None:
         out.print(terminal_safe(line, markup=False), markup=False)
     verb = "would change" if dry_run else "changed"
     out.print(f"{len(plan.edits)} edits {verb} in {len(plan.files)} files", markup=False)
+
+
+def _write_diff(diff: str, stream: TextIO) -> None:
+    """Write the dry-run diff so ``git apply`` and ``patch -p1`` accept it: as UTF-8 bytes, each
+    line as the file has it (CRLF, form feed, no wrapping).  On a terminal, control and invisible
+    characters are shown escaped (a CR right before a newline is harmless and kept); a diff saved
+    to a file or piped on is verbatim, as ``git diff`` writes it, or it would not apply."""
+    if stream.isatty():
+        diff = "\r\n".join(
+            terminal_safe(part, markup=False, multiline=True) for part in diff.split("\r\n")
+        )
+    stream.flush()
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        buffer.write(diff.encode("utf-8"))
+        buffer.flush()
+    else:
+        stream.write(diff)
+        stream.flush()
 
 
 def _emit(report: CheckReport, fmt: OutputFormat, severity: Severity, output: Path | None, *, show_ok: bool) -> None:
