@@ -105,8 +105,8 @@ def _chart_template(found: FoundImage) -> tuple[str, str] | None:
         return None
     parts = PurePosixPath(found.path).parts
     dirs = [i for i, part in enumerate(parts[:-1]) if part == "templates"]
-    if not dirs:
-        return None
+    if not dirs:  # the scan started inside the chart's templates/: the chart is above it
+        return "..", f"{found.path}:{found.location.line}"
     at = dirs[-1]
     chart = PurePosixPath(*parts[:at]).as_posix() if at else "."
     return chart, f"{PurePosixPath(*parts[at:]).as_posix()}:{found.location.line}"

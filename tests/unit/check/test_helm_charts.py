@@ -219,3 +219,14 @@ def test_templates_without_a_chart_are_not_templates(tmp_path: Path) -> None:
                              "site/templates/_x.tpl": "image: alpine:3.20\n"})
     assert not in_chart_templates(root / "site/templates/sub/page.yaml")
     assert [f.path for f in scan_paths([root], root=root).files] == []
+
+
+def test_a_scan_started_inside_templates_still_gives_a_note(chart_repo: Path, ctx: CheckContext) -> None:
+    tests = chart_repo / "mychart" / "templates"
+    report = check_paths([tests], ctx, root=tests)
+    assert [v.found.path for v in report.verdicts] == ["sub/dir/deploy.yaml", "tests/test-connection.yaml"]
+    assert report.notes == (
+        "chart ..: 2 templated image references not resolved without rendering "
+        "(_helpers.tpl:5, deployment.yaml:8); check `helm template` output",
+    )
+    assert not report.failed()
