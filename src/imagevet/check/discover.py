@@ -3,8 +3,9 @@
 By name: ``Dockerfile``, ``Containerfile``, ``Dockerfile.*``, ``*.Dockerfile`` (any case; not
 ``.md``, ``.txt``, ``.rst``, ``.adoc`` or ``.html`` documents);
 ``compose.y(a)ml``, ``compose.*.y(a)ml``, ``docker-compose*.y(a)ml``; ``.github/workflows/*.y(a)ml``;
-``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``*.y(a)ml`` in the
-``templates/`` directory beside a ``Chart.yaml`` (Helm templates).  Any other YAML file is read and
+``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``*.y(a)ml`` and ``*.tpl``
+at any depth under the ``templates/`` directory beside a ``Chart.yaml`` (Helm templates: Go
+templates, never parsed as YAML; subcharts under ``charts/`` are charts alike).  Any other YAML file is read and
 taken as a Kubernetes manifest when a line starts with ``apiVersion:`` and one with ``kind:``, or as
 a Compose file when a line is ``services:`` at the top level.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "Candidate",
     "SKIP_DIRS",
     "discover",
+    "in_chart_templates",
     "kind_by_name",
     "sniff_yaml",
 ]
@@ -35,6 +37,7 @@ SKIP_DIRS = frozenset({
 """Directory names never walked into (they hold other people's files or caches)."""
 
 _YAML_SUFFIXES = (".yaml", ".yml")
+_TEMPLATE_SUFFIXES = (*_YAML_SUFFIXES, ".tpl")
 _COMPOSE = re.compile(r"^(?:docker-)?compose(?:[.-][^/]*)?\.ya?ml$", re.IGNORECASE)
 _VALUES = re.compile(r"^values(?:[.-][^/]*)?\.ya?ml$", re.IGNORECASE)
 _K8S_API = re.compile(r"^apiVersion:[ \t]*\S", re.MULTILINE)
@@ -68,11 +71,14 @@ def _is_dockerfile(name: str) -> bool:
 
 
 def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind | None:
-    """The kind of a file from its path alone; ``chart_dir`` says the parent of its directory
-    holds a ``Chart.yaml``.  None for YAML that needs :func:`sniff_yaml` and for other files."""
+    """The kind of a file from its path alone; ``chart_dir`` says the file lies under a chart's
+    ``templates/`` directory, at any depth (see :func:`in_chart_templates`).  None for YAML that
+    needs :func:`sniff_yaml` and for other files."""
     name = path.name
     if _is_dockerfile(name):
         return SourceKind.DOCKERFILE
+    if chart_dir and name.lower().endswith(_TEMPLATE_SUFFIXES):
+        return SourceKind.HELM_TEMPLATE
     if not name.lower().endswith(_YAML_SUFFIXES):
         return None
     parts = path.parts
@@ -82,9 +88,16 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
         return SourceKind.COMPOSE
     if _VALUES.fullmatch(name):
         return SourceKind.HELM_VALUES
-    if chart_dir and len(parts) >= 2 and parts[-2] == "templates":
-        return SourceKind.HELM_TEMPLATE
     return None
+
+
+def in_chart_templates(file: Path) -> bool:
+    """Whether ``file`` lies, at any depth, under a ``templates/`` directory that has a
+    ``Chart.yaml`` beside it (a chart, or a subchart under a chart's ``charts/``)."""
+    for parent in Path(os.path.abspath(file)).parents:
+        if parent.name == "templates" and (parent.parent / "Chart.yaml").is_file():
+            return True
+    return False
 
 
 def sniff_yaml(text: str) -> SourceKind | None:
@@ -111,9 +124,7 @@ def _excluded(display: str, patterns: Sequence[str]) -> bool:
 
 def _candidate(file: Path, root: Path, tree: Path) -> Candidate | None:
     display = _display(file, root)
-    parent = file.parent
-    chart_dir = parent.name == "templates" and (parent.parent / "Chart.yaml").is_file()
-    kind = kind_by_name(PurePosixPath(display), chart_dir=chart_dir)
+    kind = kind_by_name(PurePosixPath(display), chart_dir=in_chart_templates(file))
     if kind is None and not file.name.lower().endswith(_YAML_SUFFIXES):
         return None
     return Candidate(file, display, kind, tree)

@@ -6,8 +6,9 @@ either a plain reference string, or a map ``{registry, repository, tag, digest}`
 ``appVersion`` when the caller passes it, as ``{{ .Values.image.tag | default .Chart.AppVersion }}``
 does, and is otherwise unresolved).  Values with ``{{ }}`` are unresolved, never rendered.
 
-Templates are Go templates, not YAML: only literal ``image:`` lines are read there, and any line
-with a template expression is unresolved.
+Templates (every ``*.y(a)ml`` and ``*.tpl`` file at any depth under a chart's ``templates/``) are
+Go templates, not YAML: they are never parsed, only literal ``image:`` lines are read there, and any
+line with a template expression is unresolved (the report folds those into one note per chart).
 
 ``--fix`` on a map edits its scalar values: ``registry`` (when present) to the mirror's registry,
 ``repository`` to the mirror's path (fully qualified when there is no ``registry`` key), ``tag`` to

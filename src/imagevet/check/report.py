@@ -6,9 +6,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from imagevet.check.judge import CheckContext, Verdict, judge_all
+from imagevet.check.model import FindingKind, FoundImage, SourceKind
 from imagevet.check.rules import Severity
 from imagevet.check.scan import ScannedFile, ScanResult
 
@@ -55,12 +57,13 @@ class CheckReport:
         )
 
     def summary(self, threshold: Severity = Severity.NOTE) -> dict[str, int]:
-        """Counts: files, references, ok, one per severity, fixable, suppressed."""
+        """Counts: files, references (every image position; a file that could not be parsed is
+        not one), ok, one per severity, fixable, suppressed."""
         issues = self.issues(threshold)
         by_level = Counter(str(v.severity) for v in issues)
         return {
             "files": len(self.files),
-            "references": len(self.verdicts),
+            "references": sum(1 for v in self.verdicts if v.found.kind is not FindingKind.PARSE_ERROR),
             "ok": sum(1 for v in self.verdicts if v.ok),
             "error": by_level["error"],
             "warning": by_level["warning"],
@@ -92,19 +95,59 @@ def _suppressed(verdict: Verdict, lines: list[str]) -> bool:
     return False
 
 
+_MAX_LISTED_PLACES = 5
+
+
+def _chart_template(found: FoundImage) -> tuple[str, str] | None:
+    """``(chart, path in the chart)`` of a templated image line of a Helm chart template that the
+    scan cannot resolve; None for any other finding."""
+    if found.source is not SourceKind.HELM_TEMPLATE or found.kind is not FindingKind.UNRESOLVED:
+        return None
+    parts = PurePosixPath(found.path).parts
+    dirs = [i for i, part in enumerate(parts[:-1]) if part == "templates"]
+    if not dirs:  # the scan started inside the chart's templates/: the chart is above it
+        return "..", f"{found.path}:{found.location.line}"
+    at = dirs[-1]
+    chart = PurePosixPath(*parts[:at]).as_posix() if at else "."
+    return chart, f"{PurePosixPath(*parts[at:]).as_posix()}:{found.location.line}"
+
+
+def _chart_notes(unresolved: dict[str, list[str]]) -> list[str]:
+    """One note per chart for its templated image lines: Helm renders them, the scan does not."""
+    out = []
+    for chart in sorted(unresolved):
+        places = unresolved[chart]
+        listed = ", ".join(places[:_MAX_LISTED_PLACES])
+        if len(places) > _MAX_LISTED_PLACES:
+            listed += f" and {len(places) - _MAX_LISTED_PLACES} more"
+        what = "reference" if len(places) == 1 else "references"
+        out.append(f"chart {chart}: {len(places)} templated image {what} not resolved without "
+                   f"rendering ({listed}); check `helm template` output")
+    return out
+
+
 def check_scan(scan: ScanResult, context: CheckContext, *, notes: Iterable[str] = ()) -> CheckReport:
-    """Judge everything a scan found; drop the findings silenced by a suppression comment.  Each
-    file the scan skipped unread becomes a note (``skipped <path>: <why>``)."""
+    """Judge everything a scan found; drop the findings silenced by a suppression comment.
+
+    The templated ``image:`` lines of Helm chart templates that the scan cannot resolve (Helm
+    renders them from values; the images of ``values.yaml`` are judged on their own) are not
+    verdicts: each chart gets one note listing them, which never fails the check.  Each file the
+    scan skipped unread becomes a note (``skipped <path>: <why>``).
+    """
     lines = {f.path: f.text.splitlines() for f in scan.files}
     kept: list[Verdict] = []
+    unresolved: dict[str, list[str]] = {}
     suppressed = 0
     for v in judge_all(scan.found, context):
+        chart = _chart_template(v.found)
         if _suppressed(v, lines.get(v.found.path, [])):
             suppressed += 1
+        elif chart is not None:
+            unresolved.setdefault(chart[0], []).append(chart[1])
         else:
             kept.append(v)
     skipped = [f"skipped {f.path}: {f.reason}" for f in scan.skipped]
-    return CheckReport(scan.files, tuple(kept), suppressed, (*notes, *skipped))
+    return CheckReport(scan.files, tuple(kept), suppressed, (*notes, *_chart_notes(unresolved), *skipped))
 
 
 def verdict_to_json(v: Verdict) -> dict[str, Any]:
