@@ -104,8 +104,10 @@ def sync_command(
     summary = result.to_json()
     recorded = True
     try:
-        _write_atomic(report or directory / "last-sync.json", json.dumps(summary, indent=2) + "\n",
-                      follow_dir=report is not None)
+        write_state_file(  # atomic, never through a symlink (the --report directory is the user's)
+            report or directory / "last-sync.json", (json.dumps(summary, indent=2) + "\n").encode(),
+            follow_dir=report is not None,
+        )
     except ImagevetError as e:  # the ledger and the lock are still written
         err_console.print(f"[red]error:[/] {terminal_safe(str(e))}", highlight=False)
         recorded = False
@@ -128,11 +130,6 @@ def sync_command(
         console.print(_summary_line(result), highlight=False)
     if not result.ok or not recorded:
         raise typer.Exit(EXIT_FAILURE)
-
-
-def _write_atomic(path: Path, text: str, *, follow_dir: bool = False) -> None:
-    """Replace ``path`` with ``text`` so that a reader never sees half a file; never through a symlink."""
-    write_state_file(path, text.encode(), follow_dir=follow_dir)
 
 
 def _summary_line(result: SyncReport) -> str:
