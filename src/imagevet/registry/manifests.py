@@ -8,7 +8,6 @@ pipeline records the last ones of each registry from every manifest response, 42
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from imagevet import mediatype
 from imagevet.digest import Digest
@@ -19,6 +18,7 @@ from imagevet.reference import Reference
 from imagevet.registry.pipeline import Pipeline
 from imagevet.registry.responses import raise_for_status
 from imagevet.registry.transport import Response
+from imagevet.store.protocol import ManifestHead
 
 __all__ = [
     "MAX_MANIFEST_SIZE",
@@ -32,16 +32,6 @@ __all__ = [
 #: Largest manifest accepted (the limit distribution and containerd use).
 MAX_MANIFEST_SIZE = 4 << 20
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestHead:
-    """What a manifest HEAD tells: digest, media type, size, and the pull budget if reported."""
-
-    digest: Digest
-    media_type: str
-    size: int
-    ratelimit: RateLimit | None
 
 
 def _path(ref: Reference, identifier: str | None = None) -> str:
