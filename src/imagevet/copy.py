@@ -45,14 +45,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from imagevet.digest import Digest
+from imagevet.digest import Digest, digest_tag_subject
 from imagevet.errors import (
     CopyError,
     DigestMismatchError,
@@ -78,8 +77,6 @@ __all__ = [
     "CopySession",
     "copy_digest_tags",
     "copy_image",
-    "digest_tag_subject",
-    "is_digest_tag",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,23 +107,6 @@ BLOB_ATTEMPTS = 3
 request was answered: a body cut, stalled or too slow (:class:`TransferTimeoutError`), or the
 one-shot upload failing.  A request the client already retried (``exhausted``) is not sent again,
 so a blob GET answered 5xx every time is sent ``RetryPolicy.attempts`` times, not 3 times that."""
-
-_DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a-z]+)?\Z")
-
-
-def is_digest_tag(tag: str) -> bool:
-    """Whether ``tag`` is an attachment tag (``sha256-<hex>[.sig|.att|.sbom]``), not an image tag."""
-    return _DIGEST_TAG_RE.match(tag) is not None
-
-
-def digest_tag_subject(tag: str) -> Digest | None:
-    """The manifest a digest tag is attached to (``sha256-<hex>.sig`` -> ``sha256:<hex>``);
-    None when ``tag`` is not a digest tag or names no whole digest (a cut sha512 tag)."""
-    m = _DIGEST_TAG_RE.match(tag)
-    if m is None or len(m.group(2)) != {"sha256": 64, "sha512": 128}[m.group(1)]:
-        return None
-    return Digest.parse(f"{m.group(1)}:{m.group(2)}")
-
 
 class CopyProgress(Protocol):
     """Receives progress events; the CLI renders them, tests may count them."""

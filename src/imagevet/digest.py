@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from imagevet.errors import DigestMismatchError, InvalidDigestError
 
-__all__ = ["SUPPORTED_ALGORITHMS", "Digest", "DigestVerifier", "MAX_TAG_LENGTH"]
+__all__ = [
+    "MAX_TAG_LENGTH",
+    "SUPPORTED_ALGORITHMS",
+    "Digest",
+    "DigestVerifier",
+    "digest_tag_subject",
+    "is_digest_tag",
+]
 
 MAX_TAG_LENGTH = 128
 
@@ -71,6 +78,24 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
+
+
+_DIGEST_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{121}|[0-9a-f]{128})(\.[a-z]+)?\Z")
+
+
+def is_digest_tag(tag: str) -> bool:
+    """Whether ``tag`` is an attachment tag (``sha256-<hex>[.sig|.att|.sbom]``, the OCI referrers
+    fallback and cosign's tags), not an image tag; the one parser of such tags every layer uses."""
+    return _DIGEST_TAG_RE.match(tag) is not None
+
+
+def digest_tag_subject(tag: str) -> Digest | None:
+    """The manifest a digest tag is attached to (``sha256-<hex>.sig`` -> ``sha256:<hex>``);
+    None when ``tag`` is not a digest tag or names no whole digest (a sha512 tag cut to 128)."""
+    m = _DIGEST_TAG_RE.match(tag)
+    if m is None or len(m.group(2)) != {"sha256": 64, "sha512": 128}[m.group(1)]:
+        return None
+    return Digest(m.group(1), m.group(2))
 
 
 class DigestVerifier:

@@ -42,13 +42,12 @@ order, as long as every registry involved has pulls left (above ``reserve``); th
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from imagevet.digest import Digest
+from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import InvalidReferenceError
 from imagevet.lock import Lock, LockedImage, LockEntry
 from imagevet.manifest import Platform
@@ -84,8 +83,6 @@ UNKNOWN_PLATFORMS = 4
 """Platforms assumed for an image whose index was never read (a conservative guess)."""
 EXPIRY_WARNING_DAYS = 14
 """An approval expiring within this many days is mentioned in the plan's warnings."""
-
-_DIGEST_TAG = re.compile(r"^(?:sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})(?:\.[a-z]+)?\Z")
 
 
 class ActionKind(enum.StrEnum):
@@ -733,7 +730,7 @@ class _EntryPlanner:
             keep = set(desired) | {a.target.tag for a in holds if a.target.tag}
             backups = backup_tag_pattern(e.backup_tag)
             for tag, digest in sorted(self.target.tags.items()):
-                if tag in keep or backups.fullmatch(tag) or _DIGEST_TAG.match(tag):
+                if tag in keep or backups.fullmatch(tag) or is_digest_tag(tag):
                     continue
                 actions.append(Prune(e.name, e.target.with_tag(tag), digest))
         changes = tuple(self.target.changes)

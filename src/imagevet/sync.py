@@ -33,9 +33,8 @@ from imagevet.copy import (
     CopyProgress,
     CopyResult,
     CopySession,
-    is_digest_tag,
 )
-from imagevet.digest import Digest
+from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import Lock, LockedImage, LockEntry, valid_media_type
 from imagevet.manifest_cache import ManifestCache

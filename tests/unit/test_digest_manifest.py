@@ -116,3 +116,18 @@ def test_digest_tags() -> None:
     long = Digest.of(b"x", "sha512")
     assert long.tag() == f"sha512-{long.hex}"[:128]  # the referrers fallback tag is cut to fit
     assert long.tag(".sig") is None  # a cosign tag for sha512 cannot be a valid tag
+
+
+def test_one_digest_tag_parser_for_attachment_tags() -> None:
+    from imagevet.digest import digest_tag_subject, is_digest_tag
+
+    d = Digest.of(b"x")
+    assert is_digest_tag(f"sha256-{d.hex}") and is_digest_tag(f"sha256-{d.hex}.sig")
+    assert digest_tag_subject(f"sha256-{d.hex}.att") == d
+    long = Digest.of(b"x", "sha512")
+    cut = long.tag()
+    assert cut is not None and len(cut) == 128
+    # a sha512 referrers tag cut to 128 characters is still an attachment tag (never pruned, never
+    # copied as an image), but it names no whole digest
+    assert is_digest_tag(cut) and digest_tag_subject(cut) is None
+    assert not is_digest_tag("sha256-short") and not is_digest_tag("v1.0")

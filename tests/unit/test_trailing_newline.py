@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagevet.copy import is_digest_tag
-from imagevet.digest import Digest
+from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError
 from imagevet.reference import Reference
 

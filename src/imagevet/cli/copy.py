@@ -25,8 +25,8 @@ from imagevet.copy import (
     CopyResult,
     CopySession,
     copy_digest_tags,
-    is_digest_tag,
 )
+from imagevet.digest import is_digest_tag
 from imagevet.errors import CopyError, ImagevetError, InvalidReferenceError
 from imagevet.manifest import Platform
 from imagevet.reference import Reference
