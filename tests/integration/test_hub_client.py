@@ -269,3 +269,15 @@ async def test_no_secret_in_logs_or_repr(
     assert caplog.records
     assert fake_hub.seed.pat not in text
     assert "eyJ" not in text  # no JWT
+
+
+async def test_sso_enforced_org_refuses_a_password_with_a_hint(fake_hub: FakeHub) -> None:  # noqa: F811
+    assert fake_hub.seed is not None
+    fake_hub.sso_orgs.add("acme")
+    creds = HubCredentials("alice", fake_hub.seed.password)
+    async with HubClient(fake_hub.url, creds) as c:
+        with pytest.raises(HubError) as info:
+            await c.login()
+    assert info.value.status == 401
+    assert "single sign-on" in str(info.value) and "personal access token" in str(info.value)
+    assert fake_hub.seed.password not in str(info.value)
