@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagevet.category import Category, Classification, classify_static
-from imagevet.errors import HubError, SecurityError, TransportError
+from imagevet.errors import HubError, LimitExceededError, SecurityError, TransportError
 
 if TYPE_CHECKING:
     from imagevet.hub.client import HubClient
@@ -96,7 +96,7 @@ class CatalogClassifier:
                 async with self._limit:
                     self.searches += 1
                     results = await self._search(path)
-            except (HubError, TransportError, SecurityError) as e:
+            except (HubError, TransportError, SecurityError, LimitExceededError) as e:
                 log.warning("catalog lookup of %s failed, treating it as unverified: %s", path, e)
                 self._failed.add(namespace)
                 return None
