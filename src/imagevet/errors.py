@@ -361,4 +361,8 @@ class HubRateLimitedError(HubError):
 class HubTokenError(HubError):
     """The configured token cannot make this call: an organization access token on a route
     that takes personal access tokens only.  Raised before anything is sent (status 403), or
-    from the Hub's own refusal."""
+    from the Hub's own refusal; the message says what to use instead."""
+
+    def __init__(self, status: int, method: str, url: str, message: str) -> None:
+        super().__init__(status, method, url, message)
+        self.args = (f"Docker Hub: {method} {self.url}: {message}",)

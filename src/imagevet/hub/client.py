@@ -43,6 +43,7 @@ from imagevet.errors import (
     SecurityError,
     TransportError,
     redact_url,
+    scrub,
 )
 from imagevet.hub.credentials import DEFAULT_HUB_URL, HubCredentials, SecretKind
 from imagevet.hub.responses import hub_error
@@ -322,7 +323,7 @@ class HubClient:
             token = await self._ensure_token(stale=token)
             response = await self._retry.call(lambda: self._attempt(method, url, token, body))
         if response.status in _REDIRECTS:
-            location = response.headers.get("Location") or "nowhere"
+            location = scrub(redact_url(response.headers.get("Location") or "nowhere"), limit=300)
             raise HubError(
                 response.status,
                 method,

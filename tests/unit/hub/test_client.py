@@ -148,6 +148,7 @@ async def test_oat_refused_before_sending_off_namespaced_routes(path: str) -> No
     assert transport.requests == []  # not even a login
     assert info.value.status == 403
     assert "needs a personal access token" in str(info.value)
+    assert "HTTP 403" not in str(info.value)  # nothing was sent, so no status is claimed
     assert OAT not in str(info.value)
 
 
