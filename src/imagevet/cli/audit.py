@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from imagevet.checkpoint import Signer, SigningKeyError, Verifier, generate_key
-from imagevet.cli._policy import LEDGER_NAME, load, state_dir
+from imagevet.cli._policy import load, state_store
 from imagevet.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -32,6 +32,7 @@ from imagevet.cli.common import (
 from imagevet.ledger import (
     AuditReport,
     AuditSetup,
+    FileLedger,
     Recovered,
     RecoverRefusedError,
     read_ledger,
@@ -42,7 +43,6 @@ from imagevet.ledger import (
 from imagevet.policy import Policy
 
 __all__ = [
-    "CHECKPOINT_NAME",
     "DEFAULT_LEDGER",
     "KEY_ENV",
     "KEY_FILE_ENV",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 DEFAULT_LEDGER = Path(".imagevet/ledger.jsonl")
-CHECKPOINT_NAME = "checkpoint"
 KEY_FILE_ENV = "IMAGEVET_LEDGER_KEY_FILE"
 KEY_ENV = "IMAGEVET_LEDGER_KEY"
 _KEY_FILE_MAX = 4096
@@ -118,16 +117,18 @@ def audit_setup(
     signer: Signer | None = None,
 ) -> AuditSetup:
     """Ledger, checkpoint file, checkpoint repository and keys, from the policy and the options."""
-    if ledger is None:
-        ledger = state_dir(policy) / LEDGER_NAME if policy is not None else DEFAULT_LEDGER
+    store = (
+        FileLedger.at(ledger) if ledger is not None
+        else state_store(policy).ledger if policy is not None
+        else FileLedger.at(DEFAULT_LEDGER)
+    )
     verifier: Verifier | None = None
     if public_key is not None:
         verifier = _read_public_key(public_key)
     elif policy is not None and policy.audit.public_key:
         verifier = Verifier.parse(policy.audit.public_key)
     setup = AuditSetup(
-        ledger=ledger,
-        checkpoint_file=ledger.parent / CHECKPOINT_NAME,
+        ledger=store,
         repository=policy.checkpoint_ref if policy is not None else None,
         verifier=verifier,
         signer=signer,
@@ -283,7 +284,7 @@ def verify_command(
                 signed = f"; signed checkpoint at record {report.local.size} verified"
                 if report.remote is not None:
                     signed += f" (remote {terminal_safe(str(setup.repository))}: record {report.remote.size})"
-            console.print(f"{terminal_safe(str(setup.ledger))}: {report.check.records} records, chain intact{signed}", highlight=False)
+            console.print(f"{terminal_safe(setup.ledger.location)}: {report.check.records} records, chain intact{signed}", highlight=False)
         else:
             _print_failure(setup, report)
     if not report.ok:
@@ -292,7 +293,7 @@ def verify_command(
 
 def _print_failure(setup: AuditSetup, report: AuditReport) -> None:
     """Why the ledger is not verified, and what to do: recover only for damage."""
-    where = terminal_safe(str(setup.ledger))
+    where = terminal_safe(setup.ledger.location)
     intact = f"{report.check.records} records form an intact chain"
     if report.damaged:
         err_console.print(f"[red]{where}: does not verify: {terminal_safe(report.reason())}[/] ({intact})", highlight=False)
@@ -339,19 +340,19 @@ def recover_command(
 
     done = _run(_go)
     if done.damaged is not None:
-        console.print(f"moved the damaged ledger to {terminal_safe(str(done.damaged))}", highlight=False)
+        console.print(f"moved the damaged ledger to {terminal_safe(done.damaged)}", highlight=False)
     if done.checkpoint_moved is not None:
-        console.print(f"moved its checkpoint to {terminal_safe(str(done.checkpoint_moved))}", highlight=False)
+        console.print(f"moved its checkpoint to {terminal_safe(done.checkpoint_moved)}", highlight=False)
     ev = done.event
     console.print(
-        f"new chain in {terminal_safe(str(setup.ledger))}: record 1 names the damaged file; its chain was "
+        f"new chain in {terminal_safe(setup.ledger.location)}: record 1 names the damaged file; its chain was "
         f"intact through record {ev['last_verified_seq']} ({terminal_safe(str(ev['last_verified_hash']))})",
         highlight=False,
     )
     rec = done.recorded
     if rec.checkpoint is not None:
         where = f"and pushed to {terminal_safe(rec.pushed)}" if rec.pushed else "(no checkpoint repository: not pushed)"
-        console.print(f"signed checkpoint written to {terminal_safe(str(setup.checkpoint_file))} {where}", highlight=False)
+        console.print(f"signed checkpoint written to {terminal_safe(setup.ledger.checkpoint_location)} {where}", highlight=False)
     else:
         err_console.print("[yellow]note:[/] no signing key: the new chain is unsigned", highlight=False)
 

@@ -10,9 +10,9 @@ from imagevet.cli._policy import (
     POLICY_OPTION,
     hub_manager,
     load,
-    manifest_cache,
     now_utc,
     print_plan_report,
+    state_store,
 )
 from imagevet.cli.common import (
     EXIT_CHANGES,
@@ -41,7 +41,7 @@ def plan_command(
 ) -> None:
     """Compare policy + lock with the targets (HEAD requests only) and list the actions."""
     loaded = load(policy)
-    cache = manifest_cache(loaded.policy)
+    cache = state_store(loaded.policy).manifests
 
     async def _go() -> tuple[Plan, list[EntryProblem]]:
         async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:

@@ -11,10 +11,9 @@ from imagevet.cli._policy import (
     POLICY_OPTION,
     hub_manager,
     load,
-    manifest_cache,
     now_utc,
     print_plan_report,
-    state_dir,
+    state_store,
 )
 from imagevet.cli.audit import record_sync, sync_setup
 from imagevet.cli.common import (
@@ -66,7 +65,7 @@ def sync_command(
     loaded = load(policy)
     audit = None if dry_run else sync_setup(loaded.policy)  # a bad signing key stops before any work
     options = SyncOptions(jobs=jobs, images=images, prune=prune)
-    cache = manifest_cache(loaded.policy)
+    cache = state_store(loaded.policy).manifests
     show_progress = not as_json and err_console.is_terminal
 
     new_lock: Lock = loaded.lock
@@ -100,7 +99,7 @@ def sync_command(
         print_plan_report(result.plan, result.problems, as_json=as_json)
         raise typer.Exit(EXIT_FAILURE if result.problems else 0)
 
-    directory = state_dir(loaded.policy)
+    directory = state_store(loaded.policy).directory
     summary = result.to_json()
     recorded = True
     try:
