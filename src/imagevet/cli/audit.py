@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -36,7 +36,6 @@ from imagevet.ledger import (
     Recovered,
     RecoverRefusedError,
     read_ledger,
-    record_events,
     recover,
     verify_audit,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "KEY_ENV",
     "KEY_FILE_ENV",
     "audit_setup",
-    "record_sync",
     "register",
 ]
 
@@ -169,35 +167,6 @@ def sync_setup(policy: Policy) -> AuditSetup:
         return audit_setup(policy, signer=load_signer(os.environ))
     except SigningKeyError as e:
         _bad_key(e)
-
-
-def record_sync(setup: AuditSetup, events: Sequence[Mapping[str, Any]], *, insecure: Sequence[str]) -> bool:
-    """Append a run's events (sync): verify the tail, append, sign, write and push the checkpoint.
-
-    Prints what went wrong (the records stay in the run summary) and returns False then.
-    """
-    if setup.signer is None:
-        err_console.print(
-            f"[yellow]note:[/] the audit ledger is unsigned: set {KEY_FILE_ENV} or {KEY_ENV} "
-            "to sign and push a checkpoint (docs/audit.md)", highlight=False,
-        )
-
-    async def _go() -> None:
-        if setup.signer is None:
-            await record_events(setup, None, events)
-            return
-        async with make_registry_client(insecure=insecure) as client:
-            await record_events(setup, client, events)
-
-    try:
-        _run(_go)
-    except typer.Exit:
-        err_console.print(
-            "[red]the run's records are not in the audit ledger[/]; they are in the run summary",
-            highlight=False,
-        )
-        return False
-    return True
 
 
 # -- commands ---------------------------------------------------------------------------------------
