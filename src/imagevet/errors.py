@@ -171,6 +171,11 @@ class CredentialsError(ImagevetError):
     """A credential store, helper or file could not be read (the secret is never included)."""
 
 
+class StateError(ImagevetError):
+    """Run state (ledger, checkpoint, run summary, held updates, ...) cannot be read or written:
+    a symlinked or read-only state directory, a full disk, a store that does not answer."""
+
+
 class TransportError(ImagevetError):
     """The request never got an HTTP answer: connection refused or reset, timeout, TLS failure."""
 
