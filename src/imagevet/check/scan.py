@@ -12,7 +12,13 @@ from imagevet.check.compose import find_in_compose
 from imagevet.check.discover import Candidate, discover, sniff_yaml
 from imagevet.check.dockerfile import find_in_dockerfile
 from imagevet.check.files import DEFAULT_MAX_FILE_SIZE, NotRead, read_confined
-from imagevet.check.helm import find_in_helm_template, find_in_helm_values, read_app_version
+from imagevet.check.helm import (
+    ChartBuild,
+    find_in_helm_template,
+    find_in_helm_values,
+    read_app_version,
+    read_chart_build,
+)
 from imagevet.check.kubernetes import find_in_kubernetes
 from imagevet.check.model import FindingKind, FoundImage, SourceKind
 from imagevet.check.text import LineIndex
@@ -69,9 +75,15 @@ _MAY_HOLD_IMAGES = re.compile(r"image|container|docker://", re.IGNORECASE)
 
 
 def find_images(
-    text: str, path: str, kind: SourceKind, *, app_version: str | None = None
+    text: str,
+    path: str,
+    kind: SourceKind,
+    *,
+    app_version: str | None = None,
+    chart: ChartBuild | None = None,
 ) -> list[FoundImage]:
-    """Run the finder for ``kind`` over ``text``; ``app_version`` is the chart's, for Helm values.
+    """Run the finder for ``kind`` over ``text``; for Helm values, ``chart`` says how the chart
+    builds its references (``app_version`` alone: a chart whose templates were not read).
 
     A YAML text that never mentions ``image``, ``container`` or ``docker://`` is skipped unparsed
     (so a syntax error in it goes unreported: it could not hide a reference).
@@ -85,20 +97,46 @@ def find_images(
     if kind is SourceKind.KUBERNETES:
         return find_in_kubernetes(text, path)
     if kind is SourceKind.HELM_VALUES:
-        return find_in_helm_values(text, path, app_version=app_version)
+        return find_in_helm_values(text, path, app_version=app_version, chart=chart)
     if kind is SourceKind.HELM_TEMPLATE:
         return find_in_helm_template(text, path)
     return find_in_workflow(text, path)
 
 
-def _app_version(file: Path, tree: Path, max_size: int) -> str | None:
+_MAX_CHART_TEMPLATES = 5000
+"""Templates read per chart to learn how it builds tags; more are not read (a bounded cost)."""
+
+
+def _read_text(file: Path, tree: Path, max_size: int) -> str | None:
     try:
-        read = read_confined(file.parent / "Chart.yaml", tree, max_size=max_size)
+        read = read_confined(file, tree, max_size=max_size)
         if isinstance(read, NotRead):
             return None
-        return read_app_version(read[1].decode("utf-8"))
+        return read[1].decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def _chart_build(chart: Path, tree: Path, max_size: int) -> ChartBuild:
+    """How the chart in ``chart`` builds its image tags: ``Chart.yaml``'s appVersion and the text
+    of its templates (files read as the scan reads them: confined to ``tree``, capped)."""
+    chart_yaml = _read_text(chart / "Chart.yaml", tree, max_size)
+    app_version = read_app_version(chart_yaml) if chart_yaml is not None else None
+    templates_dir = chart / "templates"
+    if chart_yaml is None or not templates_dir.is_dir() or templates_dir.is_symlink():
+        return ChartBuild(app_version)
+    texts: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(templates_dir):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if len(texts) >= _MAX_CHART_TEMPLATES:
+                break
+            if name.lower().endswith((".yaml", ".yml", ".tpl")):
+                file = Path(dirpath) / name
+                text = _read_text(file, tree, max_size)
+                if text is not None:
+                    texts[file.relative_to(chart).as_posix()] = text
+    return read_chart_build(app_version, texts)
 
 
 def _unreadable(candidate: Candidate, kind: SourceKind, why: str) -> FoundImage:
@@ -130,6 +168,7 @@ def scan_paths(
     files: list[ScannedFile] = []
     found: list[FoundImage] = []
     skipped: list[SkippedFile] = []
+    charts: dict[Path, ChartBuild] = {}
     for candidate in discover(paths, root=root, exclude=exclude):
         fallback = candidate.kind or SourceKind.KUBERNETES
         tree = candidate.tree or Path(os.path.realpath(candidate.file.parent))
@@ -152,11 +191,14 @@ def scan_paths(
         kind = candidate.kind or sniff_yaml(text)
         if kind is None:
             continue
-        app_version = (
-            _app_version(candidate.file, tree, max_file_size) if kind is SourceKind.HELM_VALUES else None
-        )
+        chart: ChartBuild | None = None
+        if kind is SourceKind.HELM_VALUES:
+            chart_dir = candidate.file.parent
+            if chart_dir not in charts:
+                charts[chart_dir] = _chart_build(chart_dir, tree, max_file_size)
+            chart = charts[chart_dir]
         files.append(ScannedFile(candidate.path, real, kind, text, tree))
-        found.extend(find_images(text, candidate.path, kind, app_version=app_version))
+        found.extend(find_images(text, candidate.path, kind, chart=chart))
     found.sort(key=FoundImage.sort_key)
     files.sort(key=lambda f: f.path)
     skipped.sort(key=lambda f: f.path)
