@@ -3,7 +3,8 @@
 By name: ``Dockerfile``, ``Containerfile``, ``Dockerfile.*``, ``*.Dockerfile`` (any case; not
 ``.md``, ``.txt``, ``.rst``, ``.adoc`` or ``.html`` documents);
 ``compose.y(a)ml``, ``compose.*.y(a)ml``, ``docker-compose*.y(a)ml``; ``.github/workflows/*.y(a)ml``;
-``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``*.y(a)ml`` and ``*.tpl``
+``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``kustomization.y(a)ml`` and
+``Kustomization`` (Kustomize ``images:``); ``*.y(a)ml`` and ``*.tpl``
 at any depth under the ``templates/`` directory beside a ``Chart.yaml`` (Helm templates: Go
 templates, never parsed as YAML; subcharts under ``charts/`` are charts alike).  Any other YAML file is read and
 taken as a Kubernetes manifest when a line starts with ``apiVersion:`` and one with ``kind:``, or as
@@ -56,6 +57,9 @@ class Candidate:
     tree: Path | None = None
 
 
+_KUSTOMIZATION = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+"""The file names ``kustomize build`` reads a directory's kustomization from."""
+
 _NOT_DOCKERFILES = (".md", ".txt", ".rst", ".adoc", ".html")
 
 
@@ -77,6 +81,8 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
     name = path.name
     if _is_dockerfile(name):
         return SourceKind.DOCKERFILE
+    if name in _KUSTOMIZATION:
+        return SourceKind.KUSTOMIZE
     if chart_dir and name.lower().endswith(_TEMPLATE_SUFFIXES):
         return SourceKind.HELM_TEMPLATE
     if not name.lower().endswith(_YAML_SUFFIXES):

@@ -20,6 +20,7 @@ from imagevet.check.helm import (
     read_chart_build,
 )
 from imagevet.check.kubernetes import find_in_kubernetes
+from imagevet.check.kustomize import find_in_kustomization
 from imagevet.check.model import FindingKind, FoundImage, SourceKind
 from imagevet.check.text import LineIndex
 from imagevet.check.workflow import find_in_workflow
@@ -100,6 +101,8 @@ def find_images(
         return find_in_helm_values(text, path, app_version=app_version, chart=chart)
     if kind is SourceKind.HELM_TEMPLATE:
         return find_in_helm_template(text, path)
+    if kind is SourceKind.KUSTOMIZE:
+        return find_in_kustomization(text, path)
     return find_in_workflow(text, path)
 
 
