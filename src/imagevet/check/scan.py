@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from imagevet.check.compose import find_in_compose
+from imagevet.check.compose import find_in_compose, parse_dotenv
 from imagevet.check.discover import Candidate, discover, sniff_yaml
 from imagevet.check.dockerfile import find_in_dockerfile
 from imagevet.check.files import DEFAULT_MAX_FILE_SIZE, NotRead, read_confined
@@ -82,9 +82,12 @@ def find_images(
     *,
     app_version: str | None = None,
     chart: ChartBuild | None = None,
+    env: Mapping[str, str] | None = None,
+    env_name: str = ".env",
 ) -> list[FoundImage]:
     """Run the finder for ``kind`` over ``text``; for Helm values, ``chart`` says how the chart
-    builds its references (``app_version`` alone: a chart whose templates were not read).
+    builds its references (``app_version`` alone: a chart whose templates were not read); for
+    Compose, ``env`` holds the variables of the ``.env`` file beside it (shown as ``env_name``).
 
     A YAML text that never mentions ``image``, ``container`` or ``docker://`` is skipped unparsed
     (so a syntax error in it goes unreported: it could not hide a reference).
@@ -94,7 +97,7 @@ def find_images(
     if not _MAY_HOLD_IMAGES.search(text):
         return []
     if kind is SourceKind.COMPOSE:
-        return find_in_compose(text, path)
+        return find_in_compose(text, path, env=env, env_name=env_name)
     if kind is SourceKind.KUBERNETES:
         return find_in_kubernetes(text, path)
     if kind is SourceKind.HELM_VALUES:
@@ -200,8 +203,14 @@ def scan_paths(
             if chart_dir not in charts:
                 charts[chart_dir] = _chart_build(chart_dir, tree, max_file_size)
             chart = charts[chart_dir]
+        env: dict[str, str] | None = None
+        env_name = ".env"
+        if kind is SourceKind.COMPOSE:
+            env_text = _read_text(candidate.file.parent / ".env", tree, max_file_size)
+            env = parse_dotenv(env_text) if env_text is not None else {}
+            env_name = (PurePosixPath(candidate.path).parent / ".env").as_posix()
         files.append(ScannedFile(candidate.path, real, kind, text, tree))
-        found.extend(find_images(text, candidate.path, kind, chart=chart))
+        found.extend(find_images(text, candidate.path, kind, chart=chart, env=env, env_name=env_name))
     found.sort(key=FoundImage.sort_key)
     files.sort(key=lambda f: f.path)
     skipped.sort(key=lambda f: f.path)

@@ -54,6 +54,8 @@ class Expansion:
     value: str
     missing: tuple[str, ...] = ()
     used: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    """The missing variables written ``${VAR:?message}``/``${VAR?message}``: required, and unset."""
 
     @property
     def resolved(self) -> bool:
@@ -74,6 +76,7 @@ def expand_variables(
     out: list[str] = []
     missing: list[str] = []
     used: list[str] = []
+    required: list[str] = []
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -92,7 +95,7 @@ def expand_variables(
                 missing.append(text[i:])
                 out.append(text[i:])
                 break
-            _substitute(text[i + 2 : close], variables, escape, out, missing, used)
+            _substitute(text[i + 2 : close], variables, escape, out, missing, used, required)
             i = close + 1
             continue
         m = _NAME.match(text, i + 1)
@@ -108,7 +111,9 @@ def expand_variables(
         else:
             out.append(value)
         i = m.end()
-    return Expansion("".join(out), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(used)))
+    return Expansion(
+        "".join(out), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(used)), tuple(dict.fromkeys(required))
+    )
 
 
 def _matching_brace(text: str, open_at: int) -> int:
@@ -130,6 +135,7 @@ def _substitute(
     out: list[str],
     missing: list[str],
     used: list[str],
+    required: list[str],
 ) -> None:
     m = _NAME.match(inner)
     if not m:
@@ -157,6 +163,7 @@ def _substitute(
         out.append(sub.value)
         missing.extend(sub.missing)
         used.extend(sub.used)
+        required.extend(sub.required)
     elif op == "+":
         if value is None:  # unknown, or declared without a value: set at build time, if ever
             missing.append(name)
@@ -165,11 +172,13 @@ def _substitute(
             out.append(sub.value)
             missing.extend(sub.missing)
             used.extend(sub.used)
+            required.extend(sub.required)
     elif op == "?":
         if is_set:
             out.append(value or "")
         else:
             missing.append(name)
+            required.append(name)
     else:  # ${VAR#pattern} and friends: not evaluated
         missing.append("${" + inner + "}")
 

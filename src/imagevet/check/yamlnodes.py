@@ -7,7 +7,7 @@ must point at and what ``--fix`` must edit.  Nothing here ever dumps YAML.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
@@ -205,12 +205,16 @@ def scalar_image(
     context: str,
     prefix: str = "",
     interpolate: bool = False,
+    variables: Mapping[str, str] | None = None,
+    variables_from: str = ".env",
 ) -> FoundImage | None:
     """The finding for an image written as one scalar; None when the value is empty.
 
     ``prefix`` (``docker://``) is required and kept out of the span; with ``interpolate``
-    Compose's ``${VAR:-default}`` substitution applies (no environment is known: a variable with
-    no default is unresolved).
+    Compose's substitution applies with ``variables`` (read from ``variables_from``, the ``.env``
+    file; never the process environment) and the defaults written in the value: a variable with
+    neither is unresolved, and a required one (``${TAG:?message}``) is a note, never a guess.
+    An interpolated reference is marked as inferred and is not auto-fixable.
     """
     if not isinstance(node, ScalarNode):
         start, end = node.start_mark.index, node.end_mark.index
@@ -232,10 +236,23 @@ def scalar_image(
         span = Span(span.start + len(prefix), span.end)
     missing: tuple[str, ...] = ()
     resolved = value
+    inferred = ""
+    note_only = False
+    known = variables or {}
     if interpolate and "$" in value and not is_templated(value):
-        expansion = expand_variables(value, {}, escape="$")
+        expansion = expand_variables(value, known, escape="$")
         resolved, missing = expansion.value, expansion.missing
+        note_only = bool(expansion.required) and set(missing) <= set(expansion.required)
+        if expansion.used:
+            inferred = "interpolation of " + ", ".join(
+                f"{name} from {variables_from}" if name in known else f"{name} (unset, its default)"
+                for name in expansion.used
+            )
     kind, ref, detail = resolve_value(resolved, missing)
+    if note_only:
+        names = ", ".join(missing)
+        detail = (f"requires {names} (${{{missing[0]}:?...}}), set neither in {variables_from} nor by a "
+                  "default; not guessed")
     fix: FixTarget | None = None
     note = ""
     if kind is FindingKind.REFERENCE:
@@ -243,6 +260,9 @@ def scalar_image(
             fix = ReplaceSpan(span)
         elif not exact:
             note = "the value is not a plain one-line scalar; edit it by hand"
+        elif inferred:
+            note = (f"the reference is interpolated ({inferred}); rewriting it would drop the "
+                    f"variables: edit the value or {variables_from} by hand")
         else:
             note = "the value uses variables; edit it by hand"
     return FoundImage(
@@ -256,6 +276,8 @@ def scalar_image(
         detail=detail,
         fix=fix,
         fix_note=note,
+        inferred=inferred if kind is FindingKind.REFERENCE else "",
+        note_only=note_only,
     )
 
 
