@@ -53,6 +53,7 @@ __all__ = [
     "find_in_helm_values",
     "read_app_version",
     "read_chart_build",
+    "with_subchart",
 ]
 
 _MAP_KEYS = ("registry", "repository", "tag", "digest", "sha")
@@ -63,7 +64,9 @@ _APP_VERSION_USE = re.compile(r"\.Chart\.AppVersion\b")
 _V_PREFIX = re.compile(r"""printf\s+["`]v%s["`]|print\s+["`]v["`]\s+\$?\.Chart\.AppVersion|["`]v["`]\s*\$?\.Chart\.AppVersion""")
 _VALUES_TAG = re.compile(r"\.Values\.([A-Za-z0-9_.]+?)\.tag\b")
 _ASSIGN = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)\s*:?=")
-_SHA_HEX = re.compile(r"@sha256:\{\{[^}]*\.sha\b")
+_CONDITION = re.compile(r"\s*-?\s*(?:if|else\s+if|with)\b")
+_END = re.compile(r"\s*-?\s*end\b")
+_SHA_HEX = re.compile(r"@sha256:\{\{")
 _VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
@@ -80,6 +83,8 @@ class TagDefault:
 
     prefix: str
     where: str
+    app_version: str | None = None
+    """The appVersion ``.Chart.AppVersion`` is there: a subchart's own, or None for the chart's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,8 @@ class ChartBuild:
     convention: TagDefault | None = None
     templates_read: bool = False
     sha_hex: bool = False
-    """A template writes ``@sha256:{{ ... .sha }}``: a ``sha`` value is the hex part only."""
+    """A template writes ``@sha256:{{ ... }}``: an empty ``digest``/``sha`` value takes the hex
+    part only (a written value keeps its own form)."""
 
 
 def read_chart_build(app_version: str | None, templates: Mapping[str, str]) -> ChartBuild:
@@ -110,7 +116,9 @@ def read_chart_build(app_version: str | None, templates: Mapping[str, str]) -> C
     when it reads ``printf "v%s" .Chart.AppVersion`` (or ``print "v" .Chart.AppVersion``); it
     applies to each ``.Values.<path>.tag`` in the same action, and to those of any action using a
     variable it assigns (``{{- $tag := printf "v%s" .Chart.AppVersion }}`` ...
-    ``{{ .Values.image.tag | default $tag }}``).
+    ``{{ .Values.image.tag | default $tag }}``), and to the paths an ``if``/``with`` action
+    just tested (``{{ if .Values.image.tag }}{{ .Values.image.tag }}{{ else }}{{ print "v"
+    .Chart.AppVersion }}{{ end }}``).
     """
     defaults: dict[str, TagDefault] = {}
     sha_hex = False
@@ -123,6 +131,7 @@ def read_chart_build(app_version: str | None, templates: Mapping[str, str]) -> C
         if "{{" not in text:
             continue
         sha_hex = sha_hex or bool(_SHA_HEX.search(text))
+        pending: list[str] = []  # paths an ``if``/``with`` just tested: ``else`` may default them
         for m in _ACTION.finditer(text):
             body = m.group(1)
             paths = _VALUES_TAG.findall(body)
@@ -130,12 +139,17 @@ def read_chart_build(app_version: str | None, templates: Mapping[str, str]) -> C
             if not _APP_VERSION_USE.search(body):
                 if paths and "$" in body:
                     actions.append((body, path))
+                if paths and _CONDITION.match(body):
+                    pending = paths
+                elif paths or _END.match(body):
+                    pending = [] if _END.match(body) else pending
                 continue
             line = text.count("\n", 0, m.start(1) + body.find(".Chart.AppVersion")) + 1
             default = TagDefault("v" if _V_PREFIX.search(body) else "", f"{path}:{line}")
             seen.append(default)
-            for p in paths:
+            for p in (*paths, *pending):
                 defaults.setdefault(p, default)
+            pending = []
             for name in _ASSIGN.findall(body):
                 variables.setdefault(name, default)
     for body, _ in actions:
@@ -146,6 +160,17 @@ def read_chart_build(app_version: str | None, templates: Mapping[str, str]) -> C
     prefixes = {d.prefix for d in seen}
     convention = seen[0] if len(prefixes) == 1 else None
     return ChartBuild(app_version, defaults, frozenset(used), convention, templates_read=True, sha_hex=sha_hex)
+
+
+def with_subchart(build: ChartBuild, name: str, sub: ChartBuild) -> ChartBuild:
+    """``build`` with what the subchart ``name`` (under ``charts/``) says about its tags: a
+    subchart reads the parent's values under ``name.``, and its ``.Chart.AppVersion`` is its own."""
+    defaults = dict(build.tag_defaults)
+    for path, d in sub.tag_defaults.items():
+        defaults.setdefault(f"{name}.{path}", TagDefault(d.prefix, f"charts/{name}/{d.where}", sub.app_version))
+    used = build.tags_used | {f"{name}.{p}" for p in sub.tags_used}
+    return ChartBuild(build.app_version, defaults, frozenset(used), build.convention,
+                      build.templates_read, build.sha_hex or sub.sha_hex)
 
 
 def _is_image_key(key: str) -> bool:
@@ -222,6 +247,10 @@ def _tag_default(build: ChartBuild, context: str, has_digest: bool) -> tuple[str
         return "no tag, and no Chart.yaml appVersion beside it: the chart picks one (.Chart.AppVersion)"
     known = build.tag_defaults.get(context)
     if known is not None:
+        if known.where.startswith("charts/"):
+            if known.app_version is None:
+                return "no tag, and no appVersion in the subchart's Chart.yaml"
+            version = known.app_version
         shown = f"{known.prefix}{version}"
         return shown, f"Chart.yaml appVersion {version}, " + (
             f"v-prefixed as {known.where} builds it" if known.prefix else f"as {known.where} builds it")
@@ -269,7 +298,7 @@ def _image_map(
         registry = registry_override[0]
         inferred += f", global.imageRegistry {registry} ({registry_override[1]})"
         fix_blocked = "global.imageRegistry overrides its registry; edit the values by hand"
-    digest_hex = sha_key and (build.sha_hex if not digest else ":" not in digest)
+    digest_hex = build.sha_hex if not digest else ":" not in digest
     if digest and ":" not in digest:
         digest = f"sha256:{digest}"
     detail = ""

@@ -18,6 +18,7 @@ from imagevet.check.helm import (
     find_in_helm_values,
     read_app_version,
     read_chart_build,
+    with_subchart,
 )
 from imagevet.check.kubernetes import find_in_kubernetes
 from imagevet.check.kustomize import find_in_kustomization
@@ -113,6 +114,9 @@ _MAX_CHART_TEMPLATES = 5000
 """Templates read per chart to learn how it builds tags; more are not read (a bounded cost)."""
 
 
+_MAX_SUBCHART_DEPTH = 3
+
+
 def _read_text(file: Path, tree: Path, max_size: int) -> str | None:
     try:
         read = read_confined(file, tree, max_size=max_size)
@@ -123,9 +127,10 @@ def _read_text(file: Path, tree: Path, max_size: int) -> str | None:
         return None
 
 
-def _chart_build(chart: Path, tree: Path, max_size: int) -> ChartBuild:
+def _chart_build(chart: Path, tree: Path, max_size: int, depth: int = 0) -> ChartBuild:
     """How the chart in ``chart`` builds its image tags: ``Chart.yaml``'s appVersion and the text
-    of its templates (files read as the scan reads them: confined to ``tree``, capped)."""
+    of its templates, and those of its subcharts under ``charts/`` (files read as the scan reads
+    them: confined to ``tree``, capped)."""
     chart_yaml = _read_text(chart / "Chart.yaml", tree, max_size)
     app_version = read_app_version(chart_yaml) if chart_yaml is not None else None
     templates_dir = chart / "templates"
@@ -142,7 +147,13 @@ def _chart_build(chart: Path, tree: Path, max_size: int) -> ChartBuild:
                 text = _read_text(file, tree, max_size)
                 if text is not None:
                     texts[file.relative_to(chart).as_posix()] = text
-    return read_chart_build(app_version, texts)
+    build = read_chart_build(app_version, texts)
+    subcharts = chart / "charts"
+    if depth < _MAX_SUBCHART_DEPTH and subcharts.is_dir() and not subcharts.is_symlink():
+        for sub in sorted(subcharts.iterdir()):
+            if sub.is_dir() and not sub.is_symlink() and (sub / "Chart.yaml").is_file():
+                build = with_subchart(build, sub.name, _chart_build(sub, tree, max_size, depth + 1))
+    return build
 
 
 def _unreadable(candidate: Candidate, kind: SourceKind, why: str) -> FoundImage:
