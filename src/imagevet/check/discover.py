@@ -97,11 +97,20 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
     return None
 
 
-def in_chart_templates(file: Path) -> bool:
+def in_chart_templates(file: Path, known: dict[Path, bool] | None = None) -> bool:
     """Whether ``file`` lies, at any depth, under a ``templates/`` directory that has a
-    ``Chart.yaml`` beside it (a chart, or a subchart under a chart's ``charts/``)."""
+    ``Chart.yaml`` beside it (a chart, or a subchart under a chart's ``charts/``); ``known``
+    remembers the answer per directory (one walk asks once per directory)."""
     for parent in Path(os.path.abspath(file)).parents:
-        if parent.name == "templates" and (parent.parent / "Chart.yaml").is_file():
+        if parent.name != "templates":
+            continue
+        if known is None:
+            if (parent.parent / "Chart.yaml").is_file():
+                return True
+            continue
+        if parent not in known:
+            known[parent] = (parent.parent / "Chart.yaml").is_file()
+        if known[parent]:
             return True
     return False
 
@@ -128,9 +137,9 @@ def _excluded(display: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(display, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def _candidate(file: Path, root: Path, tree: Path) -> Candidate | None:
+def _candidate(file: Path, root: Path, tree: Path, known: dict[Path, bool] | None = None) -> Candidate | None:
     display = _display(file, root)
-    kind = kind_by_name(PurePosixPath(display), chart_dir=in_chart_templates(file))
+    kind = kind_by_name(PurePosixPath(display), chart_dir=in_chart_templates(file, known))
     if kind is None and not file.name.lower().endswith(_YAML_SUFFIXES):
         return None
     return Candidate(file, display, kind, tree)
@@ -149,6 +158,7 @@ def discover(
     """
     root = Path(os.path.abspath(root))
     seen: set[Path] = set()
+    known: dict[Path, bool] = {}
     for path in paths:
         if path.is_dir():
             tree = Path(os.path.realpath(path))
@@ -160,7 +170,7 @@ def discover(
                 )
                 for filename in sorted(filenames):
                     file = base / filename
-                    c = _candidate(file, root, tree)
+                    c = _candidate(file, root, tree, known)
                     if c is not None and file not in seen and not _excluded(c.path, exclude):
                         seen.add(file)
                         yield c

@@ -40,7 +40,7 @@ from imagevet.check.yamlnodes import (
     content_span,
     get,
     items,
-    load_documents,
+    load_pruned,
     merge_duplicates,
     scalar_image,
     scalar_text,
@@ -59,6 +59,9 @@ __all__ = [
 _MAP_KEYS = ("registry", "repository", "tag", "digest", "sha")
 _APP_VERSION = re.compile(r"^appVersion:[ \t]*[\"']?([^\"'\s#]+)", re.MULTILINE)
 _TEMPLATE_IMAGE = re.compile(r"^[ \t]*(?:-[ \t]+)?image:[ \t]*(\S(?:.*?\S)?)[ \t]*(?:[ \t]#.*)?$", re.MULTILINE)
+_MAY_MATTER = re.compile(r"image", re.IGNORECASE)
+"""A values block with no line mentioning ``image`` (keys ``image``, ``*Image``, ``images``,
+``imageRegistry``) holds nothing the scan reads: it is not composed."""
 _ACTION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _APP_VERSION_USE = re.compile(r"\.Chart\.AppVersion\b")
 _V_PREFIX = re.compile(r"""printf\s+["`]v%s["`]|print\s+["`]v["`]\s+\$?\.Chart\.AppVersion|["`]v["`]\s*\$?\.Chart\.AppVersion""")
@@ -204,7 +207,7 @@ def find_in_helm_values(
     chart whose templates were not read.
     """
     index = LineIndex(path, text)
-    docs = load_documents(text, index, SourceKind.HELM_VALUES)
+    docs = load_pruned(text, index, SourceKind.HELM_VALUES, keep=_MAY_MATTER)
     if docs.error is not None:
         return [docs.error]
     build = chart if chart is not None else ChartBuild(app_version)
@@ -370,6 +373,8 @@ def _map_fix(fields: dict[str, Node | None], text: str, *, digest_hex: bool) -> 
 
 def find_in_helm_template(text: str, path: str) -> list[FoundImage]:
     """Find literal ``image:`` lines in a chart template; templated ones are unresolved."""
+    if "image:" not in text:
+        return []
     index = LineIndex(path, text)
     found: list[FoundImage] = []
     for m in _TEMPLATE_IMAGE.finditer(text):

@@ -117,7 +117,11 @@ _MAX_CHART_TEMPLATES = 5000
 _MAX_SUBCHART_DEPTH = 3
 
 
-def _read_text(file: Path, tree: Path, max_size: int) -> str | None:
+def _read_text(file: Path, tree: Path, max_size: int, cache: Mapping[Path, str] | None = None) -> str | None:
+    if cache:
+        known = cache.get(Path(os.path.abspath(file)))
+        if known is not None:
+            return known
     try:
         read = read_confined(file, tree, max_size=max_size)
         if isinstance(read, NotRead):
@@ -127,10 +131,12 @@ def _read_text(file: Path, tree: Path, max_size: int) -> str | None:
         return None
 
 
-def _chart_build(chart: Path, tree: Path, max_size: int, depth: int = 0) -> ChartBuild:
+def _chart_build(
+    chart: Path, tree: Path, max_size: int, cache: Mapping[Path, str], depth: int = 0
+) -> ChartBuild:
     """How the chart in ``chart`` builds its image tags: ``Chart.yaml``'s appVersion and the text
     of its templates, and those of its subcharts under ``charts/`` (files read as the scan reads
-    them: confined to ``tree``, capped)."""
+    them: confined to ``tree``, capped; a file the scan has read already is taken from ``cache``)."""
     chart_yaml = _read_text(chart / "Chart.yaml", tree, max_size)
     app_version = read_app_version(chart_yaml) if chart_yaml is not None else None
     templates_dir = chart / "templates"
@@ -144,7 +150,7 @@ def _chart_build(chart: Path, tree: Path, max_size: int, depth: int = 0) -> Char
                 break
             if name.lower().endswith((".yaml", ".yml", ".tpl")):
                 file = Path(dirpath) / name
-                text = _read_text(file, tree, max_size)
+                text = _read_text(file, tree, max_size, cache)
                 if text is not None:
                     texts[file.relative_to(chart).as_posix()] = text
     build = read_chart_build(app_version, texts)
@@ -152,7 +158,7 @@ def _chart_build(chart: Path, tree: Path, max_size: int, depth: int = 0) -> Char
     if depth < _MAX_SUBCHART_DEPTH and subcharts.is_dir() and not subcharts.is_symlink():
         for sub in sorted(subcharts.iterdir()):
             if sub.is_dir() and not sub.is_symlink() and (sub / "Chart.yaml").is_file():
-                build = with_subchart(build, sub.name, _chart_build(sub, tree, max_size, depth + 1))
+                build = with_subchart(build, sub.name, _chart_build(sub, tree, max_size, cache, depth + 1))
     return build
 
 
@@ -186,6 +192,8 @@ def scan_paths(
     found: list[FoundImage] = []
     skipped: list[SkippedFile] = []
     charts: dict[Path, ChartBuild] = {}
+    texts: dict[Path, str] = {}
+    values: list[tuple[Candidate, Path, str, Path]] = []
     for candidate in discover(paths, root=root, exclude=exclude):
         fallback = candidate.kind or SourceKind.KUBERNETES
         tree = candidate.tree or Path(os.path.realpath(candidate.file.parent))
@@ -208,12 +216,11 @@ def scan_paths(
         kind = candidate.kind or sniff_yaml(text)
         if kind is None:
             continue
-        chart: ChartBuild | None = None
-        if kind is SourceKind.HELM_VALUES:
-            chart_dir = candidate.file.parent
-            if chart_dir not in charts:
-                charts[chart_dir] = _chart_build(chart_dir, tree, max_file_size)
-            chart = charts[chart_dir]
+        if kind is SourceKind.HELM_TEMPLATE:
+            texts[Path(os.path.abspath(candidate.file))] = text
+        if kind is SourceKind.HELM_VALUES:  # after the walk: the chart's templates are read by then
+            values.append((candidate, real, text, tree))
+            continue
         env: dict[str, str] | None = None
         env_name = ".env"
         if kind is SourceKind.COMPOSE:
@@ -221,7 +228,13 @@ def scan_paths(
             env = parse_dotenv(env_text) if env_text is not None else {}
             env_name = (PurePosixPath(candidate.path).parent / ".env").as_posix()
         files.append(ScannedFile(candidate.path, real, kind, text, tree))
-        found.extend(find_images(text, candidate.path, kind, chart=chart, env=env, env_name=env_name))
+        found.extend(find_images(text, candidate.path, kind, env=env, env_name=env_name))
+    for candidate, real, text, tree in values:
+        chart_dir = candidate.file.parent
+        if chart_dir not in charts:
+            charts[chart_dir] = _chart_build(chart_dir, tree, max_file_size, texts)
+        files.append(ScannedFile(candidate.path, real, SourceKind.HELM_VALUES, text, tree))
+        found.extend(find_images(text, candidate.path, SourceKind.HELM_VALUES, chart=charts[chart_dir]))
     found.sort(key=FoundImage.sort_key)
     files.sort(key=lambda f: f.path)
     skipped.sort(key=lambda f: f.path)

@@ -7,6 +7,7 @@ must point at and what ``--fix`` must edit.  Nothing here ever dumps YAML.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,7 @@ __all__ = [
     "get",
     "items",
     "load_documents",
+    "load_pruned",
     "merge_duplicates",
     "scalar_image",
     "scalar_text",
@@ -70,6 +72,108 @@ def load_documents(
             _move_marks(composed, start, text.count("\n", 0, start))
         nodes.extend(composed)
     return YamlDocument(tuple(nodes))
+
+
+_KEY_PARENT = re.compile(
+    r"""^( *)((?:- +)*)(?:[^\s#'"\[\]{}&*!|>%@`,?:-][^:#]*?|"[^"\n]*"|'[^'\n]*'):[ \t]*(?:#.*)?\r?$"""
+)
+_COMMENT_OR_BLANK = re.compile(r"^[ \t]*(?:#.*)?\r?$")
+_ODD_BREAKS = re.compile("[\x85\u2028\u2029\v\f\x1c\x1d\x1e\t]|\r(?!\n)")
+_MARKERS = re.compile(r"^(?:---|\.\.\.|%)", re.MULTILINE)
+
+
+def load_pruned(text: str, index: LineIndex, source: SourceKind, *, keep: re.Pattern[str]) -> YamlDocument:
+    """Compose ``text`` without the parts that cannot matter: comment and blank lines, and every
+    ``key:`` whose block (the key line and all lines below it) has no line matching ``keep``; the
+    block of a key whose own line matches stays whole.
+
+    What is left is composed and every node's marks are moved back to ``text``'s lines, columns
+    and offsets (whole lines are dropped, so a kept line's columns are unchanged).  Values only
+    change inside block and multi-line quoted scalars, which never hold a reference the scan
+    reads.  A text this cannot prune safely (several documents, tabs, line breaks other than
+    ``\n`` and ``\r\n``), or whose pruned text does not compose (an alias to a dropped anchor),
+    is composed whole with :func:`load_documents`: its errors are reported as they are there.
+    """
+    if _ODD_BREAKS.search(text) or _MARKERS.search(text):
+        return load_documents(text, index, source)
+    lines = text.split("\n")
+    n = len(lines)
+    blank = [bool(_COMMENT_OR_BLANK.match(line)) for line in lines]
+    hits = [0] * (n + 1)
+    for i, line in enumerate(lines):
+        hits[i + 1] = hits[i] + (0 if blank[i] or not keep.search(line) else 1)
+    dropped = list(blank)
+    i = 0
+    while i < n:
+        m = None if dropped[i] else _KEY_PARENT.match(lines[i])
+        if m is None:
+            i += 1
+            continue
+        column = len(m.group(1)) + len(m.group(2))
+        end, in_sequence, first = i + 1, False, True
+        while end < n:
+            if blank[end]:
+                end += 1
+                continue
+            line = lines[end]
+            indent = len(line) - len(line.lstrip(" "))
+            if indent > column or (
+                indent == column and line[indent : indent + 2].rstrip("\r") in ("-", "- ")
+                and (in_sequence or first)
+            ):
+                in_sequence = in_sequence or indent == column
+                first = False
+                end += 1
+                continue
+            break
+        if hits[end] == hits[i]:  # nothing below matters
+            for j in range(i, end):
+                dropped[j] = True
+            i = end
+        elif hits[i + 1] > hits[i]:  # the key itself matters (``image:``): its block stays whole
+            i = end
+        else:
+            i += 1
+    kept = [i for i in range(n) if not dropped[i]]
+    if len(kept) == n:
+        return load_documents(text, index, source)
+    starts = [0] * (n + 1)
+    for i, line in enumerate(lines):
+        starts[i + 1] = starts[i] + len(line) + 1
+    reduced = "\n".join(lines[i] for i in kept) + ("\n" if kept and kept[-1] < n - 1 else "")
+    try:
+        check_flow_nesting(reduced)
+        composed = [nd for nd in bounded_yaml("base", pure=True).compose_all(reduced) if nd is not None]
+    except (YAMLError, RecursionError, ValueError):
+        return load_documents(text, index, source)
+    _remap_marks(composed, kept, starts, len(text), n)
+    return YamlDocument(tuple(composed))
+
+
+def _remap_marks(roots: list[Node], kept: list[int], starts: list[int], size: int, lines: int) -> None:
+    """Move every mark of a pruned text's nodes to the original text: reduced line ``l`` is the
+    original line ``kept[l]``, columns unchanged."""
+
+    def moved(mark: StreamMark) -> StreamMark:
+        if mark.line >= len(kept):
+            return StreamMark(mark.name, size, lines - 1, 0)
+        line = kept[mark.line]
+        return StreamMark(mark.name, min(starts[line] + mark.column, size), line, mark.column)
+
+    seen: set[int] = set()
+    todo: list[Node] = list(roots)
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        node.start_mark = moved(node.start_mark)
+        node.end_mark = moved(node.end_mark)
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                todo.extend((key, value))
+        elif isinstance(node, SequenceNode):
+            todo.extend(node.value)
 
 
 def _load_error(
