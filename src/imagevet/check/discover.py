@@ -97,21 +97,23 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
     return None
 
 
-def in_chart_templates(file: Path, known: dict[Path, bool] | None = None) -> bool:
+def in_chart_templates(file: Path, known: dict[str, bool] | None = None) -> bool:
     """Whether ``file`` lies, at any depth, under a ``templates/`` directory that has a
     ``Chart.yaml`` beside it (a chart, or a subchart under a chart's ``charts/``); ``known``
     remembers the answer per directory (one walk asks once per directory)."""
-    for parent in Path(os.path.abspath(file)).parents:
-        if parent.name != "templates":
-            continue
-        if known is None:
-            if (parent.parent / "Chart.yaml").is_file():
-                return True
-            continue
-        if parent not in known:
-            known[parent] = (parent.parent / "Chart.yaml").is_file()
-        if known[parent]:
+    absolute = os.path.abspath(file)
+    at = absolute.rfind(f"{os.sep}templates{os.sep}")
+    while at >= 0:
+        chart = absolute[:at]
+        if known is not None and chart in known:
+            found = known[chart]
+        else:
+            found = os.path.isfile(os.path.join(chart or os.sep, "Chart.yaml"))
+            if known is not None:
+                known[chart] = found
+        if found:
             return True
+        at = absolute.rfind(f"{os.sep}templates{os.sep}", 0, at)
     return False
 
 
@@ -137,7 +139,7 @@ def _excluded(display: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(display, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def _candidate(file: Path, root: Path, tree: Path, known: dict[Path, bool] | None = None) -> Candidate | None:
+def _candidate(file: Path, root: Path, tree: Path, known: dict[str, bool] | None = None) -> Candidate | None:
     display = _display(file, root)
     kind = kind_by_name(PurePosixPath(display), chart_dir=in_chart_templates(file, known))
     if kind is None and not file.name.lower().endswith(_YAML_SUFFIXES):
@@ -158,7 +160,7 @@ def discover(
     """
     root = Path(os.path.abspath(root))
     seen: set[Path] = set()
-    known: dict[Path, bool] = {}
+    known: dict[str, bool] = {}
     for path in paths:
         if path.is_dir():
             tree = Path(os.path.realpath(path))

@@ -147,14 +147,18 @@ def check_scan(scan: ScanResult, context: CheckContext, *, notes: Iterable[str] 
     guess) is a note of its own.  Each file the scan skipped unread becomes a note
     (``skipped <path>: <why>``).
     """
-    lines = {f.path: f.text.splitlines() for f in scan.files}
+    texts = {f.path: f.text for f in scan.files}
+    lines: dict[str, list[str]] = {}
     kept: list[Verdict] = []
     unresolved: dict[str, list[str]] = {}
     own_notes: list[str] = []
     suppressed = 0
     for v in judge_all(scan.found, context):
         chart = _chart_template(v.found)
-        if _suppressed(v, lines.get(v.found.path, [])):
+        path = v.found.path
+        if path not in lines and v.rule is not None:
+            lines[path] = texts.get(path, "").splitlines()
+        if _suppressed(v, lines.get(path, [])):
             suppressed += 1
         elif v.found.note_only:
             own_notes.append(_note(v.found))

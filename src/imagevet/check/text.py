@@ -29,14 +29,21 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class LineIndex:
     """Turns character offsets of one text into 1-based lines and columns."""
 
-    __slots__ = ("_starts", "path")
+    __slots__ = ("_starts", "_text", "path")
 
     def __init__(self, path: str, text: str) -> None:
         self.path = path
-        self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\n|\r", text)]
+        self._text = text
+        self._starts: list[int] | None = None
 
     def position(self, offset: int) -> tuple[int, int]:
         """The 1-based (line, column) of ``offset``; columns count characters (code points)."""
+        text = self._text
+        if self._starts is None and "\r" not in text:  # counted in C: no table for a few lookups
+            start = text.rfind("\n", 0, offset) + 1
+            return text.count("\n", 0, start) + 1, offset - start + 1
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\n|\r", text)]
         line = bisect.bisect_right(self._starts, offset) - 1
         return line + 1, offset - self._starts[line] + 1
 

@@ -7,6 +7,7 @@ must point at and what ``--fix`` must edit.  Nothing here ever dumps YAML.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -77,7 +78,7 @@ def load_documents(
 _KEY_PARENT = re.compile(
     r"""^( *)((?:- +)*)(?:[^\s#'"\[\]{}&*!|>%@`,?:-][^:#]*?|"[^"\n]*"|'[^'\n]*'):[ \t]*(?:#.*)?\r?$"""
 )
-_COMMENT_OR_BLANK = re.compile(r"^[ \t]*(?:#.*)?\r?$")
+_CONTENT_LINE = re.compile(r"^[ \t]*[^ \t\r\n#]", re.MULTILINE)
 _ODD_BREAKS = re.compile("[\x85\u2028\u2029\v\f\x1c\x1d\x1e\t]|\r(?!\n)")
 _MARKERS = re.compile(r"^(?:---|\.\.\.|%)", re.MULTILINE)
 
@@ -98,10 +99,20 @@ def load_pruned(text: str, index: LineIndex, source: SourceKind, *, keep: re.Pat
         return load_documents(text, index, source)
     lines = text.split("\n")
     n = len(lines)
-    blank = [bool(_COMMENT_OR_BLANK.match(line)) for line in lines]
-    hits = [0] * (n + 1)
+    starts = [0] * (n + 1)
     for i, line in enumerate(lines):
-        hits[i + 1] = hits[i] + (0 if blank[i] or not keep.search(line) else 1)
+        starts[i + 1] = starts[i] + len(line) + 1
+    blank = [True] * n
+    for content in _CONTENT_LINE.finditer(text):  # lines with something but a comment on them
+        blank[bisect.bisect_right(starts, content.start()) - 1] = False
+    marked = [0] * n
+    for hit in keep.finditer(text):
+        at = bisect.bisect_right(starts, hit.start()) - 1
+        if not blank[at] and "#" not in lines[at][: hit.start() - starts[at]]:
+            marked[at] = 1
+    hits = [0] * (n + 1)
+    for i in range(n):
+        hits[i + 1] = hits[i] + marked[i]
     dropped = list(blank)
     i = 0
     while i < n:
@@ -137,9 +148,6 @@ def load_pruned(text: str, index: LineIndex, source: SourceKind, *, keep: re.Pat
     kept = [i for i in range(n) if not dropped[i]]
     if len(kept) == n:
         return load_documents(text, index, source)
-    starts = [0] * (n + 1)
-    for i, line in enumerate(lines):
-        starts[i + 1] = starts[i] + len(line) + 1
     reduced = "\n".join(lines[i] for i in kept) + ("\n" if kept and kept[-1] < n - 1 else "")
     try:
         check_flow_nesting(reduced)
