@@ -128,6 +128,10 @@ def sniff_yaml(text: str) -> SourceKind | None:
 
 def _display(file: Path, root: Path) -> str:
     absolute = os.path.abspath(file)
+    prefix = str(root).rstrip(os.sep) + os.sep
+    if absolute.startswith(prefix) and len(absolute) > len(prefix):  # the common case, by string
+        rel = absolute[len(prefix):]
+        return rel.replace(os.sep, "/") if os.sep != "/" else rel
     rel = os.path.relpath(absolute, root) if absolute.startswith(str(root)) else ""
     if rel and not rel.startswith(".."):
         return PurePosixPath(*Path(rel).parts).as_posix()
