@@ -144,8 +144,8 @@ def read_chart_build(app_version: str | None, templates: Mapping[str, str]) -> C
                     actions.append((body, path))
                 if paths and _CONDITION.match(body):
                     pending = paths
-                elif paths or _END.match(body):
-                    pending = [] if _END.match(body) else pending
+                elif _END.match(body):
+                    pending = []
                 continue
             line = text.count("\n", 0, m.start(1) + body.find(".Chart.AppVersion")) + 1
             default = TagDefault("v" if _V_PREFIX.search(body) else "", f"{path}:{line}")
@@ -245,15 +245,11 @@ def find_in_helm_values(
 
 def _tag_default(build: ChartBuild, context: str, has_digest: bool) -> tuple[str, str] | str:
     """The tag a tagless map gets and what from, or (a plain ``str``) why it has none."""
-    version = build.app_version
+    known = build.tag_defaults.get(context)
+    version = known.app_version if known is not None and known.where.startswith("charts/") else build.app_version
     if version is None:
         return "no tag, and no Chart.yaml appVersion beside it: the chart picks one (.Chart.AppVersion)"
-    known = build.tag_defaults.get(context)
     if known is not None:
-        if known.where.startswith("charts/"):
-            if known.app_version is None:
-                return "no tag, and no appVersion in the subchart's Chart.yaml"
-            version = known.app_version
         shown = f"{known.prefix}{version}"
         return shown, f"Chart.yaml appVersion {version}, " + (
             f"v-prefixed as {known.where} builds it" if known.prefix else f"as {known.where} builds it")

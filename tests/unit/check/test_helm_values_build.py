@@ -170,3 +170,21 @@ def test_a_map_with_no_templates_beside_it_keeps_the_plain_app_version() -> None
     assert f.kind is FindingKind.REFERENCE and f.value == "bitnami/redis:7.4"
     assert f.inferred == ("values.yaml image (repository) and Chart.yaml appVersion 7.4 "
                           "(as `.tag | default .Chart.AppVersion` would)")
+
+
+def test_a_subcharts_template_defaults_its_values_under_its_name_with_its_own_app_version(
+    tmp_path: Path, ctx: CheckContext
+) -> None:
+    root = _write(tmp_path, {
+        "p/Chart.yaml": "apiVersion: v2\nname: p\nversion: 1.0.0\nappVersion: 9.9.9\n",
+        "p/templates/x.yaml": "kind: ConfigMap\n",
+        "p/charts/sub/Chart.yaml": "apiVersion: v2\nname: sub\nversion: 1.0.0\nappVersion: 3.0.1\n",
+        "p/charts/sub/templates/d.yaml":
+            'image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default (printf "v%s" .Chart.AppVersion) }}"\n',
+        "p/values.yaml": "sub:\n  image:\n    repository: acme/sub\n",
+    })
+    report = check_paths([root / "p" / "values.yaml"], ctx, root=root)
+    (v,) = report.verdicts
+    assert v.found.value == "acme/sub:v3.0.1"
+    assert v.found.inferred == ("values.yaml sub.image (repository) and Chart.yaml appVersion 3.0.1, "
+                                "v-prefixed as charts/sub/templates/d.yaml:1 builds it")
