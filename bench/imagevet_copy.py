@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from imagevet.copy import CopyOptions, CopySession, is_digest_tag
+from imagevet.digest import is_digest_tag
+from imagevet.engine.copy import CopyOptions, CopySession
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 

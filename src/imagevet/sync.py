@@ -11,7 +11,7 @@ One image, from policy entry to pushed tag::
 Observation costs HEAD requests and tag listings only.  Applying goes repository first (a
 :class:`~imagevet.repository_spec.RepositoryManager` creates and configures Docker Hub
 repositories; plain OCI registries need none), then images a few at a time through one
-:class:`~imagevet.copy.CopySession` (each blob moves once per run).  A failing image is reported
+:class:`~imagevet.engine.copy.CopySession` (each blob moves once per run).  A failing image is reported
 with its reason and the others go on.  An ``Update`` first writes the backup tag (the replaced
 digest), then re-points the tag.  Prune candidates are deleted only when asked, and only when no
 other tag of the target still points at the same manifest.
@@ -27,14 +27,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from imagevet.copy import (
+from imagevet.digest import Digest, is_digest_tag
+from imagevet.engine.copy import (
     DEFAULT_JOBS,
     CopyOptions,
     CopyProgress,
     CopyResult,
     CopySession,
 )
-from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import Lock, LockedImage, LockEntry, valid_media_type
 from imagevet.manifest_cache import ManifestCache

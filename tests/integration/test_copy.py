@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from imagevet.copy import MAX_INDEX_DEPTH, CopyOptions, CopySession, copy_image
 from imagevet.digest import Digest
+from imagevet.engine.copy import MAX_INDEX_DEPTH, CopyOptions, CopySession, copy_image
 from imagevet.errors import CopyError, DigestMismatchError, UnauthorizedError
 from imagevet.manifest import Platform, RawManifest
 from imagevet.reference import Reference

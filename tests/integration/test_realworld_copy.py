@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from imagevet.cli import app
-from imagevet.copy import CopyResult, CopySession
 from imagevet.digest import Digest
+from imagevet.engine.copy import CopyResult, CopySession
 from imagevet.manifest import RawManifest
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient, RetryPolicy

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imagevet.copy import BLOB_ATTEMPTS, CopySession
+from imagevet.engine.copy import BLOB_ATTEMPTS, CopySession
 from imagevet.errors import CopyError, LimitExceededError, TransferTimeoutError
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient, RetryPolicy, TransferTimeouts

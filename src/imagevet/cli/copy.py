@@ -19,14 +19,14 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
-from imagevet.copy import (
+from imagevet.digest import is_digest_tag
+from imagevet.engine.copy import (
     DEFAULT_JOBS,
     CopyOptions,
     CopyResult,
     CopySession,
     copy_digest_tags,
 )
-from imagevet.digest import is_digest_tag
 from imagevet.errors import CopyError, ImagevetError, InvalidReferenceError
 from imagevet.manifest import Platform
 from imagevet.reference import Reference

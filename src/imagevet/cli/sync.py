@@ -28,7 +28,7 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
-from imagevet.copy import DEFAULT_JOBS
+from imagevet.engine.copy import DEFAULT_JOBS
 from imagevet.errors import ImagevetError
 from imagevet.lock import Lock, diff_locks, write_lock
 from imagevet.statefiles import write_state_file
