@@ -20,7 +20,7 @@ from imagevet.registry import RegistryClient
 async def main(src_host: str, dst_host: str, jobs: int, repos: list[str]) -> int:
     failed = 0
     async with RegistryClient() as client:
-        session = CopySession(client, CopyOptions(jobs=jobs))
+        session = CopySession(client, client, CopyOptions(jobs=jobs))
         gate = asyncio.Semaphore(4)
 
         async def one(src: Reference, dst: Reference) -> None:

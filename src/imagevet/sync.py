@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.engine.copy import (
@@ -59,6 +59,7 @@ from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
 from imagevet.resolve import HEAD_CONCURRENCY, Upstream, valid_tags
+from imagevet.store import ImageStore
 
 __all__ = [
     "ActionOutcome",
@@ -309,13 +310,13 @@ async def plan_policy(
 # ---- applying --------------------------------------------------------------------------------
 
 
-async def _backup(client: RegistryClient, action: Update) -> None:
+async def _backup(client: ImageStore, action: Update) -> None:
     """Keep the digest a tag is about to leave under the backup tag (same repository)."""
     old = await client.get_manifest(action.target.repo().with_digest(action.old_digest))
     await client.put_manifest(action.backup, old)
 
 
-async def _prune(client: RegistryClient, action: Prune, keep: Mapping[Reference, set[Digest]]) -> str:
+async def _prune(client: ImageStore, action: Prune, keep: Mapping[Reference, set[Digest]]) -> str:
     if action.digest is None:
         return "not deleted: its digest is unknown"
     if action.digest in keep.get(action.target.repo(), set()):
@@ -349,7 +350,9 @@ async def apply_plan(
     report = SyncReport(plan)
     outcomes: dict[int, ActionOutcome] = {}
     broken: set[str] = set()  # entries whose repository step failed
-    session = CopySession(client, CopyOptions(jobs=opts.jobs), progress=progress)
+    # one store serves both ends (cast: until RegistryClient.ping takes a Reference, see store/)
+    store = cast(ImageStore, client)
+    session = CopySession(store, store, CopyOptions(jobs=opts.jobs), progress=progress)
 
     for i, action in enumerate(plan.actions):
         if isinstance(action, CreateRepo | UpdateRepo):
@@ -375,7 +378,7 @@ async def apply_plan(
         async with gate:
             try:
                 if isinstance(action, Update):
-                    await _backup(client, action)
+                    await _backup(store, action)
                 result = await session.copy(action.source, action.target, options=copy_options)
                 outcomes[i] = ActionOutcome(action, "done", result=result)
                 if cache is not None and result.source_index is not None:
@@ -408,7 +411,7 @@ async def apply_plan(
             continue
         if isinstance(action, Prune) and opts.prune:
             try:
-                outcomes[i] = ActionOutcome(action, "done", await _prune(client, action, keep))
+                outcomes[i] = ActionOutcome(action, "done", await _prune(store, action, keep))
             except ImagevetError as e:
                 outcomes[i] = ActionOutcome(action, "failed", str(e))
         else:

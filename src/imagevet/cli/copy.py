@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import typer
 
@@ -30,6 +33,7 @@ from imagevet.engine.copy import (
 from imagevet.errors import CopyError, ImagevetError, InvalidReferenceError
 from imagevet.manifest import Platform
 from imagevet.reference import Reference
+from imagevet.store import ImageStore
 
 __all__ = ["register"]
 
@@ -84,12 +88,12 @@ def copy_command(
 
     async def _go() -> tuple[_Outcome, float]:
         started = time.monotonic()
-        async with make_registry_client(insecure=insecure) as client:
+        async with _stores(insecure) as (source_store, target_store):
             with TransferProgress(err_console, enabled=show_progress) as progress:
-                session = CopySession(client, options, progress=progress)
+                session = CopySession(source_store, target_store, options, progress=progress)
                 if not all_tags:
                     return _Outcome([await session.copy(src, dst)]), time.monotonic() - started
-                listed = await client.list_tags(src)
+                listed = await source_store.list_tags(src)
                 tags = sorted(t for t in listed if not is_digest_tag(t))
                 outcome = _Outcome()
                 outcome.results, outcome.errors = await _copy_tags(session, src, dst, tags)
@@ -120,6 +124,19 @@ def copy_command(
         console.print(_summary(outcome, seconds))
     if errors:
         raise typer.Exit(EXIT_FAILURE)
+
+
+@asynccontextmanager
+async def _stores(insecure: Sequence[str]) -> AsyncIterator[tuple[ImageStore, ImageStore]]:
+    """The source and the target store of a copy: the one place they are built.
+
+    Both are the registry client today.  The store router goes here: ``StoreRouter(client)``
+    for both ends (it serves ``oci:``/``oci-archive:`` references by scheme, and closing it
+    writes the archives).
+    """
+    async with make_registry_client(insecure=insecure) as client:
+        store = cast(ImageStore, client)  # until RegistryClient.ping takes a Reference (store/)
+        yield store, store
 
 
 async def _copy_tags(

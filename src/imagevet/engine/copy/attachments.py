@@ -95,7 +95,7 @@ async def _attachments_of(
     if not native or subject.tag() in tags:
         return found  # the fallback index was copied byte for byte as a tag: it lists them all
     # the tag list shows there is no fallback tag: ask the API only (no manifest GET)
-    referrers = await job.referrers(job.source.repo(), subject, tag_schema=False)
+    referrers = await job.source_referrers(subject)
     if referrers:
         await _copy_referrers(job, subject, referrers, referrers)
     return found
@@ -149,13 +149,13 @@ async def _attachment_tag(job: ImageCopy, tag: str) -> tuple[TagFacts, bool]:
 async def _attachment_tag_now(job: ImageCopy, tag: str) -> TagFacts:
     """The shared work on one digest tag: its manifest at the target by digest (the image
     that walks to it PUTs the tag itself, after what is attached to that manifest)."""
-    head = await job.head(job.source.repo().with_tag(tag))
+    head = await job.head_source(job.source.repo().with_tag(tag))
     if head is None:
         return TagFacts("absent")
-    have = await job.head(job.target.repo().with_tag(tag), gate=head.digest)
+    have = await job.head_target(job.target.repo().with_tag(tag), gate=head.digest)
     if have is not None and have.digest == head.digest:
         return TagFacts("present")
-    manifest = await job.get(job.source.repo().with_digest(head.digest))
+    manifest = await job.get_source(job.source.repo().with_digest(head.digest))
     facts, mine = await graph.ensure_manifest(job, head.digest, graph.MAX_INDEX_DEPTH, manifest)
     if mine:
         job.counters.add(facts.counters)
@@ -178,14 +178,14 @@ async def _ensure_target_lists_referrers(
 async def _ensure_target_lists_now(
     job: ImageCopy, subject: Digest, referrers: Sequence[Descriptor]
 ) -> None:
-    listed = {d.digest for d in await job.referrers(job.target.repo(), subject)}
+    listed = {d.digest for d in await job.target_referrers(subject)}
     missing = [d for d in referrers if d.digest not in listed]
     if not missing:
         return
     tag_ref = job.target.repo().with_tag(subject.tag())
     existing: list[dict[str, object]] = []
     try:
-        current = await job.get(tag_ref)
+        current = await job.get_target(tag_ref)
         existing = list(current.json.get("manifests") or [])
     except NotFoundError:
         pass
@@ -205,10 +205,10 @@ async def sync_native_referrers(job: ImageCopy, subject: Digest) -> None:
     registry without the API the answer is cached per registry), and only when something is
     listed, the target's list.
     """
-    found = await job.referrers(job.source.repo(), subject, tag_schema=False)
+    found = await job.source_referrers(subject)
     if not found:
         return
-    have = {d.digest for d in await job.referrers(job.target.repo(), subject)}
+    have = {d.digest for d in await job.target_referrers(subject)}
     missing = [d for d in found if d.digest not in have]
     if not missing:
         return

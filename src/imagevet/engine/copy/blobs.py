@@ -17,6 +17,7 @@ from imagevet.engine.copy.options import CopyProgress
 from imagevet.errors import DigestMismatchError, NotFoundError, RegistryError, TransportError
 from imagevet.manifest import Descriptor
 from imagevet.reference import Reference
+from imagevet.store import BlobMounter
 
 if TYPE_CHECKING:
     from imagevet.engine.copy.image import ImageCopy
@@ -60,17 +61,15 @@ async def _transfer(job: ImageCopy, desc: Descriptor) -> str:
     second descriptor of it finds the blob there and is checked against the real size.
     """
     src, dst = job.source.repo(), job.target.repo()
-    s, client = job.session, job.client
+    s, store = job.session, job.target_store
     async with s.blob_lock(dst.name, desc.digest), s.blob_slots:
-        have = await client.head_blob(dst, desc.digest)
+        have = await store.head_blob(dst, desc.digest)
         if have is not None:
             check_size(desc, have, src, dst)
             how = "skipped"
-        elif src.registry == dst.registry and src.repository != dst.repository and (
-            await client.mount_blob(dst, desc.digest, src)
-        ):
+        elif await _mounted(job, desc):
             # a mount does not say the size: check the descriptor against the mounted blob
-            mounted = await client.head_blob(dst, desc.digest)
+            mounted = await store.head_blob(dst, desc.digest)
             check_size(desc, mounted, src, dst)
             how = "mounted"
         else:
@@ -81,18 +80,29 @@ async def _transfer(job: ImageCopy, desc: Descriptor) -> str:
     return how
 
 
+async def _mounted(job: ImageCopy, desc: Descriptor) -> bool:
+    """Mount the blob from the source repository when that is possible: one store serving both
+    ends, able to mount, and both repositories on one registry (a mount never crosses stores)."""
+    src, dst, store = job.source.repo(), job.target.repo(), job.target_store
+    if not isinstance(store, BlobMounter) or job.source_store is not store:
+        return False
+    if src.registry != dst.registry or src.repository == dst.repository:
+        return False
+    return await store.mount_blob(dst, desc.digest, src)
+
+
 async def _stream(job: ImageCopy, desc: Descriptor) -> None:
     src, dst = job.source.repo(), job.target.repo()
-    client, progress = job.client, job.session.progress
+    source, target, progress = job.source_store, job.target_store, job.session.progress
     for attempt in range(1, BLOB_ATTEMPTS + 1):
         if progress is not None:
             progress.blob_started(desc.digest, desc.size)
         try:
-            async with client.open_blob(src, desc) as stream:
+            async with source.open_blob(src, desc) as stream:
                 if progress is None:
-                    await client.push_blob(dst, desc, stream)
+                    await target.push_blob(dst, desc, stream)
                 else:
-                    await client.push_blob(dst, desc, _reporting(stream, desc, progress))
+                    await target.push_blob(dst, desc, _reporting(stream, desc, progress))
             return
         except (TransportError, RegistryError) as e:
             if not e.temporary or e.exhausted or attempt == BLOB_ATTEMPTS:

@@ -35,15 +35,14 @@ async def copy_digest_tags(
     failed: list[CopyError] = []
     skipped: list[tuple[str, str]] = []
     why = "no tag names it, or its copy failed" if any_failed else "no tag names it"
-    client = session.client
     for tag in digest_tags:
         if tag in done:
             continue
         subject = digest_tag_subject(tag)
         if (
             subject is not None
-            and await client.head_manifest(dst.repo().with_digest(subject)) is None
-            and await client.head_manifest(src.repo().with_digest(subject)) is not None
+            and await session.target.head_manifest(dst.repo().with_digest(subject)) is None
+            and await session.source.head_manifest(src.repo().with_digest(subject)) is not None
         ):
             skipped.append((tag, f"its subject {subject} is in the source but was not copied ({why})"))
             continue

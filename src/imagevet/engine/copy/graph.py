@@ -84,7 +84,7 @@ async def _present(job: ImageCopy, digest: Digest) -> bool:
     dst = job.target.repo().with_digest(digest)
 
     async def head() -> bool:
-        return await job.head(dst, gate=digest) is not None
+        return await job.head_target(dst, gate=digest) is not None
 
     present, _ = await job.session.shared(job.session.present, key, head)
     return present
@@ -107,7 +107,7 @@ async def _manifest_now(
         return Facts(counters=job.counters)  # the target has it, and all below it
     if manifest is None:
         try:
-            manifest = await job.get(job.source.repo().with_digest(digest))
+            manifest = await job.get_source(job.source.repo().with_digest(digest))
         except NotFoundError as e:
             return Facts(absent=e)
     if manifest.is_index:

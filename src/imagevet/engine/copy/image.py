@@ -20,7 +20,7 @@ from imagevet.engine.copy.results import CopyResult, Counters, Facts
 from imagevet.errors import CopyError, DigestMismatchError, ImagevetError, NotFoundError
 from imagevet.manifest import Descriptor, ManifestFormatError, RawManifest, subset_index
 from imagevet.reference import Reference
-from imagevet.registry import ManifestHead
+from imagevet.store import ManifestHead
 
 if TYPE_CHECKING:
     from imagevet.engine.copy.session import CopySession
@@ -38,7 +38,8 @@ class ImageCopy:
     ) -> None:
         self.session = session
         self.options = options
-        self.client = session.client
+        self.source_store = session.source
+        self.target_store = session.target
         self.source = source
         self.target = target
         self.counters = Counters()
@@ -101,7 +102,7 @@ class ImageCopy:
             self._fill(result)
             return result
 
-        top = await self.get(self.source.repo().with_digest(src_digest))
+        top = await self.get_source(self.source.repo().with_digest(src_digest))
         result.media_type = top.media_type
         result.source_platforms = top.platforms()
         if opts.platforms is not None and top.is_index:
@@ -125,7 +126,7 @@ class ImageCopy:
     async def _up_to_date(self, have_ref: Reference, src_digest: Digest, tag: str | None) -> bool:
         """Whether the target holds the source digest already (then only attachments that moved
         upstream are brought, with HEADs and a referrers list: no manifest GET at the source)."""
-        have = await self.head(have_ref, gate=src_digest)
+        have = await self.head_target(have_ref, gate=src_digest)
         if have is None and not tag:
             graph.seen_absent(self, src_digest)  # that HEAD was by digest: not asked again
         if have is None or have.digest != src_digest:
@@ -142,7 +143,7 @@ class ImageCopy:
         result.sparse = sorted(self.sparse)
 
     async def _resolve_source(self) -> tuple[Digest, str]:
-        head = await self.head(self.source)
+        head = await self.head_source(self.source)
         if head is None:
             raise NotFoundError(404, "HEAD", f"{self.source}", body="manifest unknown")
         if self.source.digest is None:
@@ -155,22 +156,36 @@ class ImageCopy:
 
     # -- requests (bounded) ----------------------------------------------------------------------
 
-    async def head(self, ref: Reference, *, gate: Digest | None = None) -> ManifestHead | None:
+    async def head_source(self, ref: Reference) -> ManifestHead | None:
+        async with self.session.manifest_slots:
+            return await self.source_store.head_manifest(ref)
+
+    async def head_target(self, ref: Reference, *, gate: Digest | None = None) -> ManifestHead | None:
         """HEAD a manifest; ``gate``: the target digest it reads (waits out a PUT rewriting it)."""
         s = self.session
         reading = s.gate(self.target.name, gate).read() if gate is not None else nullcontext()
         async with reading, s.manifest_slots:
-            return await self.client.head_manifest(ref)
+            return await self.target_store.head_manifest(ref)
 
-    async def get(self, ref: Reference) -> RawManifest:
+    async def get_source(self, ref: Reference) -> RawManifest:
         async with self.session.manifest_slots:
-            return await self.client.get_manifest(ref)
+            return await self.source_store.get_manifest(ref)
 
-    async def referrers(
-        self, repo: Reference, subject: Digest, *, tag_schema: bool = True
-    ) -> list[Descriptor]:
+    async def get_target(self, ref: Reference) -> RawManifest:
         async with self.session.manifest_slots:
-            return list(await self.client.referrers(repo, subject, tag_schema=tag_schema))
+            return await self.target_store.get_manifest(ref)
+
+    async def source_referrers(self, subject: Digest) -> list[Descriptor]:
+        """The source's referrers of ``subject`` by its referrers API only (no manifest GET)."""
+        async with self.session.manifest_slots:
+            return list(
+                await self.source_store.referrers(self.source.repo(), subject, tag_schema=False)
+            )
+
+    async def target_referrers(self, subject: Digest) -> list[Descriptor]:
+        """The target's referrers of ``subject`` (a registry falls back to the tag schema)."""
+        async with self.session.manifest_slots:
+            return list(await self.target_store.referrers(self.target.repo(), subject))
 
     async def put(self, ref: Reference, manifest: RawManifest) -> None:
         """PUT ``manifest`` at ``ref`` at most once per session (tag or digest, same bytes)."""
@@ -186,5 +201,5 @@ class ImageCopy:
                 await stack.enter_async_context(s.gate(repo, child).read())
             async with s.manifest_slots:
                 # a refusal keeps the registry's own code and detail (RegistryError shows both)
-                await self.client.put_manifest(ref, manifest)
+                await self.target_store.put_manifest(ref, manifest)
         self.counters.manifests_pushed += 1

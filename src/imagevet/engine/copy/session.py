@@ -15,7 +15,7 @@ from imagevet.engine.copy.options import CopyOptions, CopyProgress
 from imagevet.engine.copy.results import CopyResult, Facts, TagFacts
 from imagevet.errors import LimitExceededError, NotFoundError
 from imagevet.reference import Reference
-from imagevet.registry import RegistryClient
+from imagevet.store import ImageStore
 
 __all__ = ["CopySession", "copy_image"]
 
@@ -27,17 +27,24 @@ class CopySession:
     target repository, PUTs ordered so the registry never sees a half-written child, bounded
     requests in flight (see the package docstring).
 
+    ``source`` serves the references copied from, ``target`` those copied to: any two
+    :class:`~imagevet.store.ImageStore` (the same object for both ends is fine: a registry
+    client serving every registry, or a router).  Blobs are mounted only when ``target`` is a
+    :class:`~imagevet.store.BlobMounter` and both ends are that one store, on one registry.
+
     The maps below are the package's own: the shared, deduplicated work of every image.
     """
 
     def __init__(
         self,
-        client: RegistryClient,
+        source: ImageStore,
+        target: ImageStore,
         options: CopyOptions | None = None,
         *,
         progress: CopyProgress | None = None,
     ) -> None:
-        self.client = client
+        self.source = source
+        self.target = target
         self.options = options or CopyOptions()
         self.progress = progress
         self.blob_slots = asyncio.Semaphore(max(1, self.options.jobs))
@@ -110,7 +117,7 @@ class CopySession:
     async def _list_tags(self, source: Reference) -> frozenset[str]:
         try:
             async with self.manifest_slots:
-                return frozenset(await self.client.list_tags(source.repo()))
+                return frozenset(await self.source.list_tags(source.repo()))
         except NotFoundError:
             return frozenset()
 
@@ -129,12 +136,15 @@ def _worth_again(error: BaseException | None) -> bool:
 
 
 async def copy_image(
-    client: RegistryClient,
+    source_store: ImageStore,
+    target_store: ImageStore,
     source: Reference,
     target: Reference,
     *,
     options: CopyOptions | None = None,
     progress: CopyProgress | None = None,
 ) -> CopyResult:
-    """Copy one image from ``source`` to ``target`` byte for byte (see the package docstring)."""
-    return await CopySession(client, options, progress=progress).copy(source, target)
+    """Copy one image from ``source`` (in ``source_store``) to ``target`` (in ``target_store``)
+    byte for byte (see the package docstring)."""
+    session = CopySession(source_store, target_store, options, progress=progress)
+    return await session.copy(source, target)
