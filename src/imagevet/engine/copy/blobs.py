@@ -27,10 +27,17 @@ __all__ = ["BLOB_ATTEMPTS", "copy_blob", "distributable"]
 log = logging.getLogger(__name__)
 
 BLOB_ATTEMPTS = 3
-"""Whole-blob transfer attempts (each re-opens the source stream) when a transfer broke after its
-request was answered: a body cut, stalled or too slow (:class:`TransferTimeoutError`), or the
-one-shot upload failing.  A request the client already retried (``exhausted``) is not sent again,
-so a blob GET answered 5xx every time is sent ``RetryPolicy.attempts`` times, not 3 times that."""
+"""Whole-blob transfers (each re-opens the source stream) when a transfer broke where the store
+cannot retry it: a body cut, stalled or too slow after its answer came
+(:class:`~imagevet.errors.TransferTimeoutError`), or the one-shot upload refused with a
+temporary error.
+
+One retry layer per failure: a request the store may send again (a registry's blob GET, the
+upload's POST) is retried there, and its error comes back ``exhausted``: the copy does not send
+it again (a GET answered 5xx every time is sent ``RetryPolicy.attempts`` times, not 3 times
+that).  When the copy's own tries are spent it marks the error ``exhausted`` too, so the
+session's other images that need the blob get that answer without sending anything (a body cut
+every time is fetched 3 times for the whole run, not 3 times per image)."""
 
 
 def distributable(desc: Descriptor) -> bool:
@@ -105,7 +112,10 @@ async def _stream(job: ImageCopy, desc: Descriptor) -> None:
                     await target.push_blob(dst, desc, _reporting(stream, desc, progress))
             return
         except (TransportError, RegistryError) as e:
-            if not e.temporary or e.exhausted or attempt == BLOB_ATTEMPTS:
+            if not e.temporary or e.exhausted:
+                raise  # not worth another try, or the client's retries are spent already
+            if attempt == BLOB_ATTEMPTS:
+                e.exhausted = True  # this layer's tries are spent: no one sends it again
                 raise
             log.warning("blob %s: %s; retrying (%d/%d)", desc.digest, e, attempt, BLOB_ATTEMPTS)
             await asyncio.sleep(0.2 * attempt)
