@@ -107,6 +107,9 @@ class ActionOutcome:
     """``done``, ``failed``, ``skipped`` (an earlier step of its entry failed) or ``reported``."""
     message: str = ""
     result: CopyResult | None = None
+    error: ImagevetError | None = field(default=None, repr=False, compare=False)
+    """A failure's typed error (a :class:`~imagevet.errors.CopyError` keeps its own ``cause``);
+    ``message`` is its text."""
 
     def to_json(self) -> dict[str, Any]:
         out = {"status": self.status, "message": self.message, **self.action.to_json()}
@@ -364,7 +367,7 @@ async def apply_plan(
                 outcomes[i] = ActionOutcome(action, "done")
             except ImagevetError as e:
                 broken.add(action.entry)
-                outcomes[i] = ActionOutcome(action, "failed", str(e))
+                outcomes[i] = ActionOutcome(action, "failed", str(e), error=e)
 
     gate = asyncio.Semaphore(max(1, opts.images))
 
@@ -384,7 +387,7 @@ async def apply_plan(
                 if cache is not None and result.source_index is not None:
                     await asyncio.to_thread(cache.put, result.source_index, result.source_digest)
             except ImagevetError as e:
-                outcomes[i] = ActionOutcome(action, "failed", str(e))
+                outcomes[i] = ActionOutcome(action, "failed", str(e), error=e)
             except Exception as e:  # a bug must not abort the run before its summary is written
                 log.exception("%s: unexpected error", action.target)
                 outcomes[i] = ActionOutcome(action, "failed", f"unexpected {type(e).__name__}: {e}")
@@ -413,7 +416,7 @@ async def apply_plan(
             try:
                 outcomes[i] = ActionOutcome(action, "done", await _prune(store, action, keep))
             except ImagevetError as e:
-                outcomes[i] = ActionOutcome(action, "failed", str(e))
+                outcomes[i] = ActionOutcome(action, "failed", str(e), error=e)
         else:
             outcomes[i] = ActionOutcome(action, "reported", action.describe())
 

@@ -155,7 +155,7 @@ async def _copy_tags(
             except CopyError as e:
                 errors.append(e)
             except InvalidReferenceError as e:  # a listed tag outside the tag grammar
-                errors.append(CopyError(source, target, str(e)))
+                errors.append(CopyError(source, target, str(e), cause=e))
             except Exception as e:  # one tag's unexpected failure must not stop the others
                 errors.append(CopyError(source, target, f"unexpected {type(e).__name__}: {e}"))
 

@@ -77,7 +77,7 @@ class ImageCopy:
         try:
             result = await self._run()
         except ImagevetError as e:
-            raise CopyError(str(self.source), str(self.target), str(e)) from e
+            raise CopyError(str(self.source), str(self.target), str(e), cause=e) from e
         result.seconds = time.monotonic() - started
         return result
 
