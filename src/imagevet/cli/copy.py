@@ -85,27 +85,44 @@ def copy_command(
         fail("--all-tags takes repositories, without a tag or digest", 2)
     options = CopyOptions(jobs=jobs, referrers=referrers, platforms=platforms, force=force)
     show_progress = not as_json and err_console.is_terminal
+    outcome, seconds = run(
+        lambda: _copy(src, dst, options, all_tags=all_tags, insecure=insecure, progress=show_progress)
+    )
+    _report(outcome, seconds, as_json=as_json)
+    if outcome.errors:
+        raise typer.Exit(EXIT_FAILURE)
 
-    async def _go() -> tuple[_Outcome, float]:
-        started = time.monotonic()
-        async with _stores(insecure) as (source_store, target_store):
-            with TransferProgress(err_console, enabled=show_progress) as progress:
-                session = CopySession(source_store, target_store, options, progress=progress)
-                if not all_tags:
-                    return _Outcome([await session.copy(src, dst)]), time.monotonic() - started
-                listed = await source_store.list_tags(src)
-                tags = sorted(t for t in listed if not is_digest_tag(t))
-                outcome = _Outcome()
-                outcome.results, outcome.errors = await _copy_tags(session, src, dst, tags)
-                outcome.digest_tags, more_errors, outcome.skipped = await copy_digest_tags(
-                    session, src, dst, sorted(t for t in listed if is_digest_tag(t)),
-                    brought={t for r in outcome.results for t in r.digest_tags},
-                    any_failed=bool(outcome.errors),
-                )
-                outcome.errors += more_errors
-                return outcome, time.monotonic() - started
 
-    outcome, seconds = run(_go)
+async def _copy(
+    src: Reference,
+    dst: Reference,
+    options: CopyOptions,
+    *,
+    all_tags: bool,
+    insecure: Sequence[str],
+    progress: bool,
+) -> tuple[_Outcome, float]:
+    """One image, or with ``all_tags`` every tag and then the digest tags no image brought."""
+    started = time.monotonic()
+    async with _stores(insecure) as (source_store, target_store):
+        with TransferProgress(err_console, enabled=progress) as shown:
+            session = CopySession(source_store, target_store, options, progress=shown)
+            if not all_tags:
+                return _Outcome([await session.copy(src, dst)]), time.monotonic() - started
+            listed = await source_store.list_tags(src)
+            tags = sorted(t for t in listed if not is_digest_tag(t))
+            outcome = _Outcome()
+            outcome.results, outcome.errors = await _copy_tags(session, src, dst, tags)
+            outcome.digest_tags, more_errors, outcome.skipped = await copy_digest_tags(
+                session, src, dst, sorted(t for t in listed if is_digest_tag(t)),
+                brought={t for r in outcome.results for t in r.digest_tags},
+                any_failed=bool(outcome.errors),
+            )
+            outcome.errors += more_errors
+            return outcome, time.monotonic() - started
+
+
+def _report(outcome: _Outcome, seconds: float, *, as_json: bool) -> None:
     results, errors = outcome.results, outcome.errors
     if as_json:
         print_json({
@@ -116,14 +133,12 @@ def copy_command(
             "digest_tags": [r.to_json() for r in outcome.digest_tags],
             "skipped": [{"tag": tag, "reason": why} for tag, why in outcome.skipped],
         })
-    else:
-        for failure in errors:
-            err_console.print(f"[red]failed[/] {terminal_safe(failure.source)} -> {terminal_safe(failure.target)}: {terminal_safe(failure.reason)}")
-        for tag, why in outcome.skipped:
-            err_console.print(f"[yellow]skipped[/] {terminal_safe(tag)}: {terminal_safe(why)}")
-        console.print(_summary(outcome, seconds))
-    if errors:
-        raise typer.Exit(EXIT_FAILURE)
+        return
+    for failure in errors:
+        err_console.print(f"[red]failed[/] {terminal_safe(failure.source)} -> {terminal_safe(failure.target)}: {terminal_safe(failure.reason)}")
+    for tag, why in outcome.skipped:
+        err_console.print(f"[yellow]skipped[/] {terminal_safe(tag)}: {terminal_safe(why)}")
+    console.print(_summary(outcome, seconds))
 
 
 @asynccontextmanager
