@@ -1,4 +1,5 @@
-"""The copy engine: one image, byte for byte, from a source repository to a target repository.
+"""The copy engine: one image, byte for byte, from a source repository to a target repository,
+each in any :class:`~imagevet.store.ImageStore` (a registry, an OCI layout directory or archive).
 
 What "byte for byte" means here (and why ``docker pull`` + ``docker push`` is not it):
 
@@ -16,8 +17,10 @@ no tag pointing at a partial image, and the next run resumes (what is there is s
 
 Cost: when the target tag already holds the source digest the copy is a no-op made of HEAD
 requests only (no manifest or blob GET on the source, so no Docker Hub pull is spent).  Blobs
-already at the target are skipped after a HEAD; on the same registry they are mounted
-(``?mount=&from=``) rather than moved.
+already at the target are skipped after a HEAD; when one store serves both ends and can mount
+(:class:`~imagevet.store.BlobMounter`: a registry's ``?mount=&from=``) and both repositories
+are on one registry, they are mounted rather than moved.  The engine knows its stores by the
+protocol alone: nothing here names a registry client.
 
 A :class:`CopySession` shared by many copies is what makes concurrent copies into one repository
 safe and bounded:
