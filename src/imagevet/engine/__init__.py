@@ -1,5 +1,6 @@
-"""Operations over image stores: the copy engine (:mod:`.copy`) and, above it, whole runs.
+"""The sync engine: library operations a command or a service calls (no printing, no environment).
 
-Layer 2 (``tests/unit/test_layers.py``): it speaks :class:`~imagevet.store.ImageStore` only,
-never a concrete client, so a registry and an OCI layout are sources and targets alike.
+The copy engine (:mod:`.copy`) and, above it, whole runs (:mod:`.run`, :mod:`.state`).  It
+speaks :class:`~imagevet.store.ImageStore`, never a concrete client, so a registry and an OCI
+layout are sources and targets alike.
 """
