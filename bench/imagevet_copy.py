@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from imagevet.copy import CopyOptions, CopySession, is_digest_tag
+from imagevet.digest import is_digest_tag
+from imagevet.engine.copy import CopyOptions, CopySession
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 
@@ -19,7 +20,7 @@ from imagevet.registry import RegistryClient
 async def main(src_host: str, dst_host: str, jobs: int, repos: list[str]) -> int:
     failed = 0
     async with RegistryClient() as client:
-        session = CopySession(client, CopyOptions(jobs=jobs))
+        session = CopySession(client, client, CopyOptions(jobs=jobs))
         gate = asyncio.Semaphore(4)
 
         async def one(src: Reference, dst: Reference) -> None:

@@ -315,11 +315,19 @@ class LimitExceededError(ImagevetError):
 class CopyError(ImagevetError):
     """One image could not be copied; ``__cause__`` holds the underlying error."""
 
-    def __init__(self, source: str, target: str, reason: str) -> None:
+    def __init__(
+        self, source: str, target: str, reason: str, *, cause: ImagevetError | None = None
+    ) -> None:
         self.source = source
         self.target = target
         self.reason = reason
+        self.cause = cause
+        """The typed error the copy failed with (:class:`DigestMismatchError`,
+        :class:`UnauthorizedError`, :class:`NotFoundError`, :class:`RateLimitedError`, ...);
+        None for an unexpected one.  Also ``__cause__``, even when this error is not raised."""
         super().__init__(f"copy {source} -> {target}: {reason}")
+        if cause is not None:
+            self.__cause__ = cause
 
 
 class HubError(ImagevetError):

@@ -11,7 +11,7 @@ One image, from policy entry to pushed tag::
 Observation costs HEAD requests and tag listings only.  Applying goes repository first (a
 :class:`~imagevet.repository_spec.RepositoryManager` creates and configures Docker Hub
 repositories; plain OCI registries need none), then images a few at a time through one
-:class:`~imagevet.copy.CopySession` (each blob moves once per run).  A failing image is reported
+:class:`~imagevet.engine.copy.CopySession` (each blob moves once per run).  A failing image is reported
 with its reason and the others go on.  An ``Update`` first writes the backup tag (the replaced
 digest), then re-points the tag.  Prune candidates are deleted only when asked, and only when no
 other tag of the target still points at the same manifest.
@@ -25,16 +25,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from imagevet.copy import (
+from imagevet.digest import Digest, is_digest_tag
+from imagevet.engine.copy import (
     DEFAULT_JOBS,
     CopyOptions,
     CopyProgress,
     CopyResult,
     CopySession,
 )
-from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import Lock, LockedImage, LockEntry, valid_media_type
 from imagevet.manifest_cache import ManifestCache
@@ -59,6 +59,7 @@ from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
 from imagevet.resolve import HEAD_CONCURRENCY, Upstream, valid_tags
+from imagevet.store import ImageStore
 
 __all__ = [
     "ActionOutcome",
@@ -106,6 +107,9 @@ class ActionOutcome:
     """``done``, ``failed``, ``skipped`` (an earlier step of its entry failed) or ``reported``."""
     message: str = ""
     result: CopyResult | None = None
+    error: ImagevetError | None = field(default=None, repr=False, compare=False)
+    """A failure's typed error (a :class:`~imagevet.errors.CopyError` keeps its own ``cause``);
+    ``message`` is its text."""
 
     def to_json(self) -> dict[str, Any]:
         out = {"status": self.status, "message": self.message, **self.action.to_json()}
@@ -314,13 +318,13 @@ async def plan_policy(
 # ---- applying --------------------------------------------------------------------------------
 
 
-async def _backup(client: RegistryClient, action: Update) -> None:
+async def _backup(client: ImageStore, action: Update) -> None:
     """Keep the digest a tag is about to leave under the backup tag (same repository)."""
     old = await client.get_manifest(action.target.repo().with_digest(action.old_digest))
     await client.put_manifest(action.backup, old)
 
 
-async def _prune(client: RegistryClient, action: Prune, keep: Mapping[Reference, set[Digest]]) -> str:
+async def _prune(client: ImageStore, action: Prune, keep: Mapping[Reference, set[Digest]]) -> str:
     if action.digest is None:
         return "not deleted: its digest is unknown"
     if action.digest in keep.get(action.target.repo(), set()):
@@ -353,7 +357,9 @@ async def apply_plan(
     started = time.monotonic()
     outcomes: dict[int, ActionOutcome] = {}
     broken: set[str] = set()  # entries whose repository step failed
-    session = CopySession(client, CopyOptions(jobs=opts.jobs), progress=progress)
+    # one store serves both ends (cast: until RegistryClient.ping takes a Reference, see store/)
+    store = cast(ImageStore, client)
+    session = CopySession(store, store, CopyOptions(jobs=opts.jobs), progress=progress)
 
     for i, action in enumerate(plan.actions):
         if isinstance(action, CreateRepo | UpdateRepo):
@@ -365,7 +371,7 @@ async def apply_plan(
                 outcomes[i] = ActionOutcome(action, "done")
             except ImagevetError as e:
                 broken.add(action.entry)
-                outcomes[i] = ActionOutcome(action, "failed", str(e))
+                outcomes[i] = ActionOutcome(action, "failed", str(e), error=e)
 
     gate = asyncio.Semaphore(max(1, opts.images))
 
@@ -379,13 +385,13 @@ async def apply_plan(
         async with gate:
             try:
                 if isinstance(action, Update):
-                    await _backup(client, action)
+                    await _backup(store, action)
                 result = await session.copy(action.source, action.target, options=copy_options)
                 outcomes[i] = ActionOutcome(action, "done", result=result)
                 if cache is not None and result.source_index is not None:
                     await asyncio.to_thread(cache.put, result.source_index, result.source_digest)
             except ImagevetError as e:
-                outcomes[i] = ActionOutcome(action, "failed", str(e))
+                outcomes[i] = ActionOutcome(action, "failed", str(e), error=e)
             except Exception as e:  # a bug must not abort the run before its summary is written
                 log.exception("%s: unexpected error", action.target)
                 outcomes[i] = ActionOutcome(action, "failed", f"unexpected {type(e).__name__}: {e}")
@@ -412,9 +418,9 @@ async def apply_plan(
             continue
         if isinstance(action, Prune) and opts.prune:
             try:
-                outcomes[i] = ActionOutcome(action, "done", await _prune(client, action, keep))
+                outcomes[i] = ActionOutcome(action, "done", await _prune(store, action, keep))
             except ImagevetError as e:
-                outcomes[i] = ActionOutcome(action, "failed", str(e))
+                outcomes[i] = ActionOutcome(action, "failed", str(e), error=e)
         else:
             outcomes[i] = ActionOutcome(action, "reported", action.describe())
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from imagevet.copy import MAX_INDEX_DEPTH, CopyOptions, CopySession, copy_image
 from imagevet.digest import Digest
+from imagevet.engine.copy import MAX_INDEX_DEPTH, CopyOptions, CopySession, copy_image
 from imagevet.errors import CopyError, DigestMismatchError, UnauthorizedError
 from imagevet.manifest import Platform, RawManifest
 from imagevet.reference import Reference
@@ -102,7 +102,7 @@ async def test_multiarch_copy_across_registries_is_byte_exact(
     await push_image(plain_registry, unique_repo, image, "1.0")
     async with client_for(plain_registry, token_registry) as client:
         result = await copy_image(
-            client,
+            client, client,
             ref(plain_registry, unique_repo, "1.0"),
             ref(token_registry, "acme/mirror-" + media_types),
         )
@@ -127,12 +127,12 @@ async def test_second_copy_is_head_only(
     proxy = fault_proxy(plain_registry)
     async with client_for(basic_registry) as client:
         first = await copy_image(
-            client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+            client, client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
         )
         assert not first.noop
         proxy.clear()
         second = await copy_image(
-            client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+            client, client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
         )
     assert second.noop and second.digest == image.digest
     assert proxy.count(method="GET", path_contains="/manifests/") == 0
@@ -148,7 +148,7 @@ async def test_same_registry_mounts_instead_of_copying(
     proxy = fault_proxy(plain_registry)
     async with client_for() as client:
         result = await copy_image(
-            client, ref(proxy, unique_repo, "v1"), ref(proxy, unique_repo + "-copy", "v1")
+            client, client, ref(proxy, unique_repo, "v1"), ref(proxy, unique_repo + "-copy", "v1")
         )
     assert result.blobs_mounted == len(image.blobs)
     assert result.blobs_copied == 0 and result.bytes_copied == 0
@@ -175,7 +175,7 @@ async def test_blobs_present_at_target_are_skipped_and_never_moved_twice(
     await push_image(plain_registry, unique_repo, b, "b")
     proxy = fault_proxy(plain_registry)
     async with client_for(basic_registry) as client:
-        session = CopySession(client, CopyOptions(jobs=4))
+        session = CopySession(client, client, CopyOptions(jobs=4))
         ra, rb = await asyncio.gather(
             session.copy(ref(proxy, unique_repo, "a"), ref(basic_registry, unique_repo, "a")),
             session.copy(ref(proxy, unique_repo, "b"), ref(basic_registry, unique_repo, "b")),
@@ -202,7 +202,7 @@ async def test_one_failing_image_does_not_cancel_work_another_shares(
     proxy.fail(times=None, status=403, path_contains=f"/blobs/{own}")
     proxy.delay(0.3, path_contains=f"/blobs/{Digest.of(base)}")  # the shared layer is in flight
     async with client_for(basic_registry) as client:
-        session = CopySession(client, CopyOptions(jobs=4))
+        session = CopySession(client, client, CopyOptions(jobs=4))
         ra, rb = await asyncio.gather(
             session.copy(ref(proxy, unique_repo, "a"), ref(basic_registry, unique_repo, "a")),
             session.copy(ref(proxy, unique_repo, "b"), ref(basic_registry, unique_repo, "b")),
@@ -222,7 +222,7 @@ async def test_conformance_traps_keep_their_bytes(
     await push_image(plain_registry, unique_repo, image, "t")
     async with client_for(basic_registry) as client:
         result = await copy_image(
-            client, ref(plain_registry, unique_repo, "t"), ref(basic_registry, unique_repo, "t")
+            client, client, ref(plain_registry, unique_repo, "t"), ref(basic_registry, unique_repo, "t")
         )
     assert result.digest == image.digest
     got = await get_manifest_bytes(basic_registry, unique_repo, "t", **auth(basic_registry))
@@ -268,10 +268,10 @@ async def test_traps_distribution_rejects_copy_exactly_between_fakes(
         image, absent = sparse.image, sparse.absent
     await push_image(source, unique_repo, image, "t", skip=absent)
     async with client_for() as client:
-        result = await copy_image(client, ref(source, unique_repo, "t"), ref(target, unique_repo, "t"))
+        result = await copy_image(client, client, ref(source, unique_repo, "t"), ref(target, unique_repo, "t"))
         # by digest: the address the manifest is known by (sha512 here) is the one pushed to
         pinned = ref(source, unique_repo).with_digest(image.digest)
-        by_digest = await copy_image(client, pinned, ref(target, unique_repo + "-pinned"))
+        by_digest = await copy_image(client, client, pinned, ref(target, unique_repo + "-pinned"))
     assert by_digest.digest == image.digest
     body, _, _ = await get_manifest_bytes(target, unique_repo + "-pinned", str(image.digest))
     assert body == image.top.data
@@ -289,7 +289,7 @@ async def test_platform_subset_rewrites_the_index(
     await push_image(plain_registry, unique_repo, image, "v1")
     async with client_for() as client:
         result = await copy_image(
-            client,
+            client, client,
             ref(plain_registry, unique_repo, "v1"),
             ref(plain_registry, unique_repo + "-sub", "v1"),
             options=CopyOptions(platforms=(Platform.parse("linux/arm64"),)),
@@ -327,7 +327,7 @@ async def test_signatures_and_referrers_tag_schema_travel(
     )
     async with client_for(token_registry) as client:
         result = await copy_image(
-            client, ref(plain_registry, unique_repo, "v1"), ref(token_registry, unique_repo, "v1")
+            client, client, ref(plain_registry, unique_repo, "v1"), ref(token_registry, unique_repo, "v1")
         )
         referrers = await client.referrers(ref(token_registry, unique_repo), image.digest)
         child_referrers = await client.referrers(
@@ -358,7 +358,7 @@ async def test_native_referrers_reach_a_registry_without_the_api(
     await push_image(fake_registry, unique_repo, attestation)
     async with client_for() as client:
         result = await copy_image(
-            client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1")
+            client, client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1")
         )
         got = await client.referrers(ref(plain_registry, unique_repo), image.digest)
     assert {d.digest for d in got} == {sbom.digest, attestation.digest}
@@ -379,12 +379,12 @@ async def test_a_signature_attached_upstream_later_reaches_the_mirror(
     image = make_multiarch(seed="late-sig")
     await push_image(fake_registry, unique_repo, image, "v1")
     async with client_for() as client:
-        first = await copy_image(client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1"))
+        first = await copy_image(client, client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1"))
         assert first.attachments == []
         late = make_referrer(image.top, seed="late-sig-sbom")
         await push_image(fake_registry, unique_repo, late)
         fake_registry.requests.clear()
-        second = await copy_image(client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1"))
+        second = await copy_image(client, client, ref(fake_registry, unique_repo, "v1"), ref(plain_registry, unique_repo, "v1"))
         got = await client.referrers(ref(plain_registry, unique_repo), image.digest)
     assert second.noop and second.attachments == [str(late.digest)]
     assert [d.digest for d in got] == [late.digest]
@@ -400,7 +400,7 @@ async def test_referrers_can_be_left_out(plain_registry: RunningRegistry, unique
     await push_image(plain_registry, unique_repo, sig, cosign_tag(image.digest, "sig"))
     async with client_for() as client:
         await copy_image(
-            client,
+            client, client,
             ref(plain_registry, unique_repo, "v1"),
             ref(plain_registry, unique_repo + "-x", "v1"),
             options=CopyOptions(referrers=False),
@@ -425,7 +425,7 @@ async def test_corrupted_byte_in_transit_is_refused(
     async with client_for(basic_registry) as client:
         with pytest.raises(CopyError) as info:
             await copy_image(
-                client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+                client, client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
             )
     assert isinstance(info.value.__cause__, DigestMismatchError)
     assert "digest mismatch" in str(info.value)
@@ -447,7 +447,7 @@ async def test_error_bursts_are_retried(
     proxy.fail(times=3, status=status, retry_after=retry_after)
     async with client_for() as client:
         result = await copy_image(
-            client, ref(proxy, unique_repo, "v1"), ref(plain_registry, unique_repo + "-b", "v1")
+            client, client, ref(proxy, unique_repo, "v1"), ref(plain_registry, unique_repo + "-b", "v1")
         )
     assert result.digest == image.digest
     assert proxy.count() > 3
@@ -467,12 +467,12 @@ async def test_connection_cut_mid_blob_leaves_no_tag_and_a_rerun_completes(
     async with client_for(basic_registry) as client:
         with pytest.raises(CopyError):
             await copy_image(
-                client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+                client, client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
             )
         assert "v1" not in await list_tags(basic_registry, unique_repo, **auth(basic_registry))
         proxy.clear()
         result = await copy_image(
-            client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
+            client, client, ref(proxy, unique_repo, "v1"), ref(basic_registry, unique_repo, "v1")
         )
     assert result.digest == image.digest
     await assert_same_image(plain_registry, unique_repo, basic_registry, unique_repo, "v1")
@@ -492,7 +492,7 @@ async def test_target_killed_mid_copy_leaves_no_partial_tag(
     target = registry_factory(auth="none")
     async with client_for(retry=RetryPolicy.no_wait(1)) as client:
         task = asyncio.ensure_future(
-            copy_image(client, ref(slow, unique_repo, "v1"), ref(target, unique_repo, "v1"))
+            copy_image(client, client, ref(slow, unique_repo, "v1"), ref(target, unique_repo, "v1"))
         )
         for _ in range(200):  # wait until the target has started receiving blobs
             if any((target.storage).rglob("data")) or task.done():
@@ -506,7 +506,7 @@ async def test_target_killed_mid_copy_leaves_no_partial_tag(
     slow.clear()
     async with client_for() as client:
         result = await copy_image(
-            client, ref(slow, unique_repo, "v1"), ref(target, unique_repo, "v1")
+            client, client, ref(slow, unique_repo, "v1"), ref(target, unique_repo, "v1")
         )
     assert result.digest == image.digest
     await assert_same_image(plain_registry, unique_repo, target, unique_repo, "v1")
@@ -521,7 +521,7 @@ async def test_pull_only_user_cannot_push(
     async with RegistryClient(credentials=creds, retry=FAST_RETRY) as client:
         with pytest.raises(CopyError) as info:
             await copy_image(
-                client,
+                client, client,
                 ref(plain_registry, unique_repo, "v1"),
                 ref(token_registry, unique_repo, "v1"),
             )
@@ -542,14 +542,14 @@ async def test_no_secret_in_logs_errors_or_results(
     async with client_for(basic_registry, token_registry) as client:
         for dst in (basic_registry, token_registry):
             r = await copy_image(
-                client, ref(plain_registry, unique_repo, "v1"), ref(dst, unique_repo, "v1")
+                client, client, ref(plain_registry, unique_repo, "v1"), ref(dst, unique_repo, "v1")
             )
             texts.append(repr(r.to_json()))
     bad = StaticCredentials({basic_registry.host: Credential("alice", "wrong-pw-XYZZY")})
     async with RegistryClient(credentials=bad, retry=FAST_RETRY) as client:
         with pytest.raises(CopyError) as info:
             await copy_image(
-                client,
+                client, client,
                 ref(plain_registry, unique_repo, "v1"),
                 ref(basic_registry, unique_repo, "v2"),
             )
@@ -609,7 +609,7 @@ async def test_a_wide_index_is_walked_with_bounded_requests_and_tasks(
     source.put_manifest(unique_repo, index, "wide")
     async with client_for(source, target) as client:
         seen = _measure(client)
-        result = await CopySession(client, CopyOptions(jobs=4, referrers=False)).copy(
+        result = await CopySession(client, client, CopyOptions(jobs=4, referrers=False)).copy(
             ref(source, unique_repo, "wide"), ref(target, unique_repo, "wide")
         )
     assert result.digest == index.digest
@@ -630,7 +630,7 @@ async def test_too_many_children_fail_the_image_before_any_fan_out(
     async with client_for(source, target) as client:
         seen = _measure(client)
         with pytest.raises(CopyError) as err:
-            await copy_image(client, ref(source, unique_repo, "huge"), ref(target, unique_repo, "huge"))
+            await copy_image(client, client, ref(source, unique_repo, "huge"), ref(target, unique_repo, "huge"))
     assert "lists 20000 manifests" in str(err.value) and "limit of 10000" in str(err.value)
     assert seen["requests"] <= 4, seen
     assert target.tags.get(unique_repo) is None
@@ -650,14 +650,14 @@ async def test_indexes_nested_too_deep_fail_with_a_clear_error(
     source.put_manifest(unique_repo, current.top, "deep")
     async with client_for(source, target) as client:
         with pytest.raises(CopyError) as err:
-            await copy_image(client, ref(source, unique_repo, "deep"), ref(target, unique_repo, "deep"))
+            await copy_image(client, client, ref(source, unique_repo, "deep"), ref(target, unique_repo, "deep"))
     assert f"nested more than {MAX_INDEX_DEPTH} deep" in str(err.value)
     assert target.tags.get(unique_repo) is None
     # one level less is fine
     async with client_for(source, target) as client:
         below = current.top.children()[0].digest
         ok = await copy_image(
-            client, Reference.parse(f"{source.host}/{unique_repo}@{below}"), ref(target, unique_repo, "ok")
+            client, client, Reference.parse(f"{source.host}/{unique_repo}@{below}"), ref(target, unique_repo, "ok")
         )
     assert ok.digest == below
 
@@ -675,7 +675,7 @@ async def test_a_refused_index_put_names_the_registry_code_and_detail(
     source.seed(unique_repo, sparse.image, "s")
     async with client_for(source, plain_registry) as client:
         with pytest.raises(CopyError) as err:
-            await copy_image(client, ref(source, unique_repo, "s"), ref(plain_registry, unique_repo, "s"))
+            await copy_image(client, client, ref(source, unique_repo, "s"), ref(plain_registry, unique_repo, "s"))
     text = str(err.value)
     assert "HTTP 400" in text and "MANIFEST_BLOB_UNKNOWN" in text, text
     assert str(next(iter(sparse.absent))) in text, text
@@ -692,7 +692,7 @@ async def test_a_digest_invalid_answer_to_a_manifest_put_is_not_called_a_mismatc
                code="DIGEST_INVALID", message="provided digest did not match uploaded content")
     async with client_for(proxy) as client:
         with pytest.raises(CopyError) as err:
-            await copy_image(client, ref(plain_registry, unique_repo, "v1"), ref(proxy, unique_repo, "v1"))
+            await copy_image(client, client, ref(plain_registry, unique_repo, "v1"), ref(proxy, unique_repo, "v1"))
     text = str(err.value)
     assert "HTTP 400: DIGEST_INVALID: provided digest did not match uploaded content" in text, text
     assert "digest mismatch" not in text
@@ -723,7 +723,7 @@ async def test_an_attachment_tag_cycle_ends_and_copies_what_it_names(
         expected = {"v1": a.digest, a_sig: b.digest, b_sig: a.digest}
     async with client_for(source, target) as client:
         result = await asyncio.wait_for(
-            CopySession(client).copy(ref(source, unique_repo, "v1"), ref(target, unique_repo, "v1")),
+            CopySession(client, client).copy(ref(source, unique_repo, "v1"), ref(target, unique_repo, "v1")),
             timeout=10,
         )
     assert result.digest == a.digest
@@ -735,7 +735,7 @@ async def test_an_attachment_tag_cycle_ends_and_copies_what_it_names(
     # both images at once in one session (each reaches the other's tag): no wait on itself either
     target2 = fake_registry_factory()
     async with client_for(source, target2) as client:
-        session = CopySession(client)
+        session = CopySession(client, client)
         both = await asyncio.wait_for(
             asyncio.gather(*(
                 session.copy(ref(source, unique_repo, t), ref(target2, unique_repo, t))
@@ -777,7 +777,7 @@ async def test_each_image_outcome_is_its_own_whatever_the_order(
             target.seed(unique_repo, c1)
             target.put_manifest(unique_repo, i1)
         async with client_for(source, target) as client:
-            session = CopySession(client)
+            session = CopySession(client, client)
             got = await asyncio.wait_for(
                 asyncio.gather(
                     *(session.copy(ref(source, unique_repo, t), ref(target, unique_repo, t)) for t in order),
@@ -827,7 +827,7 @@ async def test_shared_work_failing_after_its_only_caller_left_prints_no_stray_wa
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     try:
         async with client_for() as client:
-            session = CopySession(client, CopyOptions(jobs=4))
+            session = CopySession(client, client, CopyOptions(jobs=4))
             with pytest.raises(CopyError, match="403"):
                 await session.copy(ref(proxy, unique_repo, "v1"), ref(fake_registry, unique_repo, "v1"))
             for _ in range(100):  # the orphaned transfer ends on its own
@@ -864,7 +864,7 @@ async def test_an_index_reached_at_two_depths_fails_only_the_image_it_is_too_dee
     for order in (("ok", "deep"), ("deep", "ok"), ("deep", "ok")):
         target = fake_registry_factory(check_children=False)
         async with client_for(source, target) as client:
-            session = CopySession(client)
+            session = CopySession(client, client)
             got = dict(zip(order, await asyncio.wait_for(asyncio.gather(
                 *(session.copy(ref(source, unique_repo, t), ref(target, unique_repo, t)) for t in order),
                 return_exceptions=True,

@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from imagevet.cli import app
-from imagevet.copy import CopyResult, CopySession
 from imagevet.digest import Digest
+from imagevet.engine.copy import CopyResult, CopySession
 from imagevet.manifest import RawManifest
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient, RetryPolicy
@@ -130,7 +130,7 @@ async def test_a_manifest_is_put_once_per_repository_and_never_beside_an_index_l
                     puts.append((ref_.tag or str(ref_.digest), manifest, start, next(clock)))
 
             client.put_manifest = recording  # type: ignore[method-assign]
-            session = CopySession(client)
+            session = CopySession(client, client)
             results = await asyncio.gather(
                 *(
                     session.copy(

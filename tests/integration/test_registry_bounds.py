@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imagevet.copy import BLOB_ATTEMPTS, CopySession
+from imagevet.engine.copy import BLOB_ATTEMPTS, CopySession
 from imagevet.errors import CopyError, LimitExceededError, TransferTimeoutError
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient, RetryPolicy, TransferTimeouts
@@ -45,7 +45,7 @@ def seeded(
 async def copy_one(proxy: Any, target: Any, repo: str, tag: str, **kw: Any) -> CopyError:
     async with RegistryClient(retry=RETRY, **kw) as client:
         with pytest.raises(CopyError) as info:
-            await CopySession(client).copy(ref(proxy, repo, tag), ref(target, repo, tag))
+            await CopySession(client, client).copy(ref(proxy, repo, tag), ref(target, repo, tag))
     return info.value
 
 
@@ -129,7 +129,7 @@ async def test_crawling_blob_fails_its_image_within_the_bound_and_the_other_imag
     proxy.drip(path, nbytes=1, interval=0.02)
     timeouts = TransferTimeouts(idle=2.0, min_rate=1000, window=0.5)
     async with RegistryClient(retry=RETRY, timeouts=timeouts) as client:
-        session = CopySession(client)
+        session = CopySession(client, client)
         started = time.monotonic()
         slow, fast = await asyncio.wait_for(
             asyncio.gather(
@@ -192,7 +192,7 @@ async def test_a_blob_whose_retries_are_spent_is_not_fetched_again_by_the_next_i
     proxy.fail(None, 503, method="GET", path_contains=path)
     target = fake_registry_factory()
     async with RegistryClient(retry=RETRY) as client:
-        session = CopySession(client)
+        session = CopySession(client, client)
         for tag in ("v1", "v2"):  # one after the other: the second starts after the first failed
             with pytest.raises(CopyError, match="HTTP 503"):
                 await session.copy(ref(proxy, "lib/app", tag), ref(target, "lib/app", tag))

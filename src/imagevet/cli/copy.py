@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import typer
 
@@ -19,17 +22,18 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
-from imagevet.copy import (
+from imagevet.digest import is_digest_tag
+from imagevet.engine.copy import (
     DEFAULT_JOBS,
     CopyOptions,
     CopyResult,
     CopySession,
     copy_digest_tags,
 )
-from imagevet.digest import is_digest_tag
 from imagevet.errors import CopyError, ImagevetError, InvalidReferenceError
 from imagevet.manifest import Platform
 from imagevet.reference import Reference
+from imagevet.store import ImageStore
 
 __all__ = ["register"]
 
@@ -81,27 +85,44 @@ def copy_command(
         fail("--all-tags takes repositories, without a tag or digest", 2)
     options = CopyOptions(jobs=jobs, referrers=referrers, platforms=platforms, force=force)
     show_progress = not as_json and err_console.is_terminal
+    outcome, seconds = run(
+        lambda: _copy(src, dst, options, all_tags=all_tags, insecure=insecure, progress=show_progress)
+    )
+    _report(outcome, seconds, as_json=as_json)
+    if outcome.errors:
+        raise typer.Exit(EXIT_FAILURE)
 
-    async def _go() -> tuple[_Outcome, float]:
-        started = time.monotonic()
-        async with make_registry_client(insecure=insecure) as client:
-            with TransferProgress(err_console, enabled=show_progress) as progress:
-                session = CopySession(client, options, progress=progress)
-                if not all_tags:
-                    return _Outcome([await session.copy(src, dst)]), time.monotonic() - started
-                listed = await client.list_tags(src)
-                tags = sorted(t for t in listed if not is_digest_tag(t))
-                outcome = _Outcome()
-                outcome.results, outcome.errors = await _copy_tags(session, src, dst, tags)
-                outcome.digest_tags, more_errors, outcome.skipped = await copy_digest_tags(
-                    session, src, dst, sorted(t for t in listed if is_digest_tag(t)),
-                    brought={t for r in outcome.results for t in r.digest_tags},
-                    any_failed=bool(outcome.errors),
-                )
-                outcome.errors += more_errors
-                return outcome, time.monotonic() - started
 
-    outcome, seconds = run(_go)
+async def _copy(
+    src: Reference,
+    dst: Reference,
+    options: CopyOptions,
+    *,
+    all_tags: bool,
+    insecure: Sequence[str],
+    progress: bool,
+) -> tuple[_Outcome, float]:
+    """One image, or with ``all_tags`` every tag and then the digest tags no image brought."""
+    started = time.monotonic()
+    async with _stores(insecure) as (source_store, target_store):
+        with TransferProgress(err_console, enabled=progress) as shown:
+            session = CopySession(source_store, target_store, options, progress=shown)
+            if not all_tags:
+                return _Outcome([await session.copy(src, dst)]), time.monotonic() - started
+            listed = await source_store.list_tags(src)
+            tags = sorted(t for t in listed if not is_digest_tag(t))
+            outcome = _Outcome()
+            outcome.results, outcome.errors = await _copy_tags(session, src, dst, tags)
+            outcome.digest_tags, more_errors, outcome.skipped = await copy_digest_tags(
+                session, src, dst, sorted(t for t in listed if is_digest_tag(t)),
+                brought={t for r in outcome.results for t in r.digest_tags},
+                any_failed=bool(outcome.errors),
+            )
+            outcome.errors += more_errors
+            return outcome, time.monotonic() - started
+
+
+def _report(outcome: _Outcome, seconds: float, *, as_json: bool) -> None:
     results, errors = outcome.results, outcome.errors
     if as_json:
         print_json({
@@ -112,14 +133,25 @@ def copy_command(
             "digest_tags": [r.to_json() for r in outcome.digest_tags],
             "skipped": [{"tag": tag, "reason": why} for tag, why in outcome.skipped],
         })
-    else:
-        for failure in errors:
-            err_console.print(f"[red]failed[/] {terminal_safe(failure.source)} -> {terminal_safe(failure.target)}: {terminal_safe(failure.reason)}")
-        for tag, why in outcome.skipped:
-            err_console.print(f"[yellow]skipped[/] {terminal_safe(tag)}: {terminal_safe(why)}")
-        console.print(_summary(outcome, seconds))
-    if errors:
-        raise typer.Exit(EXIT_FAILURE)
+        return
+    for failure in errors:
+        err_console.print(f"[red]failed[/] {terminal_safe(failure.source)} -> {terminal_safe(failure.target)}: {terminal_safe(failure.reason)}")
+    for tag, why in outcome.skipped:
+        err_console.print(f"[yellow]skipped[/] {terminal_safe(tag)}: {terminal_safe(why)}")
+    console.print(_summary(outcome, seconds))
+
+
+@asynccontextmanager
+async def _stores(insecure: Sequence[str]) -> AsyncIterator[tuple[ImageStore, ImageStore]]:
+    """The source and the target store of a copy: the one place they are built.
+
+    Both are the registry client today.  The store router goes here: ``StoreRouter(client)``
+    for both ends (it serves ``oci:``/``oci-archive:`` references by scheme, and closing it
+    writes the archives).
+    """
+    async with make_registry_client(insecure=insecure) as client:
+        store = cast(ImageStore, client)  # until RegistryClient.ping takes a Reference (store/)
+        yield store, store
 
 
 async def _copy_tags(
@@ -138,7 +170,7 @@ async def _copy_tags(
             except CopyError as e:
                 errors.append(e)
             except InvalidReferenceError as e:  # a listed tag outside the tag grammar
-                errors.append(CopyError(source, target, str(e)))
+                errors.append(CopyError(source, target, str(e), cause=e))
             except Exception as e:  # one tag's unexpected failure must not stop the others
                 errors.append(CopyError(source, target, f"unexpected {type(e).__name__}: {e}"))
 

@@ -21,7 +21,7 @@ __all__ = ["TransferProgress"]
 
 
 class TransferProgress:
-    """Implements :class:`imagevet.copy.CopyProgress`; draws nothing when ``enabled`` is False."""
+    """Implements :class:`imagevet.engine.copy.CopyProgress`; draws nothing when ``enabled`` is False."""
 
     def __init__(self, console: Console, *, enabled: bool) -> None:
         self._progress: Progress | None = None

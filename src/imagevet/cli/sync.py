@@ -26,7 +26,7 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
-from imagevet.copy import DEFAULT_JOBS
+from imagevet.engine.copy import DEFAULT_JOBS
 from imagevet.engine.run import RunOptions, RunReport, run_sync
 
 __all__ = ["register"]

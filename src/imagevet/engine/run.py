@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imagevet.copy import DEFAULT_JOBS, CopyProgress
+from imagevet.engine.copy import DEFAULT_JOBS, CopyProgress
 from imagevet.engine.state import StateStore
 from imagevet.errors import ImagevetError
 from imagevet.ledger import AuditSetup, Recorded, record_events
