@@ -139,12 +139,11 @@ TOOL_ENV: dict[str, str] = dict(os.environ)
 """The environment of the measured tools (see :func:`compiled_env`)."""
 
 
-def compiled_env(work: Path) -> dict[str, str]:
+def compiled_env() -> dict[str, str]:
     """The environment to run imagevet in as installed: its modules byte-compiled once, before
-    anything is measured (``pip install`` compiles them; a ``PYTHONDONTWRITEBYTECODE`` shell
-    would make every run compile the sources again, about 0.1 s of each process here)."""
+    anything is measured, as ``pip install`` does (a ``PYTHONDONTWRITEBYTECODE`` shell would
+    make every run compile the sources again, about 0.1 s of each process here)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     subprocess.run(
         [sys.executable, "-c", "import compileall, imagevet, os; "
          "compileall.compile_dir(os.path.dirname(imagevet.__file__), quiet=1)"],
@@ -292,7 +291,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="imagevet-bench-"))
     TOOL_ENV.clear()
-    TOOL_ENV.update(compiled_env(work))
+    TOOL_ENV.update(compiled_env())
     registries: list[RunningRegistry] = []
     tools = args.tools.split(",")
     try:
