@@ -39,6 +39,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,8 @@ class Run:
     requests: int = 0
     """Requests the registries saw (counted by the latency proxies; 0 where no proxy was used)."""
     round: int = 1
+    cpu_seconds: float = 0.0
+    """User + system CPU of the tool process: what a loaded machine multiplies into wall time."""
 
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -152,8 +155,9 @@ def compiled_env() -> dict[str, str]:
     return env
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
-    """Run ``cmd``; return (seconds, peak RSS in MiB, exit code, stderr tail)."""
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str, float]:
+    """Run ``cmd``; return (seconds, peak RSS in MiB, exit code, stderr tail, CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with tempfile.TemporaryFile() as errfile:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errfile, env=env or TOOL_ENV)
@@ -166,7 +170,9 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
         seconds = time.monotonic() - started
         errfile.seek(0)
         err = errfile.read().decode(errors="replace")[-2000:]
-    return seconds, peak, proc.returncode, err
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the registries are running: not counted
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, peak, proc.returncode, err, cpu
 
 
 def imagevet_cmd(src: RunningRegistry, dst: RunningRegistry, repos: list[str], work: Path, jobs: int) -> list[str]:
@@ -256,12 +262,12 @@ def run_phase(runs: list[Run], tool: str, phase: str, cmd: list[str], proxies: l
               moved: int, round_: int) -> None:
     for proxy in proxies:
         proxy.requests.clear()
-    seconds, rss, code, err = measure(cmd)
+    seconds, rss, code, err, cpu = measure(cmd)
     count = sum(len(p.requests) for p in proxies)
-    runs.append(Run(tool, phase, seconds, rss, code, moved / MB / seconds if moved else 0.0, count, round_))
+    runs.append(Run(tool, phase, seconds, rss, code, moved / MB / seconds if moved else 0.0, count, round_, cpu))
     shown = f"  {count} requests" if proxies else ""
-    print(f"{tool:9} {phase:14} round {round_}  {seconds:8.2f}s  {rss:7.1f} MiB RSS  exit {code}{shown}",
-          flush=True)
+    print(f"{tool:9} {phase:14} round {round_}  {seconds:8.2f}s  {cpu:6.2f}s CPU  {rss:7.1f} MiB RSS  "
+          f"exit {code}{shown}", flush=True)
     if code != 0:
         print(err, file=sys.stderr)
 
@@ -358,8 +364,8 @@ def print_table(runs: list[Run], total: int, args: argparse.Namespace) -> None:
     counts = tags_per_repo(args.repos, args.tags, args.extra_tags)
     print(f"data set: {args.repos} repos, {sum(counts)} tags x {args.platforms} platforms, "
           f"{total / MB:.0f} MiB unique blobs; best of {args.rounds} round(s), {args.copies} one-image copies")
-    print("| tool | run | wall time (best) | all runs | MB/s | peak RSS | requests |")
-    print("|---|---|---|---|---|---|---|")
+    print("| tool | run | wall time (best) | all runs | CPU (least) | MB/s | peak RSS | requests |")
+    print("|---|---|---|---|---|---|---|---|")
     keys = list(dict.fromkeys((r.tool, r.phase) for r in runs))
     best: dict[tuple[str, str], Run] = {}
     for key in keys:
@@ -368,7 +374,8 @@ def print_table(runs: list[Run], total: int, args: argparse.Namespace) -> None:
         rss = max(r.peak_rss_mb for r in mine)
         speed = f"{b.mb_per_s:.0f}" if b.mb_per_s else "-"
         every = ", ".join(f"{r.seconds:.2f}" for r in mine)
-        print(f"| {key[0]} | {key[1]} | {b.seconds:.2f} s | {every} | {speed} | {rss:.0f} MiB | "
+        cpu = min(r.cpu_seconds for r in mine)
+        print(f"| {key[0]} | {key[1]} | {b.seconds:.2f} s | {every} | {cpu:.2f} s | {speed} | {rss:.0f} MiB | "
               f"{b.requests or '-'} |")
     print()
     for phase in dict.fromkeys(p for _, p in keys):
@@ -376,8 +383,10 @@ def print_table(runs: list[Run], total: int, args: argparse.Namespace) -> None:
         if a and b and a.seconds > 0:
             bar = BARS.get(phase, 30.0)
             ratio = b.seconds / a.seconds
+            cpu_a = min(r.cpu_seconds for r in runs if (r.tool, r.phase) == ("imagevet", phase))
+            cpu_b = min(r.cpu_seconds for r in runs if (r.tool, r.phase) == ("skopeo", phase))
             print(f"{phase}: imagevet is {ratio:.2f}x faster than skopeo (bar {bar:g}x: "
-                  f"{'met' if ratio >= bar else 'MISSED'})")
+                  f"{'met' if ratio >= bar else 'MISSED'}); CPU {cpu_a:.2f} s vs {cpu_b:.2f} s")
     peak = max((r.peak_rss_mb for r in runs if r.tool == "imagevet"), default=0.0)
     if peak:
         print(f"imagevet peak RSS {peak:.0f} MiB (bar 150 MB: {'met' if peak * 1.048576 < 150 else 'MISSED'})")
