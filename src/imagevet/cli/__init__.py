@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import enum
 import importlib
+import re
 import types
 import typing
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import typer
+from typer._click.exceptions import BadParameter
+from typer._coercion import RuntimeParam
+from typer._param_types import coerce_cli_choice, coerce_cli_path
 from typer.core import TyperGroup
 
 from imagevet.cli.common import configure_logging
@@ -80,11 +86,100 @@ def _plain_argument(param: Any) -> None:
     param.display_type_rich = lambda ctx: ""
 
 
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"", "0", "off", "f", "false", "n", "no"})
+
+
+@dataclass(frozen=True)
+class _PlainParam(RuntimeParam):
+    """Converts a command-line value of the few types our commands declare (``str``, ``int`` in a
+    range, ``Path``, an enum, an optional or a list of those) as Typer does, with its messages,
+    but without building a pydantic ``TypeAdapter`` per parameter: Typer's own coercion imports
+    pydantic and builds its schemas on every run, a quarter of a second before the command starts.
+    """
+
+    leaf: Any
+
+    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [self._one(item, param, ctx) for item in value]
+        return self._one(value, param, ctx)
+
+    def _one(self, value: Any, param: Any, ctx: Any) -> Any:
+        info = self.parameter_info
+        if self.leaf is bool:
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower()
+            if word in _TRUE or word in _FALSE:
+                return word in _TRUE
+            raise BadParameter("Input should be a valid boolean, unable to interpret input", ctx=ctx, param=param)
+        if self.leaf is str:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        if self.leaf is int:
+            if isinstance(value, bool) or not isinstance(value, (int, str)) or (
+                isinstance(value, str) and not _INT.fullmatch(value)
+            ):
+                raise BadParameter(
+                    "Input should be a valid integer, unable to parse string as an integer", ctx=ctx, param=param
+                )
+            number = int(value)
+            if info.min is not None and number < info.min:
+                raise BadParameter(f"Input should be greater than or equal to {info.min}", ctx=ctx, param=param)
+            if info.max is not None and number > info.max:
+                raise BadParameter(f"Input should be less than or equal to {info.max}", ctx=ctx, param=param)
+            return number
+        if self.leaf is Path:
+            return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
+        try:
+            return coerce_cli_choice(value, choices=list(self.leaf), case_sensitive=info.case_sensitive, ctx=ctx)
+        except ValueError as bad:
+            raise BadParameter(f"Value error, {bad}", ctx=ctx, param=param) from None
+
+
+def _plain_leaf(annotation: Any) -> Any:
+    """The leaf type ``_PlainParam`` converts for ``annotation`` (``X``, ``X | None``,
+    ``list[X]``), or None when Typer's own coercion must do it."""
+    if typing.get_origin(annotation) is types.UnionType:
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = rest[0] if len(rest) == 1 else None
+    elif typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    if annotation in (str, int, bool, Path):
+        return annotation
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return annotation
+    return None
+
+
+def _plain_coercion(command: Any, ctx: Any) -> None:
+    """Give every parameter of ``command`` (and its subcommands), ``--help`` included, whose type
+    ``_PlainParam`` knows that coercion, so parsing the command line never imports pydantic."""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_coercion(sub, ctx)
+    for param in [*command.params, command.get_help_option(ctx)]:
+        descriptor = getattr(param, "type_descriptor", None)
+        if param is None or descriptor is None or descriptor.file_annotation is not None or descriptor.parameter_info.parser:
+            continue
+        info = descriptor.parameter_info
+        if info.clamp or info.resolve_path or info.allow_dash or info.path_type is not None:
+            continue
+        leaf = _plain_leaf(descriptor.annotation)
+        if leaf is not None:
+            param._runtime_param = _PlainParam(info, descriptor.annotation, leaf)
+
+
 class _LazyGroup(TyperGroup):
     """Lists every command at once, imports a command's module only when it is needed.
 
     (Typer vendors its own click, so its types are not named here.)
     """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _plain_coercion(self, ctx)
+        result: list[str] = super().parse_args(ctx, args)
+        return result
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
@@ -101,6 +196,7 @@ class _LazyGroup(TyperGroup):
             command = inner[cmd_name]
         command.name = cmd_name
         _plain_metavars(command)
+        _plain_coercion(command, ctx)
         return command
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:

@@ -15,7 +15,6 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.errors import InvalidReferenceError
-from imagevet.hub import CatalogClassifier, HubClient
 from imagevet.reference import Reference
 
 __all__ = ["register"]
@@ -45,6 +44,8 @@ def classify_command(
     url, _ = hub_settings()
 
     async def _go() -> list[Classification]:
+        from imagevet.hub import CatalogClassifier, HubClient  # aiohttp: only when asking the Hub
+
         async with HubClient(url) as client:
             return await CatalogClassifier(client, org=org).classify(parsed)
 

@@ -1,21 +1,19 @@
-"""A terminal progress bar for blob transfers (one aggregate bar, refreshed at most 10 times a second)."""
+"""A terminal progress bar for blob transfers (one aggregate bar, refreshed at most 10 times a second).
+
+``rich.progress`` is imported only when a bar is drawn (not when output is not a terminal).
+"""
 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-
+from imagevet.cli.common import real_console
 from imagevet.digest import Digest
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 __all__ = ["TransferProgress"]
 
@@ -30,13 +28,22 @@ class TransferProgress:
         self._skipped = 0
         self._moved: dict[Digest, int] = {}  # bytes advanced per blob in its current attempt
         if enabled:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeElapsedColumn(),
-                console=console,
+                console=real_console(console),
                 refresh_per_second=10,
                 transient=True,
             )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from imagevet.cli._policy import POLICY_OPTION, load, now_utc
-from imagevet.cli.common import EXIT_FAILURE, console, err_console, print_json
+from imagevet.cli.common import EXIT_FAILURE, console, err_console, print_json, terminal_safe
 
 __all__ = ["register"]
 
@@ -43,10 +42,10 @@ def validate_command(
         n = len(every.entries)
         console.print(f"{policy}: valid, {n} entr{'y' if n == 1 else 'ies'}", highlight=False)
         for name in expired:
-            console.print(f"[yellow]warning:[/] approval of {escape(name)} has expired: new digests are held",
+            console.print(f"[yellow]warning:[/] approval of {terminal_safe(name)} has expired: new digests are held",
                           highlight=False)
         for p in loaded.problems:
-            err_console.print(f"[red]error:[/] {escape(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+            err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
         if loaded.problems:
             k = len(loaded.problems)
             console.print(f"{loaded.lock_path}: {k} entr{'y' if k == 1 else 'ies'} unreadable",

@@ -1,0 +1,119 @@
+"""A command imports only what it needs: which libraries each command loads (module sets, not
+times: tests are not timed; ``bench/run.py`` measures the time).
+
+Each case runs the CLI in a fresh interpreter, as a user does, and reads ``sys.modules`` after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_POLICY = ROOT / "examples" / "imagevet.yaml"
+
+_PROBE = """
+import json, sys
+argv = json.loads(sys.argv[1])
+sys.argv = ["imagevet", *argv]
+from imagevet.cli import main
+code = 0
+try:
+    main()
+except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else 1
+tops = sorted({m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.startswith("imagevet.")})
+sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": tops}) + "\\n")
+"""
+
+
+def loaded_by(argv: list[str], cwd: Path) -> tuple[int, set[str], str]:
+    """(exit code, top-level packages and imagevet modules imported, output) of ``imagevet ARGV``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEVET_", "DOCKER_HUB_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["HOME"] = str(cwd)  # no Docker config of the machine
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(argv)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )
+    out, _, report = done.stderr.rpartition("\nMODULES ")
+    assert report, done.stdout + done.stderr
+    data = json.loads(report)
+    return data["code"], set(data["modules"]), done.stdout + out if out else done.stdout
+
+
+HEAVY = {"aiohttp", "pydantic", "ruamel", "cryptography", "stamina", "rich", "asyncio", "ssl"}
+
+
+def test_top_level_help_imports_no_library_of_any_command(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["--help"], tmp_path)
+    assert code == 0 and "Commands" in out
+    assert not modules & HEAVY, sorted(modules & HEAVY)
+    assert not {m for m in modules if m.startswith(("imagevet.registry", "imagevet.hub", "imagevet.policy"))}
+
+
+@pytest.mark.parametrize("command", ["validate", "check", "classify", "audit"])
+def test_help_of_an_offline_command_imports_no_http_client(tmp_path: Path, command: str) -> None:
+    code, modules, out = loaded_by([command, "--help"], tmp_path)
+    assert code == 0 and "Usage:" in out
+    assert not modules & {"aiohttp", "cryptography", "stamina"}, sorted(modules)
+
+
+def test_validate_imports_no_http_client_nor_crypto(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["validate", "--policy", str(EXAMPLE_POLICY)], tmp_path)
+    assert code == 0 and "valid, 3 entries" in out
+    assert not modules & {"aiohttp", "cryptography", "stamina"}, sorted(modules)
+
+
+def test_check_offline_imports_no_http_client_nor_crypto(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM nginx:1.25\n")
+    code, modules, out = loaded_by(["check", "--offline", str(tmp_path)], tmp_path)
+    assert code == 0 and "1 references in 1 files" in out
+    assert not modules & {"aiohttp", "cryptography", "stamina"}, sorted(modules)
+
+
+def test_copy_imports_no_policy_yaml_or_crypto_library(tmp_path: Path) -> None:
+    # nothing listens on port 1: the copy fails at its first request, after every import it needs
+    code, modules, out = loaded_by(["copy", "--jobs", "2", "127.0.0.1:1/a/b:1", "127.0.0.1:1/c/d:1"], tmp_path)
+    assert code == 1 and "cannot connect" in out
+    assert "aiohttp" in modules  # it did get as far as the registry client
+    assert not modules & {"pydantic", "ruamel", "cryptography"}, sorted(modules & HEAVY)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["copy", "--jobs", "0", "a", "b"], "Invalid value for '--jobs' / '-j': Input should be greater than or equal to 1"),
+        (["copy", "--jobs", "65", "a", "b"], "Invalid value for '--jobs' / '-j': Input should be less than or equal to 64"),
+        (["copy", "--jobs", "1.5", "a", "b"],
+         "Invalid value for '--jobs' / '-j': Input should be a valid integer, unable to parse string as an integer"),
+        (["check", "--format", "xml", "."],
+         "Invalid value for '--format': Value error, 'xml' is not one of 'human', 'json', 'sarif'."),
+        (["doctor", "--policy", "missing.yaml"], "Invalid value for '--policy': path 'missing.yaml' does not exist."),
+    ],
+    ids=["below-min", "above-max", "not-an-int", "not-a-choice", "missing-path"],
+)
+def test_bad_option_values_are_usage_errors_without_pydantic(tmp_path: Path, argv: list[str], message: str) -> None:
+    code, modules, out = loaded_by(argv, tmp_path)
+    assert code == 2 and message in out, out
+    assert "pydantic" not in modules or argv[0] in ("check", "doctor")  # those load the policy models
+
+
+def test_option_values_reach_the_command_converted(tmp_path: Path) -> None:
+    """--format json (an enum) and a repeated --exclude (a list) arrive as values the command uses."""
+    (tmp_path / "Dockerfile").write_text("FROM nginx:1.25\n")
+    (tmp_path / "skip").mkdir()
+    (tmp_path / "skip" / "Dockerfile").write_text("FROM redis:7\n")
+    code, _, out = loaded_by(
+        ["check", "--offline", "--format", "json", "--exclude", "skip/*", "--exclude", "nothing", str(tmp_path)],
+        tmp_path,
+    )
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["summary"]["files"] == 1
+    assert [r["reference"] for r in report["results"]] == ["docker.io/library/nginx:1.25"]
