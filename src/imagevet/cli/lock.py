@@ -17,9 +17,9 @@ from imagevet.cli.common import (
     run,
     terminal_safe,
 )
+from imagevet.engine.resolve import Resolution, resolve_lock
 from imagevet.lock import diff_locks, write_lock
 from imagevet.plan import EntryProblem
-from imagevet.resolve import Resolution, resolve_lock
 from imagevet.sync import entries_by_name
 
 __all__ = ["register"]

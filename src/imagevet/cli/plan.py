@@ -20,8 +20,9 @@ from imagevet.cli.common import (
     make_registry_client,
     run,
 )
+from imagevet.engine.observe import plan_policy
 from imagevet.plan import EntryProblem, Plan
-from imagevet.sync import plan_policy, repo_specs
+from imagevet.sync import repo_specs
 
 __all__ = ["register"]
 

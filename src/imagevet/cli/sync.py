@@ -29,6 +29,7 @@ from imagevet.cli.common import (
 )
 from imagevet.cli.progress import TransferProgress
 from imagevet.copy import DEFAULT_JOBS
+from imagevet.engine.observe import plan_policy
 from imagevet.errors import ImagevetError
 from imagevet.lock import Lock, diff_locks, write_lock
 from imagevet.statefiles import write_state_file
@@ -37,7 +38,6 @@ from imagevet.sync import (
     SyncReport,
     apply_plan,
     follow_lock,
-    plan_policy,
     repo_specs,
     summarize_requests,
 )
