@@ -50,7 +50,7 @@ def plan_command(
 
             specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
             plan, _, problems = await plan_policy(
-                client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
+                client, client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
                 cache=cache,
             )
             return plan, problems

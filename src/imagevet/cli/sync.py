@@ -78,7 +78,7 @@ def sync_command(
 
             specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
             plan, observed, problems = await plan_policy(
-                client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
+                client, client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
                 cache=cache, budget_reserve=budget_reserve,
             )
             if dry_run:

@@ -7,10 +7,14 @@ One image, from policy entry to pushed tag::
                  --plan-----> Copy / Update / Hold / ...          imagevet.plan.plan_sync
                  --apply----> repository settings, then images    imagevet.sync.apply_plan
 
-Sources (:class:`Upstream`): one tag listing per repository, one HEAD per (repository, tag),
-one GET per index a platform subset is derived from (through the manifest cache), however many
-entries share a repository; each entry selects from it by its own rules.  Targets
-(:func:`observe`): the repository's tag listing and one HEAD per tag, no manifest GET.  One
+Source and target are two image stores (:class:`~imagevet.store.ImageStore`; the same object
+when one registry client serves both ends).  Sources (:class:`Upstream`): one tag listing per
+repository, one HEAD per (repository, tag), one GET per index a platform subset is derived from
+(through the manifest cache), however many entries share a repository; each entry selects from
+it by its own rules.  ``imagevet lock`` also reads a digest it has never seen
+(:meth:`Upstream.describe`: one GET, the referrers).  Targets (:func:`observe`): the
+repository's tag listing and one HEAD per tag, no manifest GET.  Pull budgets left come from
+the stores that report them (:class:`~imagevet.store.RateLimited`).  One
 entry's failure is that entry's :class:`~imagevet.plan.EntryProblem`; the others go on.  Tags a
 listing holds that no reference can name are skipped with a warning.
 """
@@ -25,7 +29,7 @@ from typing import TypeVar
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError, NotFoundError
-from imagevet.lock import Lock
+from imagevet.lock import Lock, LockedImage, LockRecordError
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
@@ -39,10 +43,10 @@ from imagevet.plan import (
 )
 from imagevet.policy import Entry, Policy, select_tags
 from imagevet.reference import Reference, is_valid_tag
-from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
+from imagevet.store import ImageStore, RateLimited
 
-__all__ = ["HEAD_CONCURRENCY", "Upstream", "observe", "plan_policy", "valid_tags"]
+__all__ = ["HEAD_CONCURRENCY", "Upstream", "observe", "plan_policy", "pulls_left", "valid_tags"]
 
 HEAD_CONCURRENCY = 16
 """Manifest HEADs in flight at once, across all entries."""
@@ -75,15 +79,15 @@ def valid_tags(repo: Reference, listed: Iterable[object], what: str) -> tuple[li
 
 
 class Upstream:
-    """What sources hold, read once per run however many entries share a repository: one tag
-    listing per repository, one HEAD per (repository, tag), one GET per index to derive a
+    """What the source store holds, read once per run however many entries share a repository:
+    one tag listing per repository, one HEAD per (repository, tag), one GET per index to derive a
     platform subset from (through the manifest cache).  Each entry selects from it by its own
     rules.  ``lock`` resolves with it, ``sync`` observes with it."""
 
     def __init__(
-        self, client: RegistryClient, gate: asyncio.Semaphore, cache: ManifestCache | None
+        self, store: ImageStore, gate: asyncio.Semaphore, cache: ManifestCache | None
     ) -> None:
-        self.client = client
+        self.store = store
         self.gate = gate
         self.cache = cache
         self.warnings: dict[str, str] = {}
@@ -102,7 +106,7 @@ class Upstream:
         return await self._once(self._listings, repo.name, lambda: self._list(repo))
 
     async def _list(self, repo: Reference) -> list[str]:
-        good, warning = valid_tags(repo, await self.client.list_tags(repo), "source")
+        good, warning = valid_tags(repo, await self.store.list_tags(repo), "source")
         if warning:
             self.warnings[repo.name] = warning
         return good
@@ -112,7 +116,7 @@ class Upstream:
 
     async def _head(self, repo: Reference, tag: str) -> Digest | None:
         async with self.gate:
-            found = await self.client.head_manifest(repo.with_tag(tag))
+            found = await self.store.head_manifest(repo.with_tag(tag))
         return found.digest if found is not None else None
 
     async def index(self, repo: Reference, digest: Digest) -> RawManifest:
@@ -125,7 +129,7 @@ class Upstream:
             if cached is not None:
                 return cached
         async with self.gate:
-            manifest = await self.client.get_manifest(repo.with_digest(digest))
+            manifest = await self.store.get_manifest(repo.with_digest(digest))
         if self.cache is not None:
             await asyncio.to_thread(self.cache.put, manifest, digest)
         return manifest
@@ -145,9 +149,25 @@ class Upstream:
             return digest  # an image manifest is copied as it is
         return subset_index(manifest, entry.platforms).digest
 
+    async def describe(self, entry: Entry, digest: Digest, now: datetime) -> LockedImage:
+        """Read a digest never seen before: media type, platforms (GET), referrers."""
+        repo = entry.source
+        listed = frozenset(await self.tags(repo))
+        manifest = await self.store.get_manifest(repo.with_digest(digest))
+        platforms = tuple(manifest.platforms())
+        referrers: tuple[Digest, ...] = ()
+        if entry.referrers:
+            fallback = digest.tag() in listed  # else no manifest GET for it
+            found = await self.store.referrers(repo, digest, tag_schema=fallback)
+            referrers = tuple(d.digest for d in found)
+        try:
+            return LockedImage(digest, manifest.media_type, now, platforms, referrers)
+        except LockRecordError as e:
+            raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from None
+
 
 async def _observe_target(
-    client: RegistryClient,
+    store: ImageStore,
     entry: Entry,
     spec: RepoSpec,
     manager: RepositoryManager | None,
@@ -155,14 +175,14 @@ async def _observe_target(
 ) -> tuple[TargetState, str | None]:
     changes = tuple(await manager.diff(spec)) if manager is not None else ()
     try:
-        listed = await client.list_tags(entry.target)
+        listed = await store.list_tags(entry.target)
     except NotFoundError:
         return TargetState(exists=False, listed=True, changes=changes), None
     valid, warning = valid_tags(entry.target, listed, "target")
 
     async def head(ref: Reference) -> Digest | None:
         async with gate:
-            found = await client.head_manifest(ref)
+            found = await store.head_manifest(ref)
         return found.digest if found is not None else None
 
     names = [t for t in valid if not is_digest_tag(t)]
@@ -179,7 +199,8 @@ async def _observe_target(
 
 
 async def observe(
-    client: RegistryClient,
+    source: ImageStore,
+    target: ImageStore,
     policy: Policy,
     *,
     lock: Lock | None = None,
@@ -187,7 +208,8 @@ async def observe(
     manager: RepositoryManager | None = None,
     cache: ManifestCache | None = None,
 ) -> tuple[Observed, list[EntryProblem]]:
-    """HEAD what the plan needs: each entry's upstream tags and every target tag.
+    """HEAD what the plan needs: each entry's upstream tags (``source``) and every target tag
+    (``target``; the same store as ``source`` when one client serves both).
 
     Sources are read once however many entries share one (:class:`Upstream`); each entry gets
     its own selection.  For an entry with a platform subset whose target tag holds something,
@@ -198,21 +220,21 @@ async def observe(
     with a warning.
     """
     gate = asyncio.Semaphore(HEAD_CONCURRENCY)
-    upstream = Upstream(client, gate, cache)
+    upstream = Upstream(source, gate, cache)
     problems: dict[str, list[EntryProblem]] = {e.name: [] for e in policy.entries}
     target_warnings: dict[str, str] = {}
 
-    async def source(entry: Entry) -> tuple[str, SourceState | None]:
+    async def read_source(entry: Entry) -> tuple[str, SourceState | None]:
         try:
             return entry.name, await upstream.select(entry)
         except ImagevetError as e:
             problems[entry.name].append(EntryProblem(entry.name, str(entry.source), str(e)))
             return entry.name, None
 
-    async def target(entry: Entry, src: SourceState | None) -> tuple[Reference, TargetState]:
+    async def read_target(entry: Entry, src: SourceState | None) -> tuple[Reference, TargetState]:
         spec = (specs or {}).get(entry.name) or entry.repo_spec()
         try:
-            state, warning = await _observe_target(client, entry, spec, manager, gate)
+            state, warning = await _observe_target(target, entry, spec, manager, gate)
         except ImagevetError as e:
             problems[entry.name].append(EntryProblem(entry.name, str(entry.target), str(e)))
             return entry.target, TargetState(error=str(e))
@@ -240,17 +262,13 @@ async def observe(
         return entry.target, replace(state, subsets=subsets, unverified=unverified)
 
     async def one(entry: Entry) -> tuple[tuple[str, SourceState | None], tuple[Reference, TargetState]]:
-        src = await source(entry)
-        return src, await target(entry, src[1])
+        src = await read_source(entry)
+        return src, await read_target(entry, src[1])
 
     results = await asyncio.gather(*(one(e) for e in policy.entries))
     sources = {name: state for (name, state), _ in results if state is not None}
     targets = dict(t for _, t in results)
-    remaining = {
-        registry: rl.remaining
-        for registry, rl in client.ratelimits.items()
-        if rl.remaining is not None
-    }
+    remaining = pulls_left(source, target)
     warnings = (
         *(upstream.warnings[k] for k in sorted(upstream.warnings)),
         *(target_warnings[e.name] for e in policy.entries if e.name in target_warnings),
@@ -259,8 +277,24 @@ async def observe(
     return Observed(sources, targets, remaining, warnings), found
 
 
+def pulls_left(*stores: ImageStore) -> dict[str, int]:
+    """Pulls left per registry host, from the stores that report rate limits (the lowest when
+    two stores report the same host); a host not listed is unlimited."""
+    out: dict[str, int] = {}
+    seen: list[ImageStore] = []
+    for store in stores:
+        if any(store is s for s in seen) or not isinstance(store, RateLimited):
+            continue
+        seen.append(store)
+        for registry, rl in store.ratelimits.items():
+            if rl.remaining is not None:
+                out[registry] = min(rl.remaining, out.get(registry, rl.remaining))
+    return out
+
+
 async def plan_policy(
-    client: RegistryClient,
+    source: ImageStore,
+    target: ImageStore,
     policy: Policy,
     lock: Lock,
     *,
@@ -276,7 +310,7 @@ async def plan_policy(
     :func:`observe`); without it each such check costs a manifest GET.
     """
     observed, problems = await observe(
-        client, policy, lock=lock, specs=specs, manager=manager, cache=cache
+        source, target, policy, lock=lock, specs=specs, manager=manager, cache=cache
     )
     plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve)
     return plan, observed, problems

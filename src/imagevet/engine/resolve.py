@@ -32,13 +32,11 @@ from imagevet.lock import (
     Lock,
     LockedImage,
     LockEntry,
-    LockRecordError,
     carry_resolved_at,
 )
 from imagevet.plan import EntryProblem, SourceState
 from imagevet.policy import Entry, Policy, missing_tags
-from imagevet.reference import Reference
-from imagevet.registry import RegistryClient
+from imagevet.store import ImageStore
 
 __all__ = ["Resolution", "resolve_lock"]
 
@@ -55,30 +53,10 @@ class Resolution:
     """Entry name -> explicit tags of its rules that upstream does not have."""
 
 
-async def _describe(
-    client: RegistryClient, repo: Reference, digest: Digest, entry: Entry, now: datetime,
-    listed: frozenset[str],
-) -> LockedImage:
-    """Read a digest never seen before: media type, platforms (GET), referrers."""
-    manifest = await client.get_manifest(repo.with_digest(digest))
-    platforms = tuple(manifest.platforms())
-    referrers: tuple[Digest, ...] = ()
-    if entry.referrers:
-        fallback = digest.tag() in listed  # else no manifest GET for it
-        found = await client.referrers(repo, digest, tag_schema=fallback)
-        referrers = tuple(d.digest for d in found)
-    try:
-        return LockedImage(digest, manifest.media_type, now, platforms, referrers)
-    except LockRecordError as e:
-        raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from None
-
-
 async def _resolve_entry(
     upstream: Upstream, entry: Entry, old: LockEntry | None, now: datetime,
 ) -> tuple[LockEntry, SourceState]:
-    client, gate = upstream.client, upstream.gate
     state = await upstream.select(entry)
-    listed = frozenset(await upstream.tags(entry.source))
     known: dict[Digest, LockedImage] = {}
 
     async def image(digest: Digest) -> LockedImage:
@@ -86,8 +64,8 @@ async def _resolve_entry(
         if previous is not None:
             return previous
         if digest not in known:
-            async with gate:
-                known[digest] = await _describe(client, entry.source, digest, entry, now, listed)
+            async with upstream.gate:
+                known[digest] = await upstream.describe(entry, digest, now)
         return known[digest]
 
     tags = {tag: await image(d) for tag, d in sorted(state.tags.items())}
@@ -102,7 +80,7 @@ async def _resolve_entry(
 
 
 async def resolve_lock(
-    client: RegistryClient,
+    source: ImageStore,
     policy: Policy,
     old: Lock,
     *,
@@ -110,7 +88,7 @@ async def resolve_lock(
     entries: Sequence[Entry] | None = None,
 ) -> Resolution:
     """Resolve every entry (or only ``entries``) against upstream; see the module docstring."""
-    upstream = Upstream(client, asyncio.Semaphore(HEAD_CONCURRENCY), None)
+    upstream = Upstream(source, asyncio.Semaphore(HEAD_CONCURRENCY), None)
     chosen = list(entries) if entries is not None else list(policy.entries)
 
     async def one(entry: Entry) -> tuple[Entry, LockEntry | None, SourceState | None, str | None]:
