@@ -33,11 +33,13 @@ does not fit into :class:`Defer` actions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import InvalidReferenceError
 from imagevet.lock import Lock, LockedImage, LockEntry
+from imagevet.manifest import Platform
 from imagevet.plan.actions import (
     Action,
     Copy,
@@ -53,6 +55,7 @@ from imagevet.plan.actions import (
 from imagevet.plan.budget import apply_budget, estimate_pulls
 from imagevet.plan.observed import Observed, SourceState
 from imagevet.policy.model import Entry, Mode, Policy, backup_tag_pattern
+from imagevet.reference import Reference
 from imagevet.repository_spec import RepoChangeKind
 
 __all__ = ["EXPIRY_WARNING_DAYS", "desired_tags", "plan_sync"]
@@ -61,7 +64,34 @@ EXPIRY_WARNING_DAYS = 14
 """An approval expiring within this many days is mentioned in the plan's warnings."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One tag of an entry's mirror (or one explicit digest): where it comes from and goes, and
+    what the target and upstream hold for it now."""
+
+    tag: str | None
+    """None: an explicit digest, copied by digest and whole."""
+    want: Digest
+    """The source digest the mirror should hold."""
+    source: Reference
+    target: Reference
+    platforms: tuple[Platform, ...] | None
+    present: bool
+    """The target has this tag (or digest), whether or not its digest was read."""
+    current: Digest | None
+    """What the target holds now (None: nothing, or a digest that was not read)."""
+    expected: Digest | None
+    """What the target must hold to mirror ``want`` (None: it could not be derived)."""
+    upstream: Digest | None
+    """What upstream's tag points at now."""
+    drift: bool
+    """``pinned``, and upstream has moved away from ``want``."""
+
+
 class _EntryPlanner:
+    """The actions of one policy entry: desired tags, one action per tag, prune candidates,
+    then the repository step in front."""
+
     def __init__(
         self, entry: Entry, lock: LockEntry | None, observed: Observed, now: datetime
     ) -> None:
@@ -72,17 +102,21 @@ class _EntryPlanner:
         self.now = now
         self.expired = entry.approval.expired(now)
 
-    def _image(self, digest: Digest, tag: str | None) -> LockedImage | None:
-        if self.source is not None and digest in self.source.images:
-            return self.source.images[digest]
-        if self.lock is None:
-            return None
-        found = self.lock.find_digest(digest)
-        if found is None and tag is not None:
-            found = self.lock.tags.get(
-                tag
-            )  # an older digest of the same tag: same platforms, likely
-        return found
+    def plan(self) -> list[Action]:
+        if self.target.error:
+            return []  # the target could not be observed: its entry is reported as a problem
+        desired, holds = self.desired()
+        tag_actions: list[tuple[tuple[int, str], Action]] = [
+            ((0, tag), self.tag_action(tag, digest)) for tag, digest in sorted(desired.items())
+        ]
+        tag_actions += [((0, a.target.tag or ""), a) for a in holds]
+        tag_actions += [((1, str(d)), self.tag_action(None, d)) for d in self.entry.tags.digests]
+        actions = [a for _, a in sorted(tag_actions, key=lambda x: x[0])]
+        keep = set(desired) | {a.target.tag for a in holds if a.target.tag}
+        actions += self.prune_candidates(keep)
+        return self.with_repository(actions)
+
+    # -- which tags ----------------------------------------------------------------------------
 
     def desired(self) -> tuple[dict[str, Digest], list[Action]]:
         """The tag -> digest the mirror should hold, and holds for upstream tags not yet locked."""
@@ -107,21 +141,20 @@ class _EntryPlanner:
                 )
         return locked, holds
 
-    def expected(self, tag: str | None, want: Digest) -> Digest | None:
-        """The digest the target must hold to mirror ``want`` (None: it could not be derived)."""
-        if tag is None or self.entry.platforms is None:
-            return want
-        return self.target.subsets.get(want)
+    # -- one action per tag --------------------------------------------------------------------
 
     def tag_action(self, tag: str | None, want: Digest) -> Action:
+        """Noop, Hold, Copy or Update for ``tag`` (None: the explicit digest ``want``)."""
+        slot = self.slot(tag, want)
+        return self.unchanged(slot) or self.transfer(slot)
+
+    def slot(self, tag: str | None, want: Digest) -> _Slot:
         e = self.entry
         t = self.target
         if tag is None:
-            target_ref = e.target.with_digest(want)
-            source_ref = e.source.with_digest(want)
             current: Digest | None = want if want in t.digests else None
-            present = current is not None
-            platforms = None
+            target_ref, source_ref = e.target.with_digest(want), e.source.with_digest(want)
+            present, platforms = current is not None, None
         else:
             target_ref = e.target.with_tag(tag)
             source_ref = e.source.with_tag(tag).with_digest(want)
@@ -131,126 +164,148 @@ class _EntryPlanner:
         upstream = (
             self.source.tags.get(tag) if (self.source is not None and tag is not None) else None
         )
-        drift = e.mode is Mode.PINNED and upstream is not None and upstream != want
-        expected = self.expected(tag, want)
-        if current is not None and current == expected:
-            if drift:
+        return _Slot(
+            tag, want, source_ref, target_ref, platforms, present, current,
+            expected=self.expected(tag, want),
+            upstream=upstream,
+            drift=e.mode is Mode.PINNED and upstream is not None and upstream != want,
+        )
+
+    def expected(self, tag: str | None, want: Digest) -> Digest | None:
+        """The digest the target must hold to mirror ``want`` (None: it could not be derived)."""
+        if tag is None or self.entry.platforms is None:
+            return want
+        return self.target.subsets.get(want)
+
+    def unchanged(self, s: _Slot) -> Action | None:
+        """Noop, or a Hold that keeps the target as it is; None when something is to be pushed."""
+        e = self.entry
+        want, current, upstream = s.want, s.current, s.upstream
+        if current is not None and current == s.expected:
+            if s.drift:
                 return Hold(
                     e.name,
-                    target_ref,
+                    s.target,
                     f"upstream moved to {short_digest(upstream)}; the lock holds {short_digest(want)}, which the "
                     "target keeps: run `imagevet lock` and review the diff to take the new digest",
                     wanted=want,
                     current=current,
                     upstream=upstream,
                 )
-            return Noop(e.name, target_ref, current or want)
+            return Noop(e.name, s.target, current or want)
         if self.expired:
             expires = e.approval.expires.isoformat() if e.approval.expires else "?"
             return Hold(
                 e.name,
-                target_ref,
+                s.target,
                 f"approval expired on {expires} ({e.approval.approved_by}): {short_digest(want)} is not mirrored "
                 "until the approval is renewed",
                 wanted=want,
                 current=current,
                 upstream=upstream if upstream != want else None,
             )
-        if present and current is None:
+        if s.present and current is None:
             return Hold(
                 e.name,
-                target_ref,
+                s.target,
                 "the target tag exists but its digest was not read, so no backup could be named: HEAD it first",
                 wanted=want,
             )
-        if current is not None and expected is None:
-            why = t.unverified.get(want, "the source index was not read")
+        if current is not None and s.expected is None:
+            why = self.target.unverified.get(want, "the source index was not read")
             return Hold(
                 e.name,
-                target_ref,
+                s.target,
                 f"the target holds {short_digest(current)}, which cannot be checked against the platform "
                 f"subset of {short_digest(want)}: {why}",
                 wanted=want,
                 current=current,
             )
+        return None
+
+    def notes(self, s: _Slot) -> str:
+        """What a copy or update should tell beside its digests."""
         notes: list[str] = []
-        if drift:
+        if s.drift:
             notes.append(
-                f"upstream has since moved to {short_digest(upstream)}; the lock's digest is copied"
+                f"upstream has since moved to {short_digest(s.upstream)}; the lock's digest is copied"
             )
-        if platforms is not None and current is not None:
+        if s.platforms is not None and s.current is not None:
             notes.append(
-                f"the target holds {short_digest(current)}, not {short_digest(expected)}: the platform subset "
-                f"derived from the source index {short_digest(want)}"
+                f"the target holds {short_digest(s.current)}, not {short_digest(s.expected)}: the platform subset "
+                f"derived from the source index {short_digest(s.want)}"
             )
-        elif platforms is not None:
+        elif s.platforms is not None:
             notes.append(
-                f"platform subset: the target index digest will differ from the source's {short_digest(want)}"
+                f"platform subset: the target index digest will differ from the source's {short_digest(s.want)}"
             )
-        elif tag is None and e.platforms is not None:
+        elif s.tag is None and self.entry.platforms is not None:
             notes.append("an explicit digest is copied whole (all platforms)")
-        pulls = estimate_pulls(self._image(want, tag), platforms, e.referrers)
-        if current is None:
+        return "; ".join(notes)
+
+    def transfer(self, s: _Slot) -> Action:
+        """Copy what the target lacks; Update what it holds at another digest (with its backup)."""
+        e = self.entry
+        pulls = estimate_pulls(self._image(s.want, s.tag), s.platforms, e.referrers)
+        if s.current is None:
             return Copy(
-                e.name,
-                source_ref,
-                target_ref,
-                want,
-                platforms,
-                e.referrers,
-                pulls,
-                "; ".join(notes),
+                e.name, s.source, s.target, s.want, s.platforms, e.referrers, pulls, self.notes(s)
             )
-        assert tag is not None
-        backup_tag = e.backup_tag_for(tag, current, self.now)
+        assert s.tag is not None
+        backup_tag = e.backup_tag_for(s.tag, s.current, self.now)
         try:
             backup = e.target.with_tag(backup_tag)
         except InvalidReferenceError:
             return Hold(
                 e.name,
-                target_ref,
+                s.target,
                 f"the backup tag {backup_tag!r} from backup_tag {e.backup_tag!r} is not a valid tag",
-                wanted=want,
-                current=current,
+                wanted=s.want,
+                current=s.current,
             )
         return Update(
-            e.name,
-            source_ref,
-            target_ref,
-            want,
-            current,
-            backup,
-            platforms,
-            e.referrers,
-            pulls,
-            "; ".join(notes),
+            e.name, s.source, s.target, s.want, s.current, backup, s.platforms, e.referrers, pulls,
+            self.notes(s),
         )
 
-    def plan(self) -> list[Action]:
+    def _image(self, digest: Digest, tag: str | None) -> LockedImage | None:
+        """What is known of ``digest`` (platforms, referrers) for its pull estimate."""
+        if self.source is not None and digest in self.source.images:
+            return self.source.images[digest]
+        if self.lock is None:
+            return None
+        found = self.lock.find_digest(digest)
+        if found is None and tag is not None:
+            found = self.lock.tags.get(
+                tag
+            )  # an older digest of the same tag: same platforms, likely
+        return found
+
+    # -- what else -----------------------------------------------------------------------------
+
+    def prune_candidates(self, keep: set[str]) -> list[Action]:
+        """Target tags nothing selects (backup and digest tags never are); only on a full listing."""
+        if not self.target.listed or self.target.exists is False:
+            return []
         e = self.entry
-        if self.target.error:
-            return []  # the target could not be observed: its entry is reported as a problem
-        desired, holds = self.desired()
-        tag_actions: list[tuple[tuple[int, str], Action]] = [
-            ((0, tag), self.tag_action(tag, digest)) for tag, digest in sorted(desired.items())
+        backups = backup_tag_pattern(e.backup_tag)
+        return [
+            Prune(e.name, e.target.with_tag(tag), digest)
+            for tag, digest in sorted(self.target.tags.items())
+            if not (tag in keep or backups.fullmatch(tag) or is_digest_tag(tag))
         ]
-        tag_actions += [((0, a.target.tag or ""), a) for a in holds]
-        tag_actions += [((1, str(d)), self.tag_action(None, d)) for d in e.tags.digests]
-        actions = [a for _, a in sorted(tag_actions, key=lambda x: x[0])]
-        if self.target.listed and self.target.exists is not False:
-            keep = set(desired) | {a.target.tag for a in holds if a.target.tag}
-            backups = backup_tag_pattern(e.backup_tag)
-            for tag, digest in sorted(self.target.tags.items()):
-                if tag in keep or backups.fullmatch(tag) or is_digest_tag(tag):
-                    continue
-                actions.append(Prune(e.name, e.target.with_tag(tag), digest))
+
+    def with_repository(self, actions: list[Action]) -> list[Action]:
+        """``actions`` behind the repository step: create (only when something will be pushed)
+        or update the target repository's settings."""
+        e = self.entry
         changes = tuple(self.target.changes)
         pushes = any(isinstance(a, (Copy, Update)) for a in actions)
         if any(c.kind is RepoChangeKind.CREATE for c in changes):
             if pushes:
-                actions.insert(0, CreateRepo(e.name, e.target, e.repo_spec(), changes))
+                return [CreateRepo(e.name, e.target, e.repo_spec(), changes), *actions]
         elif changes:
-            actions.insert(0, UpdateRepo(e.name, e.target, e.repo_spec(), changes))
+            return [UpdateRepo(e.name, e.target, e.repo_spec(), changes), *actions]
         return actions
 
 
