@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError, NotFoundError
-from imagevet.lock import Lock, LockedImage, LockRecordError
+from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
@@ -198,6 +198,16 @@ async def _observe_target(
     return state, warning
 
 
+@dataclass(frozen=True, slots=True)
+class _EntrySeen:
+    """What observing one entry found: its selection upstream, its target, what went wrong."""
+
+    source: SourceState | None
+    target: TargetState
+    warning: str | None
+    problems: tuple[EntryProblem, ...]
+
+
 async def observe(
     source: ImageStore,
     target: ImageStore,
@@ -221,60 +231,75 @@ async def observe(
     """
     gate = asyncio.Semaphore(HEAD_CONCURRENCY)
     upstream = Upstream(source, gate, cache)
-    problems: dict[str, list[EntryProblem]] = {e.name: [] for e in policy.entries}
-    target_warnings: dict[str, str] = {}
 
-    async def read_source(entry: Entry) -> tuple[str, SourceState | None]:
-        try:
-            return entry.name, await upstream.select(entry)
-        except ImagevetError as e:
-            problems[entry.name].append(EntryProblem(entry.name, str(entry.source), str(e)))
-            return entry.name, None
-
-    async def read_target(entry: Entry, src: SourceState | None) -> tuple[Reference, TargetState]:
+    async def one(entry: Entry) -> _EntrySeen:
         spec = (specs or {}).get(entry.name) or entry.repo_spec()
-        try:
-            state, warning = await _observe_target(target, entry, spec, manager, gate)
-        except ImagevetError as e:
-            problems[entry.name].append(EntryProblem(entry.name, str(entry.target), str(e)))
-            return entry.target, TargetState(error=str(e))
-        if warning:
-            target_warnings[entry.name] = warning
-        if entry.platforms is None:
-            return entry.target, state
-        wanted = desired_tags(entry, lock.entry(entry.key) if lock else None, src)
-        held = {wanted[t] for t, d in state.tags.items() if d is not None and t in wanted}
-        subsets: dict[Digest, Digest] = {}
-        unverified: dict[Digest, str] = {}
+        locked = lock.entry(entry.key) if lock else None
+        return await _observe_entry(upstream, target, entry, spec, manager, locked)
 
-        async def derive(digest: Digest) -> None:
-            try:
-                subsets[digest] = await upstream.subset(entry, digest)
-            except ImagevetError as e:
-                unverified[digest] = str(e)
-
-        await asyncio.gather(*(derive(d) for d in held))
-        for digest in sorted(unverified, key=str):
-            problems[entry.name].append(EntryProblem(
-                entry.name, str(entry.source),
-                f"cannot derive the platform subset of {digest}: {unverified[digest]}",
-            ))
-        return entry.target, replace(state, subsets=subsets, unverified=unverified)
-
-    async def one(entry: Entry) -> tuple[tuple[str, SourceState | None], tuple[Reference, TargetState]]:
-        src = await read_source(entry)
-        return src, await read_target(entry, src[1])
-
-    results = await asyncio.gather(*(one(e) for e in policy.entries))
-    sources = {name: state for (name, state), _ in results if state is not None}
-    targets = dict(t for _, t in results)
-    remaining = pulls_left(source, target)
+    seen = await asyncio.gather(*(one(e) for e in policy.entries))
+    entries = list(zip(policy.entries, seen, strict=True))
+    sources = {e.name: s.source for e, s in entries if s.source is not None}
+    targets = {e.target: s.target for e, s in entries}
     warnings = (
         *(upstream.warnings[k] for k in sorted(upstream.warnings)),
-        *(target_warnings[e.name] for e in policy.entries if e.name in target_warnings),
+        *(s.warning for s in seen if s.warning),
     )
-    found = [p for e in policy.entries for p in problems[e.name]]
-    return Observed(sources, targets, remaining, warnings), found
+    problems = [p for s in seen for p in s.problems]
+    return Observed(sources, targets, pulls_left(source, target), warnings), problems
+
+
+async def _observe_entry(
+    upstream: Upstream,
+    target: ImageStore,
+    entry: Entry,
+    spec: RepoSpec,
+    manager: RepositoryManager | None,
+    locked: LockEntry | None,
+) -> _EntrySeen:
+    """One entry: its source selection, then its target (and the platform subsets it needs)."""
+    problems: list[EntryProblem] = []
+    try:
+        selected: SourceState | None = await upstream.select(entry)
+    except ImagevetError as e:
+        problems.append(EntryProblem(entry.name, str(entry.source), str(e)))
+        selected = None
+    try:
+        state, warning = await _observe_target(target, entry, spec, manager, upstream.gate)
+    except ImagevetError as e:
+        problems.append(EntryProblem(entry.name, str(entry.target), str(e)))
+        return _EntrySeen(selected, TargetState(error=str(e)), None, tuple(problems))
+    if entry.platforms is not None:
+        wanted = desired_tags(entry, locked, selected)
+        state, unverified = await _with_subsets(upstream, entry, state, wanted)
+        problems += unverified
+    return _EntrySeen(selected, state, warning, tuple(problems))
+
+
+async def _with_subsets(
+    upstream: Upstream, entry: Entry, state: TargetState, wanted: Mapping[str, Digest]
+) -> tuple[TargetState, list[EntryProblem]]:
+    """``state`` with the digest the mirror must hold for each wanted digest a target tag holds
+    something for, derived from the source index's bytes; a problem per one not derived."""
+    held = {wanted[t] for t, d in state.tags.items() if d is not None and t in wanted}
+    subsets: dict[Digest, Digest] = {}
+    unverified: dict[Digest, str] = {}
+
+    async def derive(digest: Digest) -> None:
+        try:
+            subsets[digest] = await upstream.subset(entry, digest)
+        except ImagevetError as e:
+            unverified[digest] = str(e)
+
+    await asyncio.gather(*(derive(d) for d in held))
+    problems = [
+        EntryProblem(
+            entry.name, str(entry.source),
+            f"cannot derive the platform subset of {digest}: {unverified[digest]}",
+        )
+        for digest in sorted(unverified, key=str)
+    ]
+    return replace(state, subsets=subsets, unverified=unverified), problems
 
 
 def pulls_left(*stores: ImageStore) -> dict[str, int]:
