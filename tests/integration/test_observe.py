@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imagevet.engine.observe import observe, pulls_left
+from imagevet.engine.resolve import resolve_lock
+from imagevet.errors import NotFoundError, RateLimitedError, UnauthorizedError
 from imagevet.lock import Lock
-from imagevet.plan import ActionKind, Copy, Noop, plan_sync
+from imagevet.plan import ActionKind, Copy, EntryProblem, Noop, plan_sync
 from imagevet.policy import Policy, parse_policy
 from imagevet.ratelimit import RateLimit
 from imagevet.reference import Reference
@@ -18,12 +20,11 @@ from imagevet.registry import RegistryClient
 from imagevet.registry.retry import RetryPolicy
 from tests.support.images import make_image, make_multiarch
 from tests.support.pusher import push_image
-from tests.support.registry_process import RunningRegistry
 
 NOW = datetime(2026, 6, 15, 8, 0, 0, tzinfo=UTC)
 
 
-def _policy(target: RunningRegistry, entries: str) -> Policy:
+def _policy(target: Any, entries: str) -> Policy:
     return parse_policy(
         "version: 1\n"
         f"target:\n  registry: {target.host}\n  namespace: acme\n"
@@ -152,3 +153,42 @@ async def test_pull_budgets_come_from_both_stores_and_one_store_counts_once() ->
         target.ratelimits["registry.example"] = RateLimit(10, 7, 60)
         assert pulls_left(source, target) == {"docker.io": 25, "registry.example": 7}
         assert pulls_left(source, source) == {"docker.io": 40}
+
+
+async def test_problems_keep_their_typed_cause_and_the_same_message(
+    registry_factory: Any, fault_proxy: Any, unique_repo: str,
+) -> None:
+    upstream, mirror = registry_factory(), registry_factory()
+    for name in ("ok", "limited", "denied", "target-denied"):
+        await push_image(upstream, f"{unique_repo}/{name}", make_image(seed=f"obs-{name}"), "1.0")
+    source_proxy, target_proxy = fault_proxy(upstream), fault_proxy(mirror)
+    source_proxy.fail(None, 429, method="GET", path_contains=f"{unique_repo}/limited/tags/")
+    source_proxy.fail(None, 403, method="GET", path_contains=f"{unique_repo}/denied/tags/")
+    target_proxy.fail(None, 403, method="GET", path_contains="acme/target-denied/tags/")
+    policy = _policy(target_proxy, "".join(
+        f"  - source: {source_proxy.host}/{unique_repo}/{name}\n"
+        "    mode: follow\n"
+        "    tags: {allow: ['1\\.0']}\n"
+        for name in ("ok", "missing", "limited", "denied", "target-denied")
+    ))
+
+    async with _client() as source, _client() as target:
+        _, problems = await observe(source, target, policy)
+        resolution = await resolve_lock(source, policy, Lock(), now=NOW)
+
+    def kinds(found: list[EntryProblem]) -> list[tuple[str, type[BaseException] | None]]:
+        return [(p.entry.rsplit("/", 1)[-1], type(p.cause) if p.cause else None) for p in found]
+
+    assert kinds(problems) == [
+        ("missing", NotFoundError), ("limited", RateLimitedError), ("denied", UnauthorizedError),
+        ("target-denied", UnauthorizedError),
+    ]
+    # the message is what it was: the cause's own text, nothing added to the output
+    assert all(p.message == str(p.cause) for p in problems)
+    assert problems[-1].source == f"{target_proxy.host}/acme/target-denied"
+    assert kinds(resolution.problems) == [
+        ("missing", NotFoundError), ("limited", RateLimitedError), ("denied", UnauthorizedError),
+    ]
+    assert all(p.message == str(p.cause) for p in resolution.problems)
+    # the cause is kept beside the problem, never part of what it compares or prints as
+    assert EntryProblem("e", "s", "m", cause=problems[0].cause) == EntryProblem("e", "s", "m")

@@ -63,7 +63,10 @@ def lock_command(
     failed = {p.entry: p for p in resolution.problems}
     for p in lock_problems(declared, new):
         if p.entry in failed:
-            failed[p.entry] = EntryProblem(p.entry, p.source, f"{failed[p.entry].message}; {p.message}")
+            first = failed[p.entry]
+            failed[p.entry] = EntryProblem(
+                p.entry, p.source, f"{first.message}; {p.message}", first.cause or p.cause
+            )
         else:
             failed[p.entry] = p
     changed = diff.has_changes or new.unreadable != loaded.lock.unreadable

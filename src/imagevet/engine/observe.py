@@ -262,12 +262,12 @@ async def _observe_entry(
     try:
         selected: SourceState | None = await upstream.select(entry)
     except ImagevetError as e:
-        problems.append(EntryProblem(entry.name, str(entry.source), str(e)))
+        problems.append(EntryProblem(entry.name, str(entry.source), str(e), e))
         selected = None
     try:
         state, warning = await _observe_target(target, entry, spec, manager, upstream.gate)
     except ImagevetError as e:
-        problems.append(EntryProblem(entry.name, str(entry.target), str(e)))
+        problems.append(EntryProblem(entry.name, str(entry.target), str(e), e))
         return _EntrySeen(selected, TargetState(error=str(e)), None, tuple(problems))
     if entry.platforms is not None:
         wanted = desired_tags(entry, locked, selected)
@@ -283,22 +283,23 @@ async def _with_subsets(
     something for, derived from the source index's bytes; a problem per one not derived."""
     held = {wanted[t] for t, d in state.tags.items() if d is not None and t in wanted}
     subsets: dict[Digest, Digest] = {}
-    unverified: dict[Digest, str] = {}
+    failed: dict[Digest, ImagevetError] = {}
 
     async def derive(digest: Digest) -> None:
         try:
             subsets[digest] = await upstream.subset(entry, digest)
         except ImagevetError as e:
-            unverified[digest] = str(e)
+            failed[digest] = e
 
     await asyncio.gather(*(derive(d) for d in held))
     problems = [
         EntryProblem(
             entry.name, str(entry.source),
-            f"cannot derive the platform subset of {digest}: {unverified[digest]}",
+            f"cannot derive the platform subset of {digest}: {failed[digest]}", failed[digest],
         )
-        for digest in sorted(unverified, key=str)
+        for digest in sorted(failed, key=str)
     ]
+    unverified = {d: str(e) for d, e in failed.items()}
     return replace(state, subsets=subsets, unverified=unverified), problems
 
 

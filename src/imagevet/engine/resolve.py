@@ -91,18 +91,22 @@ async def resolve_lock(
     upstream = Upstream(source, asyncio.Semaphore(HEAD_CONCURRENCY), None)
     chosen = list(entries) if entries is not None else list(policy.entries)
 
-    async def one(entry: Entry) -> tuple[Entry, LockEntry | None, SourceState | None, str | None]:
+    async def one(
+        entry: Entry,
+    ) -> tuple[Entry, LockEntry | None, SourceState | None, ImagevetError | None]:
         try:
             locked, state = await _resolve_entry(upstream, entry, old.entry(entry.key), now)
             return entry, locked, state, None
         except ImagevetError as e:
-            return entry, None, None, str(e)
+            return entry, None, None, e
 
     resolution = Resolution(lock=Lock())
     new_entries: list[LockEntry] = []
     for entry, locked, state, error in await asyncio.gather(*(one(e) for e in chosen)):
         if locked is None or state is None:
-            resolution.problems.append(EntryProblem(entry.name, str(entry.source), error or ""))
+            resolution.problems.append(
+                EntryProblem(entry.name, str(entry.source), str(error or ""), error)
+            )
             kept = old.entry(entry.key)
             if kept is not None:
                 new_entries.append(kept)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from imagevet.digest import Digest
+from imagevet.errors import ImagevetError
 from imagevet.lock import LockedImage, LockEntry
 from imagevet.policy.model import Entry
 from imagevet.reference import Reference
@@ -24,11 +25,18 @@ __all__ = ["EntryProblem", "Observed", "SourceState", "TargetState"]
 class EntryProblem:
     """A policy entry that could not be resolved, observed or read from the lock: ``source`` is
     the reference concerned (its source, its target, or the lock); the entry's old lock records
-    are kept and the other entries go on."""
+    are kept and the other entries go on.
+
+    ``cause`` is the typed error behind ``message`` when there is one (a
+    :class:`~imagevet.errors.NotFoundError`, :class:`~imagevet.errors.UnauthorizedError`,
+    :class:`~imagevet.errors.RateLimitedError`, ...), so a caller can tell them apart; it is
+    not part of the problem's value (equality, JSON): ``message`` says it for people.
+    """
 
     entry: str
     source: str
     message: str
+    cause: ImagevetError | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
