@@ -14,9 +14,9 @@ repository, one HEAD per (repository, tag), one GET per index a platform subset 
 it by its own rules.  ``imagevet lock`` also reads a digest it has never seen
 (:meth:`Upstream.describe`: one GET, the referrers).  Targets (:func:`observe`): the
 repository's tag listing and one HEAD per tag, no manifest GET.  Pull budgets left come from
-the stores that report them (:class:`~imagevet.store.RateLimited`).  One
-entry's failure is that entry's :class:`~imagevet.plan.EntryProblem`; the others go on.  Tags a
-listing holds that no reference can name are skipped with a warning.
+the stores that report them (:class:`~imagevet.store.RateLimited`).  One entry's failure is
+that entry's :class:`~imagevet.plan.EntryProblem` (with its typed cause); the others go on.
+Tags a listing holds that no reference can name are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class Upstream:
         try:
             return LockedImage(digest, manifest.media_type, now, platforms, referrers)
         except LockRecordError as e:
-            raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from None
+            raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from e
 
 
 async def _observe_target(
@@ -173,6 +173,8 @@ async def _observe_target(
     manager: RepositoryManager | None,
     gate: asyncio.Semaphore,
 ) -> tuple[TargetState, str | None]:
+    """One target repository: the manager's diff, the tag listing, one HEAD per tag and per
+    explicit digest (no GET); and a warning naming listed tags that are not tag names."""
     changes = tuple(await manager.diff(spec)) if manager is not None else ()
     try:
         listed = await store.list_tags(entry.target)
