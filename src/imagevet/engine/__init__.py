@@ -1,1 +1,1 @@
-"""The sync engine: operations over image stores (resolve, observe, apply, copy, a whole run)."""
+"""The sync engine: library operations a command or a service calls (no printing, no environment)."""
