@@ -1,9 +1,9 @@
-"""Sync: observe the targets, plan, and carry out the plan with the copy engine.
+"""Sync: carry out a plan with the copy engine, and record what happened.
 
 One image, from policy entry to pushed tag::
 
-    policy entry --resolve--> lock record (tag -> digest)       imagevet.resolve
-                 --observe--> source/target HEADs, repo diff      observe() here
+    policy entry --resolve--> lock record (tag -> digest)       imagevet.engine.resolve
+                 --observe--> source/target HEADs, repo diff      imagevet.engine.observe
                  --plan-----> Copy / Update / Hold / ...          imagevet.plan.plan_sync
                  --apply----> repository settings, then images    apply_plan() here
                  --record---> run summary (JSON) + audit ledger   SyncReport, imagevet.ledger
@@ -24,10 +24,10 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Protocol, cast
 
-from imagevet.digest import Digest, is_digest_tag
+from imagevet.digest import Digest
 from imagevet.engine.copy import (
     DEFAULT_JOBS,
     CopyOptions,
@@ -47,18 +47,13 @@ from imagevet.plan import (
     Observed,
     Plan,
     Prune,
-    SourceState,
-    TargetState,
     Update,
     UpdateRepo,
-    desired_tags,
-    plan_sync,
 )
 from imagevet.policy import Entry, Mode, Policy
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
-from imagevet.resolve import HEAD_CONCURRENCY, Upstream, valid_tags
 from imagevet.store import ImageStore
 
 __all__ = [
@@ -67,8 +62,6 @@ __all__ = [
     "SyncReport",
     "apply_plan",
     "follow_lock",
-    "observe",
-    "plan_policy",
     "repo_specs",
     "summarize_requests",
 ]
@@ -174,145 +167,6 @@ class SyncReport:
             event["kind"] = o.action.kind.value
             events.append(event)
         return events
-
-
-# ---- observation -----------------------------------------------------------------------------
-
-
-async def _observe_target(
-    client: RegistryClient,
-    entry: Entry,
-    spec: RepoSpec,
-    manager: RepositoryManager | None,
-    gate: asyncio.Semaphore,
-) -> tuple[TargetState, str | None]:
-    changes = tuple(await manager.diff(spec)) if manager is not None else ()
-    try:
-        listed = await client.list_tags(entry.target)
-    except NotFoundError:
-        return TargetState(exists=False, listed=True, changes=changes), None
-    valid, warning = valid_tags(entry.target, listed, "target")
-
-    async def head(ref: Reference) -> Digest | None:
-        async with gate:
-            found = await client.head_manifest(ref)
-        return found.digest if found is not None else None
-
-    names = [t for t in valid if not is_digest_tag(t)]
-    digests = await asyncio.gather(*(head(entry.target.with_tag(t)) for t in names))
-    explicit = await asyncio.gather(*(head(entry.target.with_digest(d)) for d in entry.tags.digests))
-    state = TargetState(
-        exists=True,
-        tags=dict(zip(names, digests, strict=True)),
-        listed=True,
-        digests=frozenset(d for d in explicit if d is not None),
-        changes=changes,
-    )
-    return state, warning
-
-
-async def observe(
-    client: RegistryClient,
-    policy: Policy,
-    *,
-    lock: Lock | None = None,
-    specs: Mapping[str, RepoSpec] | None = None,
-    manager: RepositoryManager | None = None,
-    cache: ManifestCache | None = None,
-) -> tuple[Observed, list[EntryProblem]]:
-    """HEAD what the plan needs: each entry's upstream tags and every target tag.
-
-    Sources are read once however many entries share one (:class:`Upstream`); each entry gets
-    its own selection.  For an entry with a platform subset whose target tag holds something,
-    the digest it must hold is derived from the source index's bytes (``cache``, else one GET)
-    for the digest the entry wants there (``lock`` under ``pinned``, upstream under ``follow``).
-    One entry's failure (its source, its target, a subset that cannot be derived) is that entry's
-    problem; the others go on.  Tags a listing holds that no reference can name are skipped
-    with a warning.
-    """
-    gate = asyncio.Semaphore(HEAD_CONCURRENCY)
-    upstream = Upstream(client, gate, cache)
-    problems: dict[str, list[EntryProblem]] = {e.name: [] for e in policy.entries}
-    target_warnings: dict[str, str] = {}
-
-    async def source(entry: Entry) -> tuple[str, SourceState | None]:
-        try:
-            return entry.name, await upstream.select(entry)
-        except ImagevetError as e:
-            problems[entry.name].append(EntryProblem(entry.name, str(entry.source), str(e)))
-            return entry.name, None
-
-    async def target(entry: Entry, src: SourceState | None) -> tuple[Reference, TargetState]:
-        spec = (specs or {}).get(entry.name) or entry.repo_spec()
-        try:
-            state, warning = await _observe_target(client, entry, spec, manager, gate)
-        except ImagevetError as e:
-            problems[entry.name].append(EntryProblem(entry.name, str(entry.target), str(e)))
-            return entry.target, TargetState(error=str(e))
-        if warning:
-            target_warnings[entry.name] = warning
-        if entry.platforms is None:
-            return entry.target, state
-        wanted = desired_tags(entry, lock.entry(entry.key) if lock else None, src)
-        held = {wanted[t] for t, d in state.tags.items() if d is not None and t in wanted}
-        subsets: dict[Digest, Digest] = {}
-        unverified: dict[Digest, str] = {}
-
-        async def derive(digest: Digest) -> None:
-            try:
-                subsets[digest] = await upstream.subset(entry, digest)
-            except ImagevetError as e:
-                unverified[digest] = str(e)
-
-        await asyncio.gather(*(derive(d) for d in held))
-        for digest in sorted(unverified, key=str):
-            problems[entry.name].append(EntryProblem(
-                entry.name, str(entry.source),
-                f"cannot derive the platform subset of {digest}: {unverified[digest]}",
-            ))
-        return entry.target, replace(state, subsets=subsets, unverified=unverified)
-
-    async def one(entry: Entry) -> tuple[tuple[str, SourceState | None], tuple[Reference, TargetState]]:
-        src = await source(entry)
-        return src, await target(entry, src[1])
-
-    results = await asyncio.gather(*(one(e) for e in policy.entries))
-    sources = {name: state for (name, state), _ in results if state is not None}
-    targets = dict(t for _, t in results)
-    remaining = {
-        registry: rl.remaining
-        for registry, rl in client.ratelimits.items()
-        if rl.remaining is not None
-    }
-    warnings = (
-        *(upstream.warnings[k] for k in sorted(upstream.warnings)),
-        *(target_warnings[e.name] for e in policy.entries if e.name in target_warnings),
-    )
-    found = [p for e in policy.entries for p in problems[e.name]]
-    return Observed(sources, targets, remaining, warnings), found
-
-
-async def plan_policy(
-    client: RegistryClient,
-    policy: Policy,
-    lock: Lock,
-    *,
-    now: datetime,
-    manager: RepositoryManager | None = None,
-    specs: Mapping[str, RepoSpec] | None = None,
-    cache: ManifestCache | None = None,
-    budget_reserve: int = 0,
-) -> tuple[Plan, Observed, list[EntryProblem]]:
-    """Observe and plan: what ``sync`` would do now (``plan`` and ``sync --dry-run`` print it).
-
-    ``cache`` keeps source index bytes to check platform-subset mirrors against (see
-    :func:`observe`); without it each such check costs a manifest GET.
-    """
-    observed, problems = await observe(
-        client, policy, lock=lock, specs=specs, manager=manager, cache=cache
-    )
-    plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve)
-    return plan, observed, problems
 
 
 # ---- applying --------------------------------------------------------------------------------

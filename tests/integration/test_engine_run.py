@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from imagevet.engine.resolve import resolve_lock
 from imagevet.engine.run import RunOptions, RunReport, plan_run, run_sync
 from imagevet.engine.state import FileStateStore
 from imagevet.hub import HubClient, HubCredentials, HubRepositoryManager
@@ -19,7 +20,6 @@ from imagevet.lock import Lock, read_lock, write_lock
 from imagevet.plan import ActionKind
 from imagevet.policy import Policy, load_policy
 from imagevet.registry import Credential, RegistryClient, StaticCredentials
-from imagevet.resolve import resolve_lock
 from tests.support.fake_hub import HubRegistry
 from tests.support.images import make_image, make_multiarch
 from tests.support.pusher import fetch_image, get_manifest_bytes, list_tags, push_image

@@ -17,9 +17,9 @@ from imagevet.cli.common import (
     run,
     terminal_safe,
 )
+from imagevet.engine.resolve import Resolution, resolve_lock
 from imagevet.lock import diff_locks, write_lock
 from imagevet.plan import EntryProblem
-from imagevet.resolve import Resolution, resolve_lock
 from imagevet.sync import entries_by_name
 
 __all__ = ["register"]
@@ -63,7 +63,10 @@ def lock_command(
     failed = {p.entry: p for p in resolution.problems}
     for p in lock_problems(declared, new):
         if p.entry in failed:
-            failed[p.entry] = EntryProblem(p.entry, p.source, f"{failed[p.entry].message}; {p.message}")
+            first = failed[p.entry]
+            failed[p.entry] = EntryProblem(
+                p.entry, p.source, f"{first.message}; {p.message}", first.cause or p.cause
+            )
         else:
             failed[p.entry] = p
     changed = diff.has_changes or new.unreadable != loaded.lock.unreadable

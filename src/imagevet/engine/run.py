@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from imagevet.engine.copy import DEFAULT_JOBS, CopyProgress
+from imagevet.engine.observe import plan_policy
 from imagevet.engine.state import StateStore
 from imagevet.errors import ImagevetError
 from imagevet.ledger import AuditSetup, Recorded, record_events
@@ -43,7 +44,6 @@ from imagevet.sync import (
     SyncReport,
     apply_plan,
     follow_lock,
-    plan_policy,
     repo_specs,
     summarize_requests,
 )
@@ -106,7 +106,7 @@ async def plan_run(
         overview = render_overview
     specs = repo_specs(policy, lock, overview if manager is not None else None)
     plan, observed, problems = await plan_policy(
-        client, policy, lock, now=now, manager=manager, specs=specs,
+        client, client, policy, lock, now=now, manager=manager, specs=specs,
         cache=state.manifests if state is not None else None, budget_reserve=budget_reserve,
     )
     return PlannedRun(plan, observed, tuple(problems), specs)

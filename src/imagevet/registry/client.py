@@ -97,9 +97,10 @@ class RegistryClient:
 
     # -- registry ------------------------------------------------------------------------------
 
-    async def ping(self, registry: str) -> None:
-        """Check that ``registry`` speaks the v2 API and, when credentials exist, that they work."""
-        resp = await self._p.request("GET", registry, "/v2/", kind="ping", scopes=())
+    async def ping(self, ref: Reference) -> None:
+        """Check that ``ref``'s registry speaks the v2 API and, when credentials exist, that they
+        work."""
+        resp = await self._p.request("GET", ref.registry, "/v2/", kind="ping", scopes=())
         if resp.status == 401:
             await resp.read(1 << 16)
             raise UnauthorizedError(

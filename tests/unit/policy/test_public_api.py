@@ -7,6 +7,7 @@ import pkgutil
 
 import pytest
 
+import imagevet.plan
 import imagevet.policy
 
 MODULES = [
@@ -14,6 +15,7 @@ MODULES = [
     *sorted(f"imagevet.policy.{m.name}" for m in pkgutil.iter_modules(imagevet.policy.__path__)),
     "imagevet.lock",
     "imagevet.plan",
+    *sorted(f"imagevet.plan.{m.name}" for m in pkgutil.iter_modules(imagevet.plan.__path__)),
 ]
 
 

@@ -1,0 +1,125 @@
+"""Resolve a policy against its sources: which tags are selected and which digest each holds.
+
+Cost, per entry: one tag listing, one manifest HEAD per selected tag (HEADs are not Docker Hub
+pulls), and a manifest GET only for a digest the old lock has never seen (to record its
+platforms), plus the referrers listing of that digest.  Re-locking with no upstream change makes
+no GET at all and rewrites identical bytes.
+
+An entry whose source cannot be read keeps its old lock records and is reported as a problem:
+a registry outage never empties the lock.  Upstream values become lock records only through
+:class:`~imagevet.lock.LockedImage`, which refuses a value the lock could not read back (a
+media type that is not ``type/subtype``): that entry is a problem, the others go on.  Platforms
+arrive normalised (:class:`~imagevet.manifest.Platform`), and a listed tag that is not a valid
+tag name is left out (it cannot be pulled by name).  Unreadable entries of the old lock are
+resolved again from scratch, or kept as they were read when that fails.
+
+The source is read through :class:`imagevet.engine.observe.Upstream` (the same reader
+``observe`` uses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from imagevet.digest import Digest
+from imagevet.engine.observe import HEAD_CONCURRENCY, Upstream
+from imagevet.errors import ImagevetError, NotFoundError
+from imagevet.lock import (
+    Lock,
+    LockedImage,
+    LockEntry,
+    carry_resolved_at,
+)
+from imagevet.plan import EntryProblem, SourceState
+from imagevet.policy import Entry, Policy, missing_tags
+from imagevet.store import ImageStore
+
+__all__ = ["Resolution", "resolve_lock"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resolution:
+    """The new lock and what could not be resolved."""
+
+    lock: Lock
+    problems: list[EntryProblem] = field(default_factory=list)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    """Entry name -> explicit tags of its rules that upstream does not have."""
+
+
+async def _resolve_entry(
+    upstream: Upstream, entry: Entry, old: LockEntry | None, now: datetime,
+) -> tuple[LockEntry, SourceState]:
+    state = await upstream.select(entry)
+    known: dict[Digest, LockedImage] = {}
+
+    async def image(digest: Digest) -> LockedImage:
+        previous = old.find_digest(digest) if old is not None else None
+        if previous is not None:
+            return previous
+        if digest not in known:
+            async with upstream.gate:
+                known[digest] = await upstream.describe(entry, digest, now)
+        return known[digest]
+
+    tags = {tag: await image(d) for tag, d in sorted(state.tags.items())}
+    digests: dict[Digest, LockedImage] = {}
+    for digest in entry.tags.digests:
+        try:
+            digests[digest] = await image(digest)
+        except NotFoundError:
+            log.warning("%s: digest %s is not at %s", entry.name, digest, entry.source)
+    images = {i.digest: i for i in (*tags.values(), *digests.values())}
+    return LockEntry(entry.source, entry.target, tags, digests), SourceState(state.tags, images)
+
+
+async def resolve_lock(
+    source: ImageStore,
+    policy: Policy,
+    old: Lock,
+    *,
+    now: datetime,
+    entries: Sequence[Entry] | None = None,
+) -> Resolution:
+    """Resolve every entry (or only ``entries``) against upstream; see the module docstring."""
+    upstream = Upstream(source, asyncio.Semaphore(HEAD_CONCURRENCY), None)
+    chosen = list(entries) if entries is not None else list(policy.entries)
+
+    async def one(
+        entry: Entry,
+    ) -> tuple[Entry, LockEntry | None, SourceState | None, ImagevetError | None]:
+        try:
+            locked, state = await _resolve_entry(upstream, entry, old.entry(entry.key), now)
+            return entry, locked, state, None
+        except ImagevetError as e:
+            return entry, None, None, e
+
+    resolution = Resolution(lock=Lock())
+    new_entries: list[LockEntry] = []
+    for entry, locked, state, error in await asyncio.gather(*(one(e) for e in chosen)):
+        if locked is None or state is None:
+            resolution.problems.append(
+                EntryProblem(entry.name, str(entry.source), str(error or ""), error)
+            )
+            kept = old.entry(entry.key)
+            if kept is not None:
+                new_entries.append(kept)
+            continue
+        new_entries.append(locked)
+        absent = missing_tags(state.tags, entry.tags)
+        if absent:
+            resolution.missing[entry.name] = absent
+    for warning in upstream.warnings.values():
+        log.warning("%s", warning)
+    # entries not resolved this time (``entries`` given) keep their records
+    done = {e.key for e in new_entries} | {e.key for e in chosen}
+    keep = [e for e in old.entries if e.key not in done and e.key in {x.key for x in policy.entries}]
+    # an unreadable old entry stays as it was read unless a readable one replaces it
+    resolution.lock = carry_resolved_at(Lock(tuple(new_entries + keep), unreadable=old.unreadable), old)
+    return resolution
