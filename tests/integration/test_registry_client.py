@@ -328,10 +328,10 @@ async def test_delete_manifest(plain_registry: RunningRegistry, unique_repo: str
 
 async def test_ping(plain_registry: RunningRegistry, basic_registry: RunningRegistry) -> None:
     async with client_for(plain_registry) as client:
-        await client.ping(plain_registry.host)
+        await client.ping(Reference.parse(f"{plain_registry.host}/any/repo"))
     async with client_for(basic_registry) as client:
-        await client.ping(basic_registry.host)
+        await client.ping(Reference.parse(f"{basic_registry.host}/any/repo"))
         assert client.stats.count(kind="ping") == 2
     async with RegistryClient() as anonymous:
         with pytest.raises(UnauthorizedError):
-            await anonymous.ping(basic_registry.host)
+            await anonymous.ping(Reference.parse(f"{basic_registry.host}/any/repo"))
