@@ -383,6 +383,8 @@ async def test_delete_untags_and_deletes(side: Side) -> None:
     kept = await store.head_manifest(ref.with_tag("b"))
     assert kept is not None and kept.digest == b.digest
     assert await store.list_tags(ref) == ["b"]
+    with pytest.raises(NotFoundError):
+        await store.delete_manifest(ref.repo().with_digest(a.digest))
 
 
 # -- aclose ------------------------------------------------------------------------------------
