@@ -91,3 +91,13 @@ def test_layout_repository_names_follow_the_registry_grammar() -> None:
         parse_policy(text, path="p.yaml", env={})
     (e,) = info.value.errors
     assert e.line == 11 and "lowercase" in str(e)
+
+
+def test_a_layout_target_survives_the_lock() -> None:
+    from imagevet.lock import Lock, LockEntry, parse_lock, render_lock
+
+    entry = _parse("target:\n  layout: mirror\n  namespace: acme\n").entries[0]
+    text = render_lock(Lock((LockEntry(entry.source, entry.target),)))
+    assert 'target: "oci:conf/mirror/acme/redis"' in text
+    (back,) = parse_lock(text).entries
+    assert back.key == entry.key
