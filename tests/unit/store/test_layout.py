@@ -172,6 +172,8 @@ def _layout(root: Path, index: bytes) -> None:
         (b'{"manifests": [{"digest": "sha256:zz", "size": 1}]}', r"manifests\[0\]: invalid digest"),
         (b'{"manifests": [{"digest": "sha256:' + b"a" * 64 + b'", "size": -1}]}', "invalid size"),
         (b"[" * 100_000 + b"]" * 100_000, "is not JSON|not a JSON object"),
+        (b'{"manifests": [{"digest": "sha256:../../../etc/passwd", "size": 1}]}', "invalid digest"),
+        (b'{"manifests": [{"digest": "md5:' + b"a" * 32 + b'", "size": 1}]}', "unsupported algorithm"),
     ],
 )
 async def test_invalid_index_is_a_clear_error(tmp_path: Path, index: bytes, why: str) -> None:
@@ -211,6 +213,17 @@ async def test_a_symlink_out_of_the_layout_is_refused(tmp_path: Path) -> None:
         await read(LayoutStore(), oci(root), config)
     with pytest.raises(LayoutError, match="outside the layout"):
         await LayoutStore().head_blob(oci(root), config.digest)
+
+
+async def test_an_index_symlinked_out_of_the_layout_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"manifests": []}')
+    root = tmp_path / "layout"
+    _layout(root, b"")
+    (root / "index.json").unlink()
+    (root / "index.json").symlink_to(outside)
+    with pytest.raises(LayoutError, match="outside the layout"):
+        await LayoutStore().list_tags(oci(root))
 
 
 async def test_a_symlinked_blobs_directory_is_never_written_through(tmp_path: Path) -> None:
