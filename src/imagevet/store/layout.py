@@ -57,7 +57,6 @@ from imagevet.digest import Digest, DigestVerifier
 from imagevet.errors import (
     DigestMismatchError,
     ImagevetError,
-    InvalidDigestError,
     LayoutError,
     NotFoundError,
 )
@@ -260,8 +259,8 @@ def parse_index(data: bytes, label: str) -> Index:
     for i, obj in enumerate(manifests):
         try:
             entries.append(Descriptor.from_json(obj))
-        except (ManifestFormatError, InvalidDigestError) as e:
-            raise LayoutError(what, f"manifests[{i}]: {e}") from e
+        except (ImagevetError, TypeError, ValueError) as e:
+            raise LayoutError(what, f"manifests[{i}]: {str(e)[:200]}") from e
     return Index(doc, tuple(entries))
 
 
@@ -569,9 +568,14 @@ def _real_dir(path: str, label: str, *, create: bool) -> None:
         raise LayoutError(f"{label}: {os.path.basename(path)}", "is not a directory (a symlink?): refusing to write")
 
 
+FILE_MODE = 0o644
+"""Mode of the files written (readable by a server of the layout; temporary files start 0600)."""
+
+
 def _write_atomic(root: str, final: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".imagevet-")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -591,6 +595,7 @@ class DirLayout(Layout):
     def __init__(self, root: str, label: str) -> None:
         super().__init__(DirFiles(root, label))
         self.root = root
+        self._ready = False
 
     def _init(self) -> None:
         """Create the directory, ``oci-layout`` and ``blobs/`` on first write (blocking)."""
@@ -614,12 +619,15 @@ class DirLayout(Layout):
         return path
 
     async def ensure(self) -> None:
-        await asyncio.to_thread(self._init)
+        if not self._ready:
+            await asyncio.to_thread(self._init)
+            self._ready = True
 
     async def push_blob(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
         await self.ensure()
         final = os.path.join(await asyncio.to_thread(self._blob_dir, desc.digest), desc.digest.hex)
         fd, tmp = await asyncio.to_thread(tempfile.mkstemp, dir=self.root, prefix=".imagevet-")
+        os.fchmod(fd, FILE_MODE)
         what = f"blob {desc.digest} for {self.label}"
         verifier = desc.digest.verifier()
 

@@ -89,6 +89,8 @@ async def test_writes_the_spec_layout(tmp_path: Path) -> None:
         assert (root / "blobs" / "sha256" / digest.hex).read_bytes() == data
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+    for path in (root / "index.json", root / "blobs" / "sha256" / image.digest.hex):
+        assert path.stat().st_mode & 0o777 == 0o644  # a server of the layout can read it
 
 
 async def test_a_moved_tag_replaces_its_entry(tmp_path: Path) -> None:
@@ -173,6 +175,7 @@ def _layout(root: Path, index: bytes) -> None:
         (b'{"manifests": [{"digest": "sha256:' + b"a" * 64 + b'", "size": -1}]}', "invalid size"),
         (b"[" * 100_000 + b"]" * 100_000, "is not JSON|not a JSON object"),
         (b'{"manifests": [{"digest": "sha256:../../../etc/passwd", "size": 1}]}', "invalid digest"),
+        (b'{"manifests": [{"digest": "sha256:' + b"a" * 64 + b'", "size": 1, "annotations": [1]}]}', "manifests"),
         (b'{"manifests": [{"digest": "md5:' + b"a" * 32 + b'", "size": 1}]}', "unsupported algorithm"),
     ],
 )
