@@ -80,6 +80,8 @@ async def test_mounts_only_inside_one_store(tmp_path: Path) -> None:
 
 async def test_rate_limits_come_from_the_registry_client() -> None:
     async with RegistryClient() as client:
+        assert isinstance(client, ImageStore) and isinstance(client, BlobMounter)
+        assert isinstance(LayoutStore(), BlobMounter) and not isinstance(ArchiveStore(), BlobMounter)
         router = StoreRouter(client)
         assert isinstance(router, RateLimited)
         assert router.ratelimits is client.ratelimits
