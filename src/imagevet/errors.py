@@ -21,16 +21,17 @@ Every error imagevet raises on purpose derives from ``ImagevetError``::
     │   └── LayoutError                           an OCI layout (directory or tar) is invalid or unsafe
     ├── CopyError                                 one image could not be copied (wraps the cause)
     └── HubError                                  Docker Hub management API error
-        └── HubRateLimitedError
+        ├── HubRateLimitedError                   429 after the retries (carries retry_after)
+        └── HubTokenError                         a call this kind of token cannot make (OAT)
 
 Messages never contain secrets: URLs are passed through :func:`redact_url` before
 they are stored in an error, and text a registry sent is passed through :func:`scrub` (known
 credential values and ``Authorization``/``Bearer``/``Basic`` forms become ``***``, control
 characters become visible escapes, length is capped).
 
-Retry layering: :class:`TransportError` and :class:`RegistryError` carry ``exhausted``; the request
-pipeline sets it when it gives up on a request it was allowed to retry, and no outer layer sends
-such a request again.
+Retry layering: :class:`TransportError`, :class:`RegistryError` and :class:`HubError` carry
+``exhausted``; the retry policy sets it when it gives up on a request it was allowed to retry, and
+no outer layer sends such a request again.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "DigestMismatchError",
     "HubError",
     "HubRateLimitedError",
+    "HubTokenError",
     "ImagevetError",
     "LayoutError",
     "InvalidDigestError",
@@ -171,6 +173,11 @@ class PolicyError(ImagevetError):
 
 class CredentialsError(ImagevetError):
     """A credential store, helper or file could not be read (the secret is never included)."""
+
+
+class StateError(ImagevetError):
+    """Run state (ledger, checkpoint, run summary, held updates, ...) cannot be read or written:
+    a symlinked or read-only state directory, a full disk, a store that does not answer."""
 
 
 class TransportError(ImagevetError):
@@ -334,14 +341,35 @@ class CopyError(ImagevetError):
 
 
 class HubError(ImagevetError):
-    """The Docker Hub management API answered with an error."""
+    """The Docker Hub management API answered with an error (``message`` is already scrubbed).
 
-    def __init__(self, status: int, method: str, url: str, message: str) -> None:
+    Like :class:`RegistryError` it says whether it is ``temporary`` (429, 5xx but 501), carries
+    the ``retry_after`` the Hub asked for, and ``exhausted`` once the retry policy gave up on it.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        method: str,
+        url: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.method = method
         self.url = redact_url(url)
         self.message = message
+        self.retry_after = retry_after
+        """Seconds the Hub asked to wait (``Retry-After`` and its variants), when it said so."""
+        self.exhausted = False
+        """The request was already retried as often as the retry policy allows."""
         super().__init__(f"Docker Hub: {method} {self.url}: HTTP {status}: {message}")
+
+    @property
+    def temporary(self) -> bool:
+        """Whether sending the same call again may succeed (429, 5xx but 501)."""
+        return self.status == 429 or (self.status >= 500 and self.status != 501)
 
 
 class HubRateLimitedError(HubError):
@@ -350,5 +378,14 @@ class HubRateLimitedError(HubError):
     def __init__(
         self, status: int, method: str, url: str, message: str, *, retry_after: float | None
     ) -> None:
+        super().__init__(status, method, url, message, retry_after=retry_after)
+
+
+class HubTokenError(HubError):
+    """The configured token cannot make this call: an organization access token on a route
+    that takes personal access tokens only.  Raised before anything is sent (status 403), or
+    from the Hub's own refusal; the message says what to use instead."""
+
+    def __init__(self, status: int, method: str, url: str, message: str) -> None:
         super().__init__(status, method, url, message)
-        self.retry_after = retry_after
+        self.args = (f"Docker Hub: {method} {self.url}: {message}",)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from imagevet.checkpoint import (
     GENESIS,
@@ -49,7 +49,7 @@ from imagevet.checkpoint import (
     push_checkpoint,
     sign_checkpoint,
 )
-from imagevet.errors import ImagevetError
+from imagevet.errors import ImagevetError, StateError
 from imagevet.reference import Reference
 from imagevet.statefiles import (
     StateFileError,
@@ -67,9 +67,11 @@ __all__ = [
     "GENESIS",
     "AuditReport",
     "AuditSetup",
+    "FileLedger",
     "LedgerCheck",
     "LedgerDamagedError",
     "LedgerError",
+    "LedgerStore",
     "RecoverRefusedError",
     "Recovered",
     "append_events",
@@ -330,6 +332,138 @@ def verify_ledger(path: Path, anchors: Mapping[str, Checkpoint] | None = None) -
         return _check_stream(f, anchors or {})
 
 
+# -- where the ledger lives --------------------------------------------------------------------------
+
+
+class LedgerStore(Protocol):
+    """Where the ledger's records and its local checkpoint are kept (the run state's ledger part).
+
+    The chain is the same whatever keeps it: records as :func:`append_events` makes them, each
+    append checked against the chain and ``anchors`` under one writer's lock, and nothing appended
+    to a ledger that does not verify (:class:`LedgerDamagedError`).  The default is
+    :class:`FileLedger`; a server-backed store implements the same methods (and passes the
+    contract tests in ``tests/unit/engine/test_state_contract.py``).  Errors: :class:`LedgerError`
+    for the records, :class:`~imagevet.errors.StateError` for the checkpoint.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the records are, for messages (a file's path)."""
+        ...
+
+    @property
+    def checkpoint_location(self) -> str:
+        """Where the local checkpoint is, for messages."""
+        ...
+
+    def append(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
+        anchors: Mapping[str, Checkpoint] | None = None,
+        on_appended: Callable[[int, str], None] | None = None,
+    ) -> int:
+        """Append ``events`` as records; the last seq (see :func:`append_events`)."""
+        ...
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record in order, unverified."""
+        ...
+
+    def verify(self, anchors: Mapping[str, Checkpoint] | None = None) -> LedgerCheck:
+        """The whole chain, held against ``anchors`` (see :func:`verify_ledger`)."""
+        ...
+
+    def read_checkpoint(self) -> bytes | None:
+        """The local checkpoint's signed note, None when there is none."""
+        ...
+
+    def write_checkpoint(self, note: bytes) -> None:
+        """Replace the local checkpoint (atomically)."""
+        ...
+
+    def aside_names(self, suffix: str) -> tuple[str | None, str | None]:
+        """The names :meth:`move_aside` would give the ledger and the checkpoint (None: absent)."""
+        ...
+
+    def move_aside(self, suffix: str) -> tuple[str | None, str | None]:
+        """Keep the ledger and the checkpoint under new names (no append lands meanwhile, nothing
+        is replaced or deleted), so a new chain starts empty; where each went (None: absent)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileLedger:
+    """The ledger as a JSON Lines file and its checkpoint beside it (``.imagevet/`` by default)."""
+
+    path: Path
+    checkpoint: Path
+
+    @classmethod
+    def at(cls, path: Path, checkpoint_name: str = "checkpoint") -> FileLedger:
+        """The ledger file ``path`` with its checkpoint in the same directory."""
+        return cls(path, path.parent / checkpoint_name)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def checkpoint_location(self) -> str:
+        return str(self.checkpoint)
+
+    def append(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
+        anchors: Mapping[str, Checkpoint] | None = None,
+        on_appended: Callable[[int, str], None] | None = None,
+    ) -> int:
+        return append_events(self.path, events, now=now, anchors=anchors, on_appended=on_appended)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        return read_ledger(self.path)
+
+    def verify(self, anchors: Mapping[str, Checkpoint] | None = None) -> LedgerCheck:
+        return verify_ledger(self.path, anchors)
+
+    def read_checkpoint(self) -> bytes | None:
+        return read_state_file(self.checkpoint, limit=1 << 16)
+
+    def write_checkpoint(self, note: bytes) -> None:
+        write_state_file(self.checkpoint, note)
+
+    def aside_names(self, suffix: str) -> tuple[str | None, str | None]:
+        return (
+            f"{self.path.name}.{suffix}" if os.path.lexists(self.path) else None,
+            f"{self.checkpoint.name}.{suffix}" if os.path.lexists(self.checkpoint) else None,
+        )
+
+    def move_aside(self, suffix: str) -> tuple[str | None, str | None]:
+        damaged = moved = None
+        try:
+            if os.path.lexists(self.path):
+                fd = append_fd(self.path, create=False)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # no append lands in the file while it moves
+                    damaged = rename_aside(self.path, f"{self.path.name}.{suffix}")
+                finally:
+                    os.close(fd)
+            if os.path.lexists(self.checkpoint):
+                moved = rename_aside(self.checkpoint, f"{self.checkpoint.name}.{suffix}")
+        except StateFileError as e:
+            raise LedgerError(f"cannot move the damaged ledger aside: {e}") from None
+        return (
+            str(damaged) if damaged is not None else None,
+            str(moved) if moved is not None else None,
+        )
+
+
 # -- checkpoints: verify, record, recover -----------------------------------------------------------
 
 
@@ -337,13 +471,13 @@ def verify_ledger(path: Path, anchors: Mapping[str, Checkpoint] | None = None) -
 class AuditSetup:
     """Where the ledger and its checkpoints live, and the keys (the CLI builds it from policy and env).
 
+    ``ledger``: the records and the local checkpoint (:class:`FileLedger` in ``.imagevet/``).
     ``verifier``: the organization's public key; when set, checkpoints are expected.
     ``signer``: the private key (sync and recover); its public key must be ``verifier``.
     ``repository``: the checkpoint artifact's reference (with its tag); ``origin`` names the log.
     """
 
-    ledger: Path
-    checkpoint_file: Path
+    ledger: LedgerStore
     repository: Reference | None = None
     verifier: Verifier | None = None
     signer: Signer | None = None
@@ -418,15 +552,15 @@ class AuditReport:
 
 def _local(setup: AuditSetup, key: Verifier | None) -> tuple[bytes | None, Checkpoint | None, str | None]:
     try:
-        note = read_state_file(setup.checkpoint_file, limit=1 << 16)
-    except StateFileError as e:
+        note = setup.ledger.read_checkpoint()
+    except StateError as e:
         return None, None, str(e)
     if note is None or key is None:
         return note, None, None
     try:
         return note, open_checkpoint(note, key, origin=setup.origin), None
     except CheckpointError as e:
-        return note, None, f"local checkpoint {setup.checkpoint_file}: {e}"
+        return note, None, f"local checkpoint {setup.ledger.checkpoint_location}: {e}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,7 +607,7 @@ async def verify_audit(setup: AuditSetup, client: RegistryClient | None) -> Audi
     note, local, problem = _local(setup, key)
     if key is None and note is not None:
         raise SigningKeyError(
-            f"{setup.checkpoint_file} exists but no public key is configured to check it: set "
+            f"{setup.ledger.checkpoint_location} exists but no public key is configured to check it: set "
             "audit.public_key in the policy or pass --public-key (docs/audit.md)"
         )
     report = AuditReport(LedgerCheck(True, 0), local, problems=[problem] if problem else [])
@@ -493,7 +627,7 @@ async def verify_audit(setup: AuditSetup, client: RegistryClient | None) -> Audi
                 f"cannot read the remote checkpoint {setup.repository}: {remote.error}"
             )
     if key is None:
-        report.check = verify_ledger(setup.ledger)
+        report.check = setup.ledger.verify()
         if remote.note is not None:
             report.misconfigured.append(
                 f"the ledger has signed checkpoints at {setup.repository} but the policy names no "
@@ -507,12 +641,12 @@ async def verify_audit(setup: AuditSetup, client: RegistryClient | None) -> Audi
             )
         return report
     anchors = {k: v for k, v in (("local", local), ("remote", report.remote)) if v is not None}
-    report.check = check = verify_ledger(setup.ledger, anchors)
+    report.check = check = setup.ledger.verify(anchors)
     fresh = check.ok and check.records == 0 and note is None and remote.note is None
     if not fresh:
         if note is None:
             report.problems.append(
-                f"no local checkpoint {setup.checkpoint_file}, but a public key is configured: the "
+                f"no local checkpoint {setup.ledger.checkpoint_location}, but a public key is configured: the "
                 "checkpoint was removed, or the ledger was never signed (sync with the signing key)"
             )
         if client is not None and setup.repository is not None and remote.note is None and not remote.error and not remote.problem:
@@ -542,11 +676,11 @@ def _writer(setup: AuditSetup, written: list[tuple[Checkpoint, bytes]]) -> Calla
     def write(seq: int, head: str) -> None:
         if setup.signer is None:
             return
-        cp = Checkpoint(setup.origin or str(setup.ledger), seq, head)
+        cp = Checkpoint(setup.origin or setup.ledger.location, seq, head)
         note = sign_checkpoint(cp, setup.signer)
         try:
-            write_state_file(setup.checkpoint_file, note)
-        except StateFileError as e:
+            setup.ledger.write_checkpoint(note)
+        except StateError as e:
             raise LedgerError(f"records appended, but the checkpoint was not written: {e}") from None
         written.append((cp, note))
 
@@ -560,7 +694,7 @@ async def _push(setup: AuditSetup, client: RegistryClient | None, note: bytes, n
         await push_checkpoint(client, setup.repository, note, now=now)
     except ImagevetError as e:
         raise LedgerError(
-            f"the checkpoint was written to {setup.checkpoint_file} but not pushed to "
+            f"the checkpoint was written to {setup.ledger.checkpoint_location} but not pushed to "
             f"{setup.repository}: {e}; the next signed sync pushes it"
         ) from None
     return str(setup.repository)
@@ -610,7 +744,7 @@ async def record_events(
             if remote is not None:
                 anchors["remote"] = remote
     written: list[tuple[Checkpoint, bytes]] = []
-    seq = append_events(setup.ledger, events, now=now, anchors=anchors, on_appended=_writer(setup, written))
+    seq = setup.ledger.append(events, now=now, anchors=anchors, on_appended=_writer(setup, written))
     if not written:
         return Recorded(seq)
     cp, note = written[-1]
@@ -621,8 +755,9 @@ async def record_events(
 class Recovered:
     """What :func:`recover` did: where the damaged files went and the new chain's first record."""
 
-    damaged: Path | None
-    checkpoint_moved: Path | None
+    damaged: str | None
+    """Where the damaged ledger went (None: there was none)."""
+    checkpoint_moved: str | None
     event: dict[str, Any]
     recorded: Recorded
 
@@ -666,25 +801,25 @@ async def recover(
         )
     if not report.damaged:
         if report.ok:
-            raise LedgerError(f"{setup.ledger} verifies: nothing to recover")
+            raise LedgerError(f"{setup.ledger.location} verifies: nothing to recover")
         raise LedgerError(
-            f"{setup.ledger}: nothing is damaged ({report.check.records} records, chain intact and "
+            f"{setup.ledger.location}: nothing is damaged ({report.check.records} records, chain intact and "
             f"matching the checkpoints that could be read), but {'; '.join(report.unavailable)}; "
             "nothing was moved: run 'imagevet audit verify' again when the registry answers"
         )
     if report.remote_error is not None:
         raise LedgerError(
-            f"{setup.ledger} does not verify, but recover needs the remote checkpoint "
+            f"{setup.ledger.location} does not verify, but recover needs the remote checkpoint "
             f"{setup.repository} and cannot read it ({report.remote_error}); nothing was moved"
         )
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    ledger_aside = f"{setup.ledger.name}.damaged-{stamp}"
-    checkpoint_aside = f"{setup.checkpoint_file.name}.damaged-{stamp}"
+    suffix = f"damaged-{stamp}"
+    ledger_aside, checkpoint_aside = setup.ledger.aside_names(suffix)
     trusted = max((c for c in (report.local, report.remote) if c is not None), key=lambda c: c.size, default=None)
     event: dict[str, Any] = {
         "kind": "recovered",
-        "damaged_file": ledger_aside if os.path.lexists(setup.ledger) else None,
-        "damaged_checkpoint": checkpoint_aside if os.path.lexists(setup.checkpoint_file) else None,
+        "damaged_file": ledger_aside,
+        "damaged_checkpoint": checkpoint_aside,
         "last_verified_seq": report.check.records,
         "last_verified_hash": report.check.head,
         "checkpoint": {"size": trusted.size, "head": trusted.head} if trusted is not None else None,
@@ -696,7 +831,7 @@ async def recover(
     if pushing:
         assert setup.signer is not None and setup.repository is not None and client is not None
         stamped = now.strftime("%Y-%m-%dT%H:%M:%SZ")  # what append_events stamps the record with
-        first = Checkpoint(setup.origin or str(setup.ledger), 1, _record_hash(1, stamped, event, GENESIS))
+        first = Checkpoint(setup.origin or setup.ledger.location, 1, _record_hash(1, stamped, event, GENESIS))
         try:
             await push_checkpoint(client, setup.repository, sign_checkpoint(first, setup.signer), now=now)
         except ImagevetError as e:
@@ -705,29 +840,17 @@ async def recover(
                 "run recover again when the registry answers"
             ) from None
         pushed = str(setup.repository)
-    damaged = moved = None
-    try:
-        if os.path.lexists(setup.ledger):
-            fd = append_fd(setup.ledger, create=False)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # no append lands in the file while it moves
-                damaged = rename_aside(setup.ledger, ledger_aside)
-            finally:
-                os.close(fd)
-        if os.path.lexists(setup.checkpoint_file):
-            moved = rename_aside(setup.checkpoint_file, checkpoint_aside)
-    except StateFileError as e:
-        raise LedgerError(f"cannot move the damaged ledger aside: {e}") from None
-    event["damaged_file"] = damaged.name if damaged is not None else None
-    event["damaged_checkpoint"] = moved.name if moved is not None else None
+    damaged, moved = setup.ledger.move_aside(suffix)
+    event["damaged_file"] = ledger_aside if damaged is not None else None
+    event["damaged_checkpoint"] = checkpoint_aside if moved is not None else None
     written: list[tuple[Checkpoint, bytes]] = []
-    seq = append_events(setup.ledger, [event], now=now, anchors={}, on_appended=_writer(setup, written))
+    seq = setup.ledger.append([event], now=now, anchors={}, on_appended=_writer(setup, written))
     if not written:
         return Recovered(damaged, moved, event, Recorded(seq))
     cp, _ = written[-1]
     if first is not None and cp != first:
         raise LedgerDamagedError(
-            f"the new chain in {setup.ledger} is not the one whose checkpoint was pushed to {pushed} "
+            f"the new chain in {setup.ledger.location} is not the one whose checkpoint was pushed to {pushed} "
             f"(record {cp.size}, {cp.head}; pushed record 1, {first.head}): another run wrote to it "
             f"meanwhile: {RECOVER_HINT}"
         )

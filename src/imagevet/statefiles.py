@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from imagevet.errors import ImagevetError
+from imagevet.errors import StateError
 
 __all__ = [
     "StateFileError",
@@ -40,7 +40,7 @@ __all__ = [
 _READ_LIMIT = 1 << 20
 
 
-class StateFileError(ImagevetError):
+class StateFileError(StateError):
     """A state file or directory is a symlink, not a regular file, or cannot be read or written."""
 
 

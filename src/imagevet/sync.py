@@ -97,7 +97,7 @@ class SyncOptions:
     """Delete target tags the policy no longer selects (otherwise they are only reported)."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ActionOutcome:
     """What happened to one planned action."""
 
@@ -114,15 +114,20 @@ class ActionOutcome:
         return out
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SyncReport:
     """The outcome of one sync: every action, and what it cost."""
 
     plan: Plan
-    outcomes: list[ActionOutcome] = field(default_factory=list)
-    problems: list[EntryProblem] = field(default_factory=list)
+    outcomes: tuple[ActionOutcome, ...] = ()
+    problems: tuple[EntryProblem, ...] = ()
     seconds: float = 0.0
-    requests: dict[str, int] = field(default_factory=dict)
+    requests: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def bytes_copied(self) -> int:
+        """Bytes of blobs moved by this run's copies."""
+        return sum(o.result.bytes_copied for o in self.outcomes if o.result is not None)
 
     @property
     def failed(self) -> list[ActionOutcome]:
@@ -146,7 +151,7 @@ class SyncReport:
             "now": self.plan.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(self.seconds, 3),
             "counts": self.counts(),
-            "requests": self.requests,
+            "requests": dict(self.requests),
             "warnings": list(self.plan.warnings),
             "problems": [
                 {"entry": p.entry, "source": p.source, "message": p.message} for p in self.problems
@@ -346,7 +351,6 @@ async def apply_plan(
     """
     opts = options or SyncOptions()
     started = time.monotonic()
-    report = SyncReport(plan)
     outcomes: dict[int, ActionOutcome] = {}
     broken: set[str] = set()  # entries whose repository step failed
     session = CopySession(client, CopyOptions(jobs=opts.jobs), progress=progress)
@@ -414,9 +418,10 @@ async def apply_plan(
         else:
             outcomes[i] = ActionOutcome(action, "reported", action.describe())
 
-    report.outcomes = [outcomes[i] for i in range(len(plan.actions))]
-    report.seconds = time.monotonic() - started
-    return report
+    return SyncReport(
+        plan, tuple(outcomes[i] for i in range(len(plan.actions))),
+        seconds=time.monotonic() - started,
+    )
 
 
 def summarize_requests(client: RegistryClient) -> dict[str, int]:

@@ -9,6 +9,7 @@ import pytest
 from imagevet.category import Category
 from imagevet.hub import CatalogClassifier, HubClient
 from imagevet.reference import Reference
+from imagevet.registry import RetryPolicy, TransferTimeouts
 from tests.support.fake_hub import FakeHub, fake_hub  # noqa: F401  (fixture)
 
 
@@ -56,7 +57,9 @@ async def test_category_table(
 
 async def test_search_request_shape(fake_hub: FakeHub, classifier: CatalogClassifier) -> None:  # noqa: F811
     await classifier.classify([Reference.parse("bitnami/redis")])
-    (call,) = fake_hub.calls("GET", "/api/search/v3/catalog/search")
+    # v4 first, as Docker's hub-mcp asks (dockerhub-api.md §12); it answered, so no v3
+    (call,) = fake_hub.calls("GET", "/api/search/")
+    assert call.path == "/api/search/v4"
     assert call.query == {"query": ["bitnami/redis"], "from": ["0"], "size": ["25"]}
     assert call.principal is None  # anonymous: no JWT sent to the search
 
@@ -66,7 +69,7 @@ async def test_one_search_per_namespace(fake_hub: FakeHub, classifier: CatalogCl
     results = await classifier.classify(refs)
     assert [r.category for r in results] == [Category.VERIFIED_PUBLISHER] * 3
     assert classifier.searches == 1
-    assert len(fake_hub.calls("GET", "/api/search/v3/catalog/search")) == 1
+    assert len(fake_hub.calls("GET", "/api/search/")) == 1
 
 
 async def test_repository_missing_from_results_is_unverified(
@@ -82,7 +85,7 @@ async def test_repository_missing_from_results_is_unverified(
 async def test_search_error_is_unverified_never_a_guess(fake_hub: FakeHub) -> None:  # noqa: F811
     _seed_catalog(fake_hub)
     fake_hub.catalog_status = 500
-    async with HubClient(fake_hub.url) as client:
+    async with HubClient(fake_hub.url, retry=RetryPolicy.no_wait(attempts=2)) as client:
         classifier = CatalogClassifier(client, org="acme")
         results = await classifier.classify(
             [
@@ -102,7 +105,8 @@ async def test_search_error_is_unverified_never_a_guess(fake_hub: FakeHub) -> No
 async def test_search_timeout_is_unverified(fake_hub: FakeHub) -> None:  # noqa: F811
     _seed_catalog(fake_hub)
     fake_hub.catalog_delay = 2.0
-    async with HubClient(fake_hub.url, timeout=0.3) as client:
+    timeouts = TransferTimeouts.within(0.3)
+    async with HubClient(fake_hub.url, timeouts=timeouts, retry=RetryPolicy.never()) as client:
         (result,) = await CatalogClassifier(client).classify([Reference.parse("bitnami/redis")])
     assert (result.category, result.verified) == (Category.COMMUNITY, False)
 
@@ -127,3 +131,35 @@ async def test_namespace_with_mixed_badges_is_not_inferred(fake_hub: FakeHub) ->
         (Category.SPONSORED_OSS, True),
         (Category.COMMUNITY, False),
     ]
+
+
+async def test_v4_null_badge_is_a_verified_community_image(fake_hub: FakeHub) -> None:  # noqa: F811
+    fake_hub.search_v3 = False  # the undocumented route may go; v4 is what Docker's own client asks
+    fake_hub.add_catalog_entry("someone/tool", badge=None)
+    fake_hub.add_catalog_entry("bitnami/redis", badge="verified_publisher")
+    async with HubClient(fake_hub.url) as client:
+        results = await CatalogClassifier(client).classify(
+            [Reference.parse("someone/tool:1"), Reference.parse("bitnami/redis")]
+        )
+    assert [(r.category, r.verified) for r in results] == [
+        (Category.COMMUNITY, True),
+        (Category.VERIFIED_PUBLISHER, True),
+    ]
+    assert {c.path for c in fake_hub.calls("GET", "/api/search/")} == {"/api/search/v4"}
+
+
+async def test_v3_is_the_fallback_when_v4_fails(fake_hub: FakeHub) -> None:  # noqa: F811
+    _seed_catalog(fake_hub)
+    fake_hub.search_v4 = False
+    async with HubClient(fake_hub.url) as client:
+        classifier = CatalogClassifier(client)
+        results = await classifier.classify([Reference.parse("bitnami/redis")])
+        results += await classifier.classify([Reference.parse("jaegertracing/all-in-one")])
+    assert [(r.category, r.verified) for r in results] == [
+        (Category.VERIFIED_PUBLISHER, True),
+        (Category.SPONSORED_OSS, True),
+    ]
+    paths = [c.path for c in fake_hub.calls("GET", "/api/search/")]
+    # v4 asked once; after its 404 the run asks v3 only
+    assert paths.count("/api/search/v4") == 1
+    assert paths.count("/api/search/v3/catalog/search") == 2

@@ -1,4 +1,8 @@
-"""HubClient against the fake Hub: login, JWT reuse and renewal, pagination, rate limits, errors."""
+"""HubClient against the fake Hub: login, JWT reuse and renewal, pagination, rate limits, errors.
+
+The retries are the registry client's (:class:`RetryPolicy`): waits the Hub asks for are real,
+so the tests ask for short ones.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from imagevet.errors import HubError, HubRateLimitedError, SecurityError, TransportError
+from imagevet.errors import (
+    HubError,
+    HubRateLimitedError,
+    LimitExceededError,
+    SecurityError,
+    TransportError,
+)
 from imagevet.hub import HubClient, HubCredentials
+from imagevet.registry import RetryPolicy, TransferTimeouts
 from tests.support.fake_hub import FakeHub, fake_hub  # noqa: F401  (fixture)
-
-
-class Sleeps:
-    """An injectable ``sleep`` that records the waits and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def _creds(hub: FakeHub) -> HubCredentials:
@@ -111,47 +112,95 @@ async def test_next_on_another_origin_is_refused(fake_hub: FakeHub, client: HubC
 
 async def test_page_size_is_capped_at_100(fake_hub: FakeHub, client: HubClient) -> None:  # noqa: F811
     [_ async for _ in client.paginate("/v2/orgs/acme/groups", page_size=500)]
-    assert fake_hub.calls("GET")[0].query["page_size"] == ["100"]
+    [_ async for _ in client.paginate("/v2/orgs/acme/groups", params={"page_size": 1000})]
+    await client.request("GET", "/v2/orgs/acme/groups", params={"page_size": 250})
+    assert [c.query["page_size"] for c in fake_hub.calls("GET")] == [["100"]] * 3
 
 
-async def test_429_retry_after_seconds_then_success(fake_hub: FakeHub) -> None:  # noqa: F811
-    sleeps = Sleeps()
-    async with HubClient(fake_hub.url, _creds(fake_hub), sleep=sleeps) as c:
+async def test_pagination_is_bounded(fake_hub: FakeHub, client: HubClient) -> None:  # noqa: F811
+    for i in range(5):
+        fake_hub.add_repository("acme", f"repo{i}")
+    fake_hub.next_loop = True  # every next link points back at page 1
+
+    async def walk() -> list[str]:
+        return [
+            r["name"]
+            async for r in client.paginate("/v2/namespaces/acme/repositories", page_size=2)
+        ]
+
+    with pytest.raises(LimitExceededError, match="a page already read"):
+        await asyncio.wait_for(walk(), 10)
+    assert len(fake_hub.calls("GET")) == 2  # page 1, page 2, and no third request
+
+
+@pytest.fixture
+def retry_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> pytest.LogCaptureFixture:
+    # the CLI (when another test ran it) stops imagevet records from reaching caplog
+    monkeypatch.setattr(logging.getLogger("imagevet"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="imagevet")
+    return caplog
+
+
+async def test_429_retry_after_seconds_then_success(
+    fake_hub: FakeHub,  # noqa: F811
+    retry_log: pytest.LogCaptureFixture,
+) -> None:
+    async with HubClient(fake_hub.url, _creds(fake_hub)) as c:
         await c.login()
-        fake_hub.throttle(2, retry_after=7)
+        fake_hub.throttle(2, retry_after=0.05)
         data = await c.get_json("/v2/orgs/acme/groups")
     assert data["count"] == 1
-    assert sleeps.waits == [7.0, 7.0]
+    assert [r.status for r in fake_hub.calls("GET")] == [429, 429, 200]
+    assert retry_log.text.count("retrying in 0.05 s as Retry-After asks") == 2
+
+
+async def test_429_retry_after_as_unix_time(
+    fake_hub: FakeHub,  # noqa: F811
+    retry_log: pytest.LogCaptureFixture,
+) -> None:
+    # a live Hub 429 carried retry-after: 1746136938 (docker/hub-feedback#2459): a moment, not
+    # 55 years; read as seconds it was "wait longer than allowed" and failed at once
+    async with HubClient(fake_hub.url, _creds(fake_hub)) as c:
+        await c.login()
+        fake_hub.throttle(1, retry_after=1, style="unix")
+        started = time.monotonic()
+        data = await c.get_json("/v2/orgs/acme/groups")
+    assert data["count"] == 1
+    assert [r.status for r in fake_hub.calls("GET")] == [429, 200]
+    assert time.monotonic() - started < 5
+    assert "as Retry-After asks" in retry_log.text
 
 
 async def test_429_old_unix_time_x_retry_after(fake_hub: FakeHub) -> None:  # noqa: F811
-    sleeps = Sleeps()
-    async with HubClient(fake_hub.url, _creds(fake_hub), sleep=sleeps) as c:
-        fake_hub.throttle(1, retry_after=20, unix_time=True)  # hits the login itself
+    async with HubClient(fake_hub.url, _creds(fake_hub)) as c:
+        fake_hub.throttle(1, retry_after=1, style="x-unix")  # hits the login itself
         await c.get_json("/v2/orgs/acme/groups")
-    assert len(sleeps.waits) == 1 and 18 <= sleeps.waits[0] <= 21
+    assert [r.status for r in fake_hub.calls("POST")] == [429, 200]
 
 
 async def test_429_too_often_gives_rate_limited_error(fake_hub: FakeHub) -> None:  # noqa: F811
-    sleeps = Sleeps()
-    async with HubClient(fake_hub.url, _creds(fake_hub), sleep=sleeps, max_retries=2) as c:
+    async with HubClient(fake_hub.url, _creds(fake_hub), retry=RetryPolicy.no_wait(3)) as c:
         await c.login()
-        fake_hub.throttle(5, retry_after=3)
+        fake_hub.throttle(5, retry_after=0.01)
         with pytest.raises(HubRateLimitedError) as info:
             await c.get_json("/v2/orgs/acme/groups")
-    assert info.value.retry_after == 3.0
+    assert info.value.retry_after == 0.01
+    assert info.value.exhausted  # nothing above the client sends it again
     assert "Rate limit exceeded" in str(info.value)
-    assert sleeps.waits == [3.0, 3.0]
+    assert [r.status for r in fake_hub.calls("GET")] == [429, 429, 429]
 
 
 async def test_429_asking_too_long_fails_at_once(fake_hub: FakeHub) -> None:  # noqa: F811
-    sleeps = Sleeps()
-    async with HubClient(fake_hub.url, _creds(fake_hub), sleep=sleeps, max_wait=10) as c:
+    retry = RetryPolicy(max_retry_after=10)
+    async with HubClient(fake_hub.url, _creds(fake_hub), retry=retry) as c:
         await c.login()
         fake_hub.throttle(1, retry_after=3600)
-        with pytest.raises(HubRateLimitedError):
+        with pytest.raises(HubRateLimitedError) as info:
             await c.get_json("/v2/orgs/acme/groups")
-    assert sleeps.waits == []
+    assert info.value.retry_after == 3600
+    assert len(fake_hub.calls("GET")) == 1
 
 
 async def test_remaining_zero_waits_for_reset() -> None:
@@ -193,9 +242,13 @@ async def test_error_bodies_become_hub_errors(
 
 
 async def test_transport_failure_is_typed() -> None:
-    async with HubClient("http://127.0.0.1:9", None, timeout=2) as c:
-        with pytest.raises(TransportError):
+    retry = RetryPolicy.no_wait(2)
+    async with HubClient(
+        "http://127.0.0.1:9", None, timeouts=TransferTimeouts.within(2), retry=retry
+    ) as c:
+        with pytest.raises(TransportError) as info:
             await c.get_json("/api/search/v3/catalog/search", auth=False)
+    assert info.value.exhausted
 
 
 async def test_no_secret_in_logs_or_repr(
@@ -216,3 +269,15 @@ async def test_no_secret_in_logs_or_repr(
     assert caplog.records
     assert fake_hub.seed.pat not in text
     assert "eyJ" not in text  # no JWT
+
+
+async def test_sso_enforced_org_refuses_a_password_with_a_hint(fake_hub: FakeHub) -> None:  # noqa: F811
+    assert fake_hub.seed is not None
+    fake_hub.sso_orgs.add("acme")
+    creds = HubCredentials("alice", fake_hub.seed.password)
+    async with HubClient(fake_hub.url, creds) as c:
+        with pytest.raises(HubError) as info:
+            await c.login()
+    assert info.value.status == 401
+    assert "single sign-on" in str(info.value) and "personal access token" in str(info.value)
+    assert fake_hub.seed.password not in str(info.value)

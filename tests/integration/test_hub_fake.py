@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -122,20 +123,27 @@ async def test_violations_are_recorded(fake_hub: FakeHub, http: aiohttp.ClientSe
     pat = await _jwt(http, fake_hub, "alice", fake_hub.seed.pat)
     headers = {"Authorization": f"Bearer {pat}"}
     url = fake_hub.url + "/v2/namespaces/acme/repositories"
-    async with http.post(url, json={"name": "ok-name", "color": "red"}, headers=headers) as r:
+    body = {"name": "ok-name", "namespace": "acme", "color": "red"}
+    async with http.post(url, json=body, headers=headers) as r:
         assert r.status == 400
         assert "color" in (await r.json())["fields"]
     async with http.post(url, json={"namespace": "acme"}, headers=headers) as r:
         assert r.status == 400
-    async with http.post(url, json={"name": "ab", "description": "d" * 101}, headers=headers) as r:
+    async with http.post(url, json={"name": "ab"}, headers=headers) as r:  # the spec requires it
         assert r.status == 400
-    status, _, _ = await _get(http, url + "?page_size=101", pat)
-    assert status == 400
+    body = {"name": "ab", "namespace": "acme", "description": "d" * 101}
+    async with http.post(url, json=body, headers=headers) as r:
+        assert r.status == 400
+    for i in range(102):
+        fake_hub.add_repository("acme", f"r{i:03}")
+    status, page, _ = await _get(http, url + "?page_size=101", pat)
+    assert status == 200 and len(page["results"]) == 100  # capped as the real Hub does
+    assert "page_size=100" in page["next"] and "page_size=101" not in page["next"]
     status, _, _ = await _get(http, fake_hub.url + "/v2/orgs/acme/groups", pat, scheme="JWT")
     assert status == 200
     status, _, _ = await _get(http, fake_hub.url + "/v2/orgs/acme/members", pat)
     assert status == 404
-    grant = fake_hub.url + "/v2/repositories/acme/ab/groups?group_name=developers&permission=read"
+    grant = fake_hub.url + "/v2/repositories/acme/ab/groups/?group_name=developers&permission=read"
     async with http.post(grant, headers=headers) as r:
         assert r.status == 400
     found = "\n".join(fake_hub.violations)
@@ -143,8 +151,9 @@ async def test_violations_are_recorded(fake_hub: FakeHub, http: aiohttp.ClientSe
     for expected in (
         "{'color': ['Unknown field.']}",
         "{'name': ['This field is required.']}",
+        "{'namespace': ['This field is required.']}",
         "description longer than 100",
-        "page_size=101 out of range",
+        "page_size=101 above the cap 100",
         "Authorization: JWT",
         "GET /v2/orgs/acme/members: route not in dockerhub-api.md",
         "group_name/permission as query parameters",
@@ -162,14 +171,105 @@ async def test_login_errors(fake_hub: FakeHub, http: aiohttp.ClientSession) -> N
 
 async def test_429_then_success(fake_hub: FakeHub, http: aiohttp.ClientSession) -> None:  # noqa: F811
     fake_hub.throttle(1, retry_after=4)
-    fake_hub.throttle(1, retry_after=4, unix_time=True)
+    fake_hub.throttle(1, retry_after=4, style="x-unix")
+    fake_hub.throttle(1, retry_after=4, style="unix")
     url = fake_hub.url + "/api/search/v3/catalog/search?query=x&from=0&size=25"
     status, body, headers = await _get(http, url)
     assert (status, headers["Retry-After"], body["detail"]) == (429, "4", "Rate limit exceeded")
     status, _, headers = await _get(http, url)
     assert status == 429 and "X-Retry-After" in headers and "Retry-After" not in headers
+    status, _, headers = await _get(http, url)  # the form a live 429 had: a unix time
+    assert status == 429 and 3 <= int(headers["Retry-After"]) - time.time() <= 5
     status, _, _ = await _get(http, url)
     assert status == 200
+
+
+async def test_legacy_routes_need_their_trailing_slash(
+    fake_hub: FakeHub,  # noqa: F811
+    http: aiohttp.ClientSession,
+) -> None:
+    assert fake_hub.seed is not None
+    fake_hub.add_repository("acme", "app")
+    pat = await _jwt(http, fake_hub, "alice", fake_hub.seed.pat)
+    headers = {"Authorization": f"Bearer {pat}"}
+    grant = {"group_id": fake_hub.seed.team_id, "permission": "read"}
+    base = fake_hub.url + "/v2/repositories/acme/app"
+    async with http.post(base + "/groups", json=grant, headers=headers, allow_redirects=False) as r:
+        assert (r.status, r.headers["Location"]) == (301, base + "/groups/")
+    assert fake_hub.team_permission("acme", "app", "developers") is None
+    async with http.post(base + "/groups/", json=grant, headers=headers) as r:
+        assert r.status == 200
+    async with http.post(base + "/privacy", json={"is_private": True}, headers=headers,
+                         allow_redirects=False) as r:
+        assert r.status == 301
+    assert "without its trailing slash" in "\n".join(fake_hub.violations)
+    fake_hub.violations.clear()
+
+
+async def test_oat_refused_off_the_namespaced_routes(
+    fake_hub: FakeHub,  # noqa: F811
+    http: aiohttp.ClientSession,
+) -> None:
+    assert fake_hub.seed is not None
+    fake_hub.add_repository("acme", "app")
+    oat = await _jwt(http, fake_hub, "acme", fake_hub.seed.oat)
+    headers = {"Authorization": f"Bearer {oat}"}
+    base = fake_hub.url + "/v2/repositories/acme/app/"
+    grant = {"group_id": fake_hub.seed.team_id, "permission": "read"}
+    for url, body in ((base + "groups/", grant), (base + "privacy/", {"is_private": True})):
+        async with http.post(url, json=body, headers=headers) as r:
+            assert r.status == 403
+            assert (await r.json())["message"] == "token issued from organization access token is not allowed"
+    async with http.patch(base, json={"description": "x"}, headers=headers) as r:
+        assert r.status == 403
+    # the namespaced description route takes it
+    url = fake_hub.url + "/v2/namespaces/acme/repositories/app"
+    async with http.patch(url, json={"description": "from an OAT"}, headers=headers) as r:
+        assert r.status == 200
+    assert (fake_hub.repository("acme", "app") or {})["description"] == "from an OAT"
+
+
+async def test_repository_management_needs_read_write_delete(
+    fake_hub: FakeHub,  # noqa: F811
+    http: aiohttp.ClientSession,
+) -> None:
+    writer = await _jwt(http, fake_hub, "alice", fake_hub.add_pat("alice", level="repo:write"))
+    headers = {"Authorization": f"Bearer {writer}"}
+    url = fake_hub.url + "/v2/namespaces/acme/repositories"
+    async with http.post(url, json={"name": "app", "namespace": "acme"}, headers=headers) as r:
+        assert r.status == 403
+    admin = await _jwt(http, fake_hub, "alice", fake_hub.add_pat("alice", level="repo:admin"))
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with http.post(url, json={"name": "app", "namespace": "acme"}, headers=headers) as r:
+        assert r.status == 201
+
+
+async def test_sso_enforced_org_refuses_password_login(
+    fake_hub: FakeHub,  # noqa: F811
+    http: aiohttp.ClientSession,
+) -> None:
+    assert fake_hub.seed is not None
+    fake_hub.sso_orgs.add("acme")
+    body = {"identifier": "alice", "secret": fake_hub.seed.password}
+    async with http.post(fake_hub.url + "/v2/auth/token", json=body) as r:
+        assert r.status == 401
+        assert "personal access token" in (await r.json())["detail"]
+    await _jwt(http, fake_hub, "alice", fake_hub.seed.pat)  # a PAT still logs in
+
+
+async def test_search_v4_gives_null_badges_v3_none(
+    fake_hub: FakeHub,  # noqa: F811
+    http: aiohttp.ClientSession,
+) -> None:
+    fake_hub.add_catalog_entry("someone/tool", badge=None)
+    query = "?query=someone/tool&from=0&size=25"
+    _, v4, _ = await _get(http, fake_hub.url + "/api/search/v4" + query)
+    _, v3, _ = await _get(http, fake_hub.url + "/api/search/v3/catalog/search" + query)
+    assert [(r["id"], r["badge"]) for r in v4["results"]] == [("someone/tool", None)]
+    assert [(r["id"], r["badge"]) for r in v3["results"]] == [("someone/tool", "none")]
+    fake_hub.search_v4 = False
+    status, _, _ = await _get(http, fake_hub.url + "/api/search/v4" + query)
+    assert status == 404
 
 
 async def test_token_service_for_a_real_registry(

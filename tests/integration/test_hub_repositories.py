@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from imagevet.errors import HubError
+from imagevet.errors import HubError, HubTokenError
 from imagevet.hub import HubClient, HubCredentials, HubRepositoryManager, render_overview
 from imagevet.repository_spec import (
     RepoChange,
@@ -83,6 +83,8 @@ async def test_create_grant_and_second_diff_is_empty(
         "is_private": True,
     }
     grant = fake_hub.calls("POST", "/v2/repositories/acme/redis/groups")[0]
+    assert grant.path == "/v2/repositories/acme/redis/groups/"  # the slash is part of the route
+    assert grant.status == 200
     assert grant.body == {"group_id": fake_hub.seed.team_id, "permission": "read"}  # type: ignore[union-attr]
     # a fresh repository needs no privacy/description calls and no permission read
     assert fake_hub.calls("PATCH") == []
@@ -144,7 +146,12 @@ async def test_policy_change_brings_privacy_and_descriptions_back(
     assert changes[0].detail == "make public"
     assert changes[1].detail == "update full_description"
     await manager.apply(changed, changes)
-    patch = fake_hub.calls("PATCH", "/v2/repositories/acme/redis/")[0]
+    # the namespaced update route (hub-mcp's), which organization access tokens may use too
+    (patch,) = fake_hub.calls("PATCH")
+    assert patch.path == "/v2/namespaces/acme/repositories/redis"
+    assert (fake_hub.calls("POST", "/v2/repositories/acme/redis/privacy")[0].path) == (
+        "/v2/repositories/acme/redis/privacy/"
+    )
     assert patch.body == {
         "description": changed.description,
         "full_description": "# new overview\n",
@@ -222,10 +229,57 @@ async def test_works_with_an_organization_access_token(fake_hub: FakeHub) -> Non
     creds = HubCredentials("acme", fake_hub.seed.oat)
     async with HubClient(fake_hub.url, creds) as client:
         manager = HubRepositoryManager(client)
-        spec = _spec()
+        spec = _spec(teams={})
         await manager.apply(spec, await manager.diff(spec))
         assert await manager.diff(spec) == []
-    assert fake_hub.team_permission("acme", "redis", "developers") == "read"
+        changed = _spec(teams={}, full_description="# new overview\n")
+        await manager.apply(changed, await manager.diff(changed))
+        assert await manager.diff(changed) == []
+    repo = fake_hub.repository("acme", "redis")
+    assert repo is not None and repo["is_private"] is True
+    assert repo["full_description"] == "# new overview\n"
+    assert fake_hub.calls(path_prefix="/v2/repositories/") == []  # OATs are refused there
+
+
+async def test_organization_access_token_and_teams_need_a_pat(fake_hub: FakeHub) -> None:  # noqa: F811
+    # Docker Hub takes OATs on the namespace-scoped routes only; team grants have none: the
+    # real Hub answers 403, so imagevet says what to do before it sends anything
+    assert fake_hub.seed is not None
+    creds = HubCredentials("acme", fake_hub.seed.oat)
+    async with HubClient(fake_hub.url, creds) as client:
+        manager = HubRepositoryManager(client)
+        with pytest.raises(HubTokenError) as info:
+            await manager.diff(_spec())
+        with pytest.raises(HubTokenError):
+            await manager.apply(_spec(), [RepoChange(RepoChangeKind.CREATE, "create")])
+    assert (
+        "acme/redis: granting team permissions (developers) needs a personal access token"
+        in str(info.value)
+    )
+    assert "Read, Write, Delete" in str(info.value)
+    assert fake_hub.seed.oat not in str(info.value)
+    assert [r.path for r in fake_hub.requests] == []  # refused before sending
+    assert fake_hub.repository("acme", "redis") is None  # nothing half done
+
+
+async def test_organization_access_token_cannot_change_privacy(fake_hub: FakeHub) -> None:  # noqa: F811
+    assert fake_hub.seed is not None
+    fake_hub.add_repository("acme", "redis", private=False)
+    async with HubClient(fake_hub.url, HubCredentials("acme", fake_hub.seed.oat)) as client:
+        with pytest.raises(HubTokenError, match="changing privacy needs a personal access token"):
+            await HubRepositoryManager(client).diff(_spec(teams={}))
+    assert fake_hub.calls(path_prefix="/v2/repositories/") == []
+
+
+async def test_read_write_pat_is_not_enough(fake_hub: FakeHub) -> None:  # noqa: F811
+    writer = fake_hub.add_pat("alice", level="repo:write")
+    async with HubClient(fake_hub.url, HubCredentials("alice", writer)) as client:
+        manager = HubRepositoryManager(client)
+        spec = _spec(teams={})
+        with pytest.raises(HubError) as info:
+            await manager.apply(spec, await manager.diff(spec))
+    assert info.value.status == 403
+    assert writer not in str(info.value)
 
 
 async def test_no_secret_in_logs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imagevet.category import AccessSettings
-from imagevet.errors import HubError
+from imagevet.errors import HubTokenError
 from imagevet.hub import (
     Ability,
     AbilityCheck,
@@ -37,9 +37,11 @@ async def test_read_access_settings(fake_hub: FakeHub) -> None:  # noqa: F811
 async def test_settings_refuse_an_oat(fake_hub: FakeHub) -> None:  # noqa: F811
     assert fake_hub.seed is not None
     async with HubClient(fake_hub.url, HubCredentials("acme", fake_hub.seed.oat)) as client:
-        with pytest.raises(HubError) as info:
+        with pytest.raises(HubTokenError) as info:
             await read_access_settings(client, "acme")
     assert info.value.status == 403
+    assert "needs a personal access token" in str(info.value)
+    assert fake_hub.calls("GET", "/v2/orgs/acme/settings") == []  # refused before sending
 
 
 def _by_ability(checks: list[AbilityCheck]) -> dict[Ability, CheckStatus]:
@@ -64,6 +66,15 @@ async def test_probe_with_owner_pat(fake_hub: FakeHub) -> None:  # noqa: F811
     # only reads: nothing was created or changed
     assert {r.method for r in fake_hub.requests} <= {"GET", "POST"}
     assert [r.path for r in fake_hub.calls("POST")] == ["/v2/auth/token"]
+    # the level repository management needs (dockerhub-api.md §12): Read & Write is not enough
+    details = {c.ability: c.detail for c in checks}
+    for ability in (
+        Ability.CREATE_REPOSITORIES,
+        Ability.EDIT_REPOSITORIES,
+        Ability.GRANT_TEAMS,
+    ):
+        assert '"Read, Write, Delete" (repo:admin)' in details[ability]
+        assert "Read & Write is not enough" in details[ability]
 
 
 async def test_probe_with_oat_reports_settings_and_scope_needs(fake_hub: FakeHub) -> None:  # noqa: F811
@@ -76,9 +87,13 @@ async def test_probe_with_oat_reports_settings_and_scope_needs(fake_hub: FakeHub
     assert status[Ability.LIST_PRIVATE] is CheckStatus.UNKNOWN
     assert status[Ability.READ_TEAMS] is CheckStatus.MISSING
     assert status[Ability.READ_SETTINGS] is CheckStatus.MISSING
+    # privacy and team grants have no namespaced route: an OAT cannot do them at all
+    assert status[Ability.EDIT_REPOSITORIES] is CheckStatus.MISSING
+    assert status[Ability.GRANT_TEAMS] is CheckStatus.MISSING
     details = {c.ability: c.detail for c in checks}
     assert "scope-repository-create" in details[Ability.CREATE_REPOSITORIES]
     assert "PAT" in details[Ability.READ_SETTINGS]
+    assert "use a personal access token" in details[Ability.GRANT_TEAMS]
     assert oat not in repr(checks)
 
 

@@ -476,3 +476,44 @@ async def test_one_bad_target_listing_or_unreadable_target_stops_only_its_entry(
     assert summary["counts"] == {"copy": 1, "noop": 1}
     assert fake_registry.tags["acme/fine"] == {"2": images["2"].digest}
     assert "acme/down" not in fake_registry.tags
+
+
+def test_a_lock_that_cannot_be_written_is_an_error_and_the_ledger_still_gets_the_run(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A follow entry's lock update that fails (a read-only checkout, a full disk) used to end the
+    run with a traceback before the ledger was written: the run's records were lost."""
+    import asyncio
+    import errno
+
+    from typer.testing import CliRunner
+
+    from imagevet.cli import app
+
+    asyncio.run(seed(plain_registry, f"{unique_repo}/app", {"1": make_image(seed="lock-ro-old")}))
+    policy = write_policy(tmp_path, target.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/app\n    mode: follow\n    tags:\n      tags: ['1']\n"
+    ))
+    runner = CliRunner()
+    assert runner.invoke(app, ["lock", "--policy", str(policy)]).exit_code == 0
+    assert runner.invoke(app, ["sync", "--policy", str(policy)]).exit_code == 0
+    asyncio.run(seed(plain_registry, f"{unique_repo}/app", {"1": make_image(seed="lock-ro-new")}))
+    lock_before = (tmp_path / "imagevet.lock").read_text()
+    records_before = len((tmp_path / ".imagevet" / "ledger.jsonl").read_text().splitlines())
+    real_replace = os.replace
+
+    def read_only_lock(src: Any, dst: Any, *args: Any, **kw: Any) -> None:
+        if str(dst).endswith("imagevet.lock"):
+            raise OSError(errno.EROFS, "Read-only file system", str(dst))
+        real_replace(src, dst, *args, **kw)
+
+    monkeypatch.setattr(os, "replace", read_only_lock)
+    result = runner.invoke(app, ["sync", "--policy", str(policy)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Read-only file system" in result.output and "imagevet.lock" in result.output
+    assert (tmp_path / "imagevet.lock").read_text() == lock_before
+    events = [json.loads(line)["event"] for line in (tmp_path / ".imagevet" / "ledger.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in events[records_before:]] == ["run", "update"]  # the run is in the ledger
+    assert verify_ledger(tmp_path / ".imagevet" / "ledger.jsonl").ok
+    assert json.loads((tmp_path / ".imagevet" / "last-sync.json").read_text())["counts"] == {"update": 1}

@@ -5,7 +5,7 @@ CLI runs all reach it)::
 
     POST /v2/auth/token                                    users (password, PATs), OATs (org name)
     GET|POST /v2/namespaces/{ns}/repositories              paginated list / create (strict body)
-    GET|HEAD /v2/namespaces/{ns}/repositories/{r}
+    GET|HEAD|PATCH /v2/namespaces/{ns}/repositories/{r}    PATCH: descriptions (hub-mcp), OATs too
     GET|HEAD /v2/namespaces/{ns}/repositories/{r}/tags[/{tag}]
     PATCH|DELETE /v2/repositories/{ns}/{r}/                legacy [client] routes
     POST /v2/repositories/{ns}/{r}/privacy/
@@ -15,13 +15,29 @@ CLI runs all reach it)::
                                                            legacy reads: OATs refused (403)
     GET /v2/orgs/{org}/groups[/{name}]
     GET|PUT /v2/orgs/{org}/settings                        PAT or password only
-    GET /api/search/v3/catalog/search                      fuzzy, like the real one
+    GET /api/search/v4, /api/search/v3/catalog/search      fuzzy, like the real one; v4 gives
+                                                           community badges as null
     GET /token                                             the registry token service (pluggable)
 
 Every response carries ``X-RateLimit-*``; :meth:`FakeHub.throttle` makes the next calls answer
-429 with ``Retry-After`` (or the older unix-time ``X-Retry-After``).  Lists paginate with
-absolute ``next`` URLs built from the fake's own base, a page past the end is 404, page_size
-is at most 100, and trailing slashes are tolerated.  Errors use the §2 bodies.
+429 with ``Retry-After`` in seconds, ``Retry-After`` as a unix time (as a live 429 did,
+dockerhub-api.md §12) or the older ``X-Retry-After``.  Lists paginate with absolute ``next``
+URLs built from the fake's own base, a page past the end is 404, and a ``page_size`` above 100
+is capped to 100 (as the real Hub does; the request is recorded as a violation).  Errors use
+the §2 bodies.
+
+As strict as the real Hub on what dockerhub-api.md §12 corrected:
+
+* the legacy ``/v2/repositories/...`` routes exist only with their trailing slash: without it
+  every method is answered ``301`` to the slashed URL (a client must not turn a POST into a GET);
+* organization access tokens are accepted on the namespace-scoped routes
+  (``/v2/namespaces/...``, plus the org's teams) only: any ``/v2/repositories/...`` or
+  ``/v2/users/...`` call with one is answered ``403 token issued from organization access token
+  is not allowed``, and so are the IAM settings;
+* creating repositories, editing descriptions, changing privacy and granting teams need a PAT of
+  level ``repo:admin`` ("Read, Write, Delete"); ``repo:write`` is refused with 403;
+* the create body requires ``namespace`` (equal to the path's);
+* an org in :attr:`FakeHub.sso_orgs` refuses password logins of its members (PAT required).
 
 Requests are checked strictly: an unknown route, an unknown query parameter or body field, a
 missing required field, a wrong type, an over-long description or an ``Authorization: JWT``
@@ -34,9 +50,9 @@ imagevet uses; ``hub.seed`` holds them) and ``fake_hub_registry`` (the same plus
 token-auth ``docker-registry`` whose token service is the fake Hub's ``/token``).
 
 Access rules the reference leaves open are our assumptions, kept simple: org owners and
-editors may create and edit repositories with a PAT of level ``repo:write`` or more; team
-permissions need ``repo:admin``; any org member may read teams and settings (owners may PUT
-them); OATs carry explicit scopes.  "Already exists" on create answers :attr:`FakeHub.exists_status`.
+editors may create and edit repositories and team permissions with a ``repo:admin`` PAT; any org
+member may read teams and settings (owners may PUT them); OATs carry explicit scopes.
+"Already exists" on create answers :attr:`FakeHub.exists_status`.
 """
 
 from __future__ import annotations
@@ -87,6 +103,12 @@ OAT_REFUSED = "token issued from organization access token is not allowed"
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _PAGE_PARAMS = {"page", "page_size"}
 _SEARCH_FILTERS = {"type", "source", "official", "open_source", "badges", "sort", "order"}
+_SEARCH_V4_PARAMS = {
+    "query", "from", "size", "sort", "order", "type", "badges", "categories", "architectures",
+    "operating_systems", "extension_reviewed", "images", "custom_boosted_results",
+}
+PAGE_SIZE_CAP = 100
+SSO_REFUSED = "Password login is not allowed: single sign-on is enforced, use a personal access token"
 _NOW = "2025-01-20T10:30:00Z"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -188,6 +210,10 @@ class FakeHub:
         self.catalog_status: int | None = None
         self.catalog_delay = 0.0
         self.next_base: str | None = None  # emit `next` on another origin (to test refusal)
+        self.next_loop = False  # every `next` points back at page 1 (to test bounded paging)
+        self.search_v4 = True  # False: /api/search/v4 answers 404 (v3 is the fallback)
+        self.search_v3 = True  # False: the undocumented v3 route is gone (404)
+        self.sso_orgs: set[str] = set()
         self.requests: list[LoggedRequest] = []
         self.violations: list[str] = []
         self.logins = 0
@@ -355,10 +381,13 @@ class FakeHub:
             }
 
     def add_catalog_entry(
-        self, repo_id: str, *, badge: str, popularity: int = 0, publisher: str | None = None
+        self, repo_id: str, *, badge: str | None, popularity: int = 0, publisher: str | None = None
     ) -> None:
-        """List ``repo_id`` (``ns/name``, or a bare name for officials) in the catalog search."""
-        assert badge in ("official", "verified_publisher", "open_source", "none"), badge
+        """List ``repo_id`` (``ns/name``, or a bare name for officials) in the catalog search.
+
+        ``badge=None`` is a community image as v4 shows it (``"badge": null``); v3 shows
+        ``"none"`` for it."""
+        assert badge in ("official", "verified_publisher", "open_source", "none", None), badge
         ns = repo_id.split("/", 1)[0] if "/" in repo_id else "library"
         with self._lock:
             self._catalog.append(
@@ -434,11 +463,13 @@ class FakeHub:
 
     # -- faults and inspection ---------------------------------------------------------------
 
-    def throttle(self, times: int, *, retry_after: float = 1.0, unix_time: bool = False) -> None:
-        """Answer the next ``times`` API calls 429, with ``Retry-After: retry_after`` or, with
-        ``unix_time``, ``X-Retry-After: <now + retry_after>``."""
+    def throttle(self, times: int, *, retry_after: float = 1.0, style: str = "seconds") -> None:
+        """Answer the next ``times`` API calls 429 asking to wait ``retry_after`` seconds, as
+        ``style`` says: ``seconds`` (``Retry-After: 7``), ``unix`` (``Retry-After: <now + 7>``,
+        as a live Hub 429 did) or ``x-unix`` (the older ``X-Retry-After: <now + 7>``)."""
+        assert style in ("seconds", "unix", "x-unix"), style
         with self._lock:
-            self._throttle.extend([(retry_after, "unix" if unix_time else "seconds")] * times)
+            self._throttle.extend([(retry_after, style)] * times)
 
     def expire_tokens(self) -> None:
         """Invalidate every JWT issued so far (the next call with one gets 401)."""
@@ -572,14 +603,26 @@ class FakeHub:
             if injected is not None:
                 wait, style = injected
                 rate.pop("Retry-After", None)
-                if style == "unix":
-                    rate["X-Retry-After"] = str(int(time.time() + wait))
+                if style == "x-unix":
+                    rate["X-Retry-After"] = str(int(math.ceil(time.time() + wait)))
+                elif style == "unix":
+                    rate["Retry-After"] = str(int(math.ceil(time.time() + wait)))
                 else:
                     rate["Retry-After"] = f"{wait:g}"
             return web.json_response(
                 {"detail": "Rate limit exceeded", "error": False}, status=429, headers=rate
             )
         response: web.StreamResponse
+        if request.path.startswith("/v2/repositories/") and not request.path.endswith("/"):
+            # docker/docs#3832, docker/hub-feedback#976: the legacy routes live at the slashed
+            # URL; the unslashed one answers 301 for every method (a POST must not become a GET)
+            self._violation(request, "legacy route without its trailing slash (Hub answers 301)")
+            location = self.url + request.path + "/"
+            if request.query_string:
+                location += "?" + request.query_string
+            response = web.Response(status=301, headers={"Location": location})
+            response.headers.update(rate)
+            return response
         try:
             rule, args = self._match(request, path)
             unknown = set(request.query) - rule.query
@@ -587,6 +630,11 @@ class FakeHub:
                 self._violation(request, f"unknown query parameters {sorted(unknown)}")
             principal = self._authenticate(request)
             entry.principal = principal.name if principal else None
+            if principal is not None and principal.kind == "oat" and path.startswith(
+                ("/v2/repositories/", "/v2/users/")
+            ):
+                # OATs work on the namespace-scoped routes only (the OAT reference, §12)
+                raise HubHTTPError(403, OAT_REFUSED)
             response = await rule.handler(request, principal, body, *args)
         except HubHTTPError as e:
             response = web.json_response(e.body, status=e.status)
@@ -627,6 +675,7 @@ class FakeHub:
             ),
             rule("POST", rf"/v2/namespaces/{seg}/repositories", self._create_repo),
             rule("GET HEAD", rf"/v2/namespaces/{seg}/repositories/{seg}", self._get_repo),
+            rule("PATCH", rf"/v2/namespaces/{seg}/repositories/{seg}", self._patch_repo),
             rule(
                 "GET HEAD", rf"/v2/namespaces/{seg}/repositories/{seg}/tags", self._list_tags, paged
             ),
@@ -647,9 +696,10 @@ class FakeHub:
             rule(
                 "GET",
                 r"/api/search/v3/catalog/search",
-                self._search,
+                self._search_v3,
                 {"query", "from", "size"} | _SEARCH_FILTERS,
             ),
+            rule("GET", r"/api/search/v4", self._search_v4, _SEARCH_V4_PARAMS),
         ]
 
     # -- auth -------------------------------------------------------------------------------
@@ -687,6 +737,8 @@ class FakeHub:
                 claims = {"kind": "oat", "scopes": sorted(self._orgs[ident].oats[secret])}
             elif self._passwords.get(ident) == secret:
                 claims = {"kind": "password", "level": "repo:admin"}
+                if any(ident in self._orgs[o].members for o in self.sso_orgs if o in self._orgs):
+                    return web.json_response({"detail": SSO_REFUSED}, status=401)
             self.logins += 1
             gen = self._generation
         if claims is None:
@@ -773,10 +825,14 @@ class FakeHub:
         except ValueError:
             self._violation(request, "page/page_size not integers")
             raise HubHTTPError(400, "bad request") from None
-        if size > 100 or size < 1 or page < 1:
-            self._violation(request, f"page={page} page_size={size} out of range (max 100)")
+        if size > PAGE_SIZE_CAP:
+            # the real Hub caps page_size rather than refusing it (badges/shields#4562)
+            self._violation(request, f"page_size={size} above the cap {PAGE_SIZE_CAP}")
+            size = PAGE_SIZE_CAP
+        if size < 1 or page < 1:
+            self._violation(request, f"page={page} page_size={size} out of range")
             raise HubHTTPError(
-                400, "bad request", fields={"page_size": ["Max 100."]}, text="Invalid page size"
+                400, "bad request", fields={"page_size": ["Invalid."]}, text="Invalid page size"
             )
         start = (page - 1) * size
         if page > 1 and start >= len(items):
@@ -791,7 +847,9 @@ class FakeHub:
         return web.json_response(
             {
                 "count": len(items),
-                "next": link(page + 1) if start + size < len(items) else None,
+                "next": link(1 if self.next_loop else page + 1)
+                if start + size < len(items)
+                else None,
                 "previous": link(page - 1) if page > 1 else None,
                 "results": items[start : start + size],
             }
@@ -901,7 +959,7 @@ class FakeHub:
         self._check_body(
             request,
             body,
-            {"name": str},
+            {"name": str, "namespace": str},
             {
                 "namespace": str,
                 "description": str,
@@ -941,7 +999,7 @@ class FakeHub:
             self._require(
                 who,
                 ns,
-                pat="repo:write",
+                pat="repo:admin",
                 roles=("owner", "editor"),
                 oat=("scope-repository-create",),
             )
@@ -964,6 +1022,28 @@ class FakeHub:
             repo = self._repo_or_404(ns, name)
             if not self._can_read(who, repo, oat="scope-repository-read"):
                 raise HubHTTPError(404, "not found", detail="object not found")
+            return web.json_response(self._repo_info(repo))
+
+    async def _patch_repo(
+        self, request: web.Request, who: Principal | None, body: Any, ns: str, name: str
+    ) -> web.Response:
+        """``PATCH /v2/namespaces/{ns}/repositories/{r}`` (Docker's hub-mcp): the descriptions."""
+        self._check_body(request, body, {}, {"description": str, "full_description": str})
+        if not body:
+            self._violation(request, "empty PATCH body")
+            raise HubHTTPError(400, "bad request")
+        for key, limit in (("description", 100), ("full_description", 25000)):
+            if len(body.get(key, "")) > limit:
+                self._violation(request, f"{key} longer than {limit}")
+                raise HubHTTPError(400, "bad request", fields={key: ["Too long."]}, text="Invalid")
+        with self._lock:
+            repo = self._repo_or_404(ns, name)
+            self._require(
+                who, ns, pat="repo:admin", roles=("owner", "editor"), oat=("scope-repository-edit",)
+            )
+            for key in ("description", "full_description"):
+                if key in body:
+                    repo[key] = body[key]
             return web.json_response(self._repo_info(repo))
 
     async def _legacy_repo(
@@ -1005,7 +1085,7 @@ class FakeHub:
         with self._lock:
             repo = self._repo_or_404(ns, name)
             self._require(
-                who, ns, pat="repo:write", roles=("owner", "editor"), oat=("scope-repository-edit",)
+                who, ns, pat="repo:admin", roles=("owner", "editor"), oat=("scope-repository-edit",)
             )
             for key in ("description", "full_description"):
                 if key in body:
@@ -1019,7 +1099,7 @@ class FakeHub:
         with self._lock:
             repo = self._repo_or_404(ns, name)
             self._require(
-                who, ns, pat="repo:write", roles=("owner", "editor"), oat=("scope-repository-edit",)
+                who, ns, pat="repo:admin", roles=("owner", "editor"), oat=("scope-repository-edit",)
             )
             repo["is_private"] = body["is_private"]
         return web.json_response({})
@@ -1221,7 +1301,29 @@ class FakeHub:
         with self._lock:
             return web.json_response({"restricted_images": dict(org.settings)})
 
-    async def _search(self, request: web.Request, who: Principal | None, body: Any) -> web.Response:
+    async def _search_v3(
+        self, request: web.Request, who: Principal | None, body: Any
+    ) -> web.Response:
+        if not self.search_v3:
+            raise HubHTTPError(404, "not found")
+        results, total = await self._search(request)
+        for item in results:
+            if item["badge"] is None:
+                item["badge"] = "none"
+        return web.json_response({"total": total, "results": results})
+
+    async def _search_v4(
+        self, request: web.Request, who: Principal | None, body: Any
+    ) -> web.Response:
+        """``/api/search/v4`` as Docker's hub-mcp reads it: ``badge`` may be null."""
+        if not self.search_v4:
+            raise HubHTTPError(404, "not found")
+        results, total = await self._search(request)
+        for item in results:
+            item.update(archived=False, extension_reviewed=False, operating_systems=[])
+        return web.json_response({"total": total, "results": results})
+
+    async def _search(self, request: web.Request) -> tuple[list[dict[str, Any]], int]:
         for name in ("query", "from", "size"):
             if name not in request.query:
                 self._violation(request, f"catalog search without {name}")
@@ -1244,7 +1346,7 @@ class FakeHub:
         # fuzzy and popularity-ordered, like the real thing: the exact repository may come late
         hits.sort(key=lambda e: (-e["_popularity"], e["id"]))
         results = [{k: v for k, v in e.items() if not k.startswith("_")} for e in hits]
-        return web.json_response({"total": len(results), "results": results[start : start + size]})
+        return results[start : start + size], len(results)
 
 
 @dataclass

@@ -45,11 +45,11 @@ def test_verify_with_a_public_key_file_and_no_policy(tmp_path: Path, monkeypatch
     import asyncio
 
     from imagevet.checkpoint import generate_key
-    from imagevet.ledger import AuditSetup, record_events
+    from imagevet.ledger import AuditSetup, FileLedger, record_events
 
     monkeypatch.chdir(tmp_path)
     signer = generate_key("acme-ledger")
-    setup = AuditSetup(ledger=tmp_path / ".imagevet" / "ledger.jsonl", checkpoint_file=tmp_path / ".imagevet" / "checkpoint", signer=signer)
+    setup = AuditSetup(ledger=FileLedger.at(tmp_path / ".imagevet" / "ledger.jsonl"), signer=signer)
     asyncio.run(record_events(setup, None, [{"kind": "run"}, {"kind": "copy"}]))
     (tmp_path / "org.pub").write_text(f"{signer.verifier}\n")
     ok = runner.invoke(app, ["audit", "verify", "--public-key", "org.pub"])
@@ -57,8 +57,8 @@ def test_verify_with_a_public_key_file_and_no_policy(tmp_path: Path, monkeypatch
     assert "2 records, chain intact; signed checkpoint at record 2 verified" in ok.output
     no_key = runner.invoke(app, ["audit", "verify"])
     assert no_key.exit_code == 2 and "no public key is configured" in no_key.output
-    lines = setup.ledger.read_text().splitlines(keepends=True)
-    setup.ledger.write_text(lines[0])
+    lines = setup.ledger.path.read_text().splitlines(keepends=True)
+    setup.ledger.path.write_text(lines[0])
     cut = runner.invoke(app, ["audit", "verify", "--public-key", "org.pub"])
     assert cut.exit_code == 1 and "records were removed" in cut.output
     (tmp_path / "bad.pub").write_text("acme-ledger+zz+AAAA\n")

@@ -12,6 +12,7 @@ import pytest
 from imagevet.checkpoint import Checkpoint, generate_key
 from imagevet.ledger import (
     AuditSetup,
+    FileLedger,
     LedgerDamagedError,
     LedgerError,
     append_events,
@@ -136,8 +137,7 @@ ORIGIN = "registry.example.com/acme/imagevet-audit"
 
 def _signed(tmp_path: Path, records: int = 4) -> AuditSetup:
     setup = AuditSetup(
-        ledger=tmp_path / ".imagevet" / "ledger.jsonl",
-        checkpoint_file=tmp_path / ".imagevet" / "checkpoint",
+        ledger=FileLedger.at(tmp_path / ".imagevet" / "ledger.jsonl"),
         signer=generate_key("acme-ledger"),
     )
     import asyncio
@@ -176,15 +176,15 @@ def test_a_signed_checkpoint_catches_what_the_chain_cannot(tmp_path: Path, tampe
 
     setup = _signed(tmp_path)
     assert asyncio.run(verify_audit(setup, None)).ok
-    lines = setup.ledger.read_text().splitlines(keepends=True)
-    setup.ledger.write_text("".join(tamper(lines)))
-    assert verify_ledger(setup.ledger).ok  # the chain alone still looks fine
+    lines = setup.ledger.path.read_text().splitlines(keepends=True)
+    setup.ledger.path.write_text("".join(tamper(lines)))
+    assert verify_ledger(setup.ledger.path).ok  # the chain alone still looks fine
     report = asyncio.run(verify_audit(setup, None))
     assert not report.ok and reason in report.reason()
-    before = setup.ledger.read_bytes()
+    before = setup.ledger.path.read_bytes()
     with pytest.raises(LedgerDamagedError, match="nothing was appended"):
         asyncio.run(record_events(setup, None, [{"kind": "run"}], now=NOW))
-    assert setup.ledger.read_bytes() == before
+    assert setup.ledger.path.read_bytes() == before
 
 
 def test_append_checks_the_checkpoint_it_is_given(tmp_path: Path) -> None:
@@ -203,16 +203,16 @@ def test_recover_a_deleted_ledger_offline(tmp_path: Path) -> None:
     from imagevet.ledger import recover
 
     setup = _signed(tmp_path, records=3)
-    old_checkpoint = setup.checkpoint_file.read_bytes()
-    setup.ledger.unlink()
+    old_checkpoint = setup.ledger.checkpoint.read_bytes()
+    setup.ledger.path.unlink()
     report = asyncio.run(verify_audit(setup, None))
     assert not report.ok and "the ledger has 0 records but the local checkpoint commits to 3" in report.reason()
     done = asyncio.run(recover(setup, None, reason="disk lost", now=NOW))
     assert done.damaged is None  # nothing to move: the file is gone
-    assert done.checkpoint_moved is not None and done.checkpoint_moved.read_bytes() == old_checkpoint
+    assert done.checkpoint_moved is not None and Path(done.checkpoint_moved).read_bytes() == old_checkpoint
     assert done.event["checkpoint"]["size"] == 3 and done.event["last_verified_seq"] == 0
     assert asyncio.run(verify_audit(setup, None)).ok
-    assert [r["event"]["kind"] for r in read_ledger(setup.ledger)] == ["recovered"]
+    assert [r["event"]["kind"] for r in read_ledger(setup.ledger.path)] == ["recovered"]
 
 
 @pytest.mark.parametrize(
@@ -236,9 +236,9 @@ def test_recover_offline_is_refused_when_its_checkpoint_must_be_pushed(tmp_path:
     from imagevet.reference import Reference
 
     setup = _signed(tmp_path, records=3)
-    setup = AuditSetup(setup.ledger, setup.checkpoint_file, Reference.parse(ORIGIN + ":checkpoint"), signer=setup.signer)
-    setup.ledger.write_text("".join(setup.ledger.read_text().splitlines(keepends=True)[:-1]))
-    before = sorted(p.name for p in setup.ledger.parent.iterdir())
+    setup = AuditSetup(setup.ledger, Reference.parse(ORIGIN + ":checkpoint"), signer=setup.signer)
+    setup.ledger.path.write_text("".join(setup.ledger.path.read_text().splitlines(keepends=True)[:-1]))
+    before = sorted(p.name for p in setup.ledger.path.parent.iterdir())
     with pytest.raises(LedgerError, match="recover pushes the new checkpoint to"):
         asyncio.run(recover(setup, None, reason="offline", now=NOW))
-    assert sorted(p.name for p in setup.ledger.parent.iterdir()) == before  # nothing moved
+    assert sorted(p.name for p in setup.ledger.path.parent.iterdir()) == before  # nothing moved

@@ -3,7 +3,7 @@
 The data flow, one module per step::
 
     discover      which files to read (by name, then by content)
-    dockerfile    compose  kubernetes  helm  workflow    finders: text -> FoundImage (pure)
+    dockerfile    compose  kubernetes  helm  kustomize  workflow    finders: text -> FoundImage (pure)
     scan          read the files, run the finders        -> ScanResult
     judge         IAM settings + categories + vetted mirrors -> Verdict per finding (pure)
     report        suppressions, counts, JSON, human lines   -> CheckReport
@@ -35,11 +35,13 @@ from imagevet.check.fix import (
 from imagevet.check.helm import find_in_helm_template, find_in_helm_values
 from imagevet.check.judge import CheckContext, Judge, Verdict, judge_all, repositories_to_classify
 from imagevet.check.kubernetes import find_in_kubernetes
+from imagevet.check.kustomize import find_in_kustomization
 from imagevet.check.model import (
     FindingKind,
     FixTarget,
     FoundImage,
     HelmImageMap,
+    KustomizeImage,
     Location,
     ReplaceSpan,
     SourceKind,
@@ -64,6 +66,7 @@ __all__ = [
     "FoundImage",
     "HelmImageMap",
     "Judge",
+    "KustomizeImage",
     "Location",
     "RULES",
     "RULES_BY_ID",
@@ -88,6 +91,7 @@ __all__ = [
     "find_in_helm_template",
     "find_in_helm_values",
     "find_in_kubernetes",
+    "find_in_kustomization",
     "find_in_workflow",
     "format_verdict",
     "judge_all",

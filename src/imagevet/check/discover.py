@@ -3,7 +3,8 @@
 By name: ``Dockerfile``, ``Containerfile``, ``Dockerfile.*``, ``*.Dockerfile`` (any case; not
 ``.md``, ``.txt``, ``.rst``, ``.adoc`` or ``.html`` documents);
 ``compose.y(a)ml``, ``compose.*.y(a)ml``, ``docker-compose*.y(a)ml``; ``.github/workflows/*.y(a)ml``;
-``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``*.y(a)ml`` and ``*.tpl``
+``values.yaml``, ``values-*.yaml``, ``values.*.yaml`` (Helm values); ``kustomization.y(a)ml`` and
+``Kustomization`` (Kustomize ``images:``); ``*.y(a)ml`` and ``*.tpl``
 at any depth under the ``templates/`` directory beside a ``Chart.yaml`` (Helm templates: Go
 templates, never parsed as YAML; subcharts under ``charts/`` are charts alike).  Any other YAML file is read and
 taken as a Kubernetes manifest when a line starts with ``apiVersion:`` and one with ``kind:``, or as
@@ -56,6 +57,9 @@ class Candidate:
     tree: Path | None = None
 
 
+_KUSTOMIZATION = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+"""The file names ``kustomize build`` reads a directory's kustomization from."""
+
 _NOT_DOCKERFILES = (".md", ".txt", ".rst", ".adoc", ".html")
 
 
@@ -77,6 +81,8 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
     name = path.name
     if _is_dockerfile(name):
         return SourceKind.DOCKERFILE
+    if name in _KUSTOMIZATION:
+        return SourceKind.KUSTOMIZE
     if chart_dir and name.lower().endswith(_TEMPLATE_SUFFIXES):
         return SourceKind.HELM_TEMPLATE
     if not name.lower().endswith(_YAML_SUFFIXES):
@@ -91,12 +97,23 @@ def kind_by_name(path: PurePosixPath, *, chart_dir: bool = False) -> SourceKind 
     return None
 
 
-def in_chart_templates(file: Path) -> bool:
+def in_chart_templates(file: Path, known: dict[str, bool] | None = None) -> bool:
     """Whether ``file`` lies, at any depth, under a ``templates/`` directory that has a
-    ``Chart.yaml`` beside it (a chart, or a subchart under a chart's ``charts/``)."""
-    for parent in Path(os.path.abspath(file)).parents:
-        if parent.name == "templates" and (parent.parent / "Chart.yaml").is_file():
+    ``Chart.yaml`` beside it (a chart, or a subchart under a chart's ``charts/``); ``known``
+    remembers the answer per directory (one walk asks once per directory)."""
+    absolute = os.path.abspath(file)
+    at = absolute.rfind(f"{os.sep}templates{os.sep}")
+    while at >= 0:
+        chart = absolute[:at]
+        if known is not None and chart in known:
+            found = known[chart]
+        else:
+            found = os.path.isfile(os.path.join(chart or os.sep, "Chart.yaml"))
+            if known is not None:
+                known[chart] = found
+        if found:
             return True
+        at = absolute.rfind(f"{os.sep}templates{os.sep}", 0, at)
     return False
 
 
@@ -111,6 +128,10 @@ def sniff_yaml(text: str) -> SourceKind | None:
 
 def _display(file: Path, root: Path) -> str:
     absolute = os.path.abspath(file)
+    prefix = str(root).rstrip(os.sep) + os.sep
+    if absolute.startswith(prefix) and len(absolute) > len(prefix):  # the common case, by string
+        rel = absolute[len(prefix):]
+        return rel.replace(os.sep, "/") if os.sep != "/" else rel
     rel = os.path.relpath(absolute, root) if absolute.startswith(str(root)) else ""
     if rel and not rel.startswith(".."):
         return PurePosixPath(*Path(rel).parts).as_posix()
@@ -122,9 +143,9 @@ def _excluded(display: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(display, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def _candidate(file: Path, root: Path, tree: Path) -> Candidate | None:
+def _candidate(file: Path, root: Path, tree: Path, known: dict[str, bool] | None = None) -> Candidate | None:
     display = _display(file, root)
-    kind = kind_by_name(PurePosixPath(display), chart_dir=in_chart_templates(file))
+    kind = kind_by_name(PurePosixPath(display), chart_dir=in_chart_templates(file, known))
     if kind is None and not file.name.lower().endswith(_YAML_SUFFIXES):
         return None
     return Candidate(file, display, kind, tree)
@@ -143,6 +164,7 @@ def discover(
     """
     root = Path(os.path.abspath(root))
     seen: set[Path] = set()
+    known: dict[str, bool] = {}
     for path in paths:
         if path.is_dir():
             tree = Path(os.path.realpath(path))
@@ -154,7 +176,7 @@ def discover(
                 )
                 for filename in sorted(filenames):
                     file = base / filename
-                    c = _candidate(file, root, tree)
+                    c = _candidate(file, root, tree, known)
                     if c is not None and file not in seen and not _excluded(c.path, exclude):
                         seen.add(file)
                         yield c

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from imagevet.check.files import write_confined
 from imagevet.check.judge import Verdict
-from imagevet.check.model import HelmImageMap, ReplaceSpan, Span
+from imagevet.check.model import HelmImageMap, KustomizeImage, ReplaceSpan, Span
 from imagevet.reference import DOCKER_HUB, Reference
 
 __all__ = [
@@ -159,10 +159,35 @@ def _map_edits(
         repository = new.repository if new.registry == DOCKER_HUB else new.name
     out.append(_edit(path, text, target.repository, repository, rule, "repository"))
     if target.digest is not None:
+        digest = new.digest.hex if target.digest_hex else str(new.digest)
         out.append(_edit(path, text, target.tag, new.tag, rule, "tag"))
-        out.append(_edit(path, text, target.digest, str(new.digest), rule, "digest"))
+        out.append(_edit(path, text, target.digest, digest, rule, "digest"))
     else:
         out.append(_edit(path, text, target.tag, f"{new.tag}@{new.digest}", rule, "tag"))
+    return out
+
+
+def _kustomize_edits(
+    path: str, text: str, target: KustomizeImage, new: Reference, rule: str
+) -> list[Edit]:
+    """Set ``newName``, ``newTag`` and ``digest`` of a Kustomize ``images:`` entry: edited where
+    written, the missing ones added after the entry's last key, as the entry writes its keys."""
+    assert new.tag is not None and new.digest is not None
+    out: list[Edit] = []
+    added: list[str] = []
+    for key, span, value in (
+        ("newName", target.new_name, new.name),
+        ("newTag", target.new_tag, new.tag),
+        ("digest", target.digest, str(new.digest)),
+    ):
+        if span is not None:
+            out.append(_edit(path, text, span, value, rule, key))
+        else:
+            added.append(f"{target.indent}{key}: {value}")
+    if added:
+        at = Span(target.insert_at, target.insert_at)
+        out.append(_edit(path, text, at, "".join(added), rule, ", ".join(
+            a.split(":", 1)[0].strip(", \r\n") for a in added) + " (added)"))
     return out
 
 
@@ -174,6 +199,8 @@ def edits_for(verdict: Verdict, text: str) -> list[Edit]:
     path = verdict.found.path
     if isinstance(fix, ReplaceSpan):
         edits = [_edit(path, text, fix.span, str(new), rule.id, fix.via)]
+    elif isinstance(fix, KustomizeImage):
+        edits = _kustomize_edits(path, text, fix, new, rule.id)
     else:
         edits = _map_edits(path, text, fix, new, rule.id)
     return [e for e in edits if e.old != e.new]

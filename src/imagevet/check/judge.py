@@ -173,6 +173,11 @@ class Judge:
         if ref.digest is not None:
             if v.tags_for(ref.digest):
                 return Verdict(found, None, f"{_short(ref)}: {what}, pinned to a vetted digest")
+            part = v.platform_of(ref.digest)
+            if part:
+                tag, platform = part[0]
+                return Verdict(found, None, f"{_short(ref)}: {what}, pinned to the {platform} manifest "
+                                            f"of vetted tag {tag}")
             replacement = v.pinned(ref.tag) if ref.tag is not None and ref.tag in v.tags else None
             hint = f"pin the vetted digest: {replacement}" if replacement else (
                 f"use a vetted tag ({_listed(v.tags)}) pinned to its digest")
@@ -193,9 +198,13 @@ class Judge:
         """The vetted, pinned mirror reference for ``ref``, when its tag or digest was vetted."""
         if ref.digest is not None:
             tags = v.tags_for(ref.digest)
-            if not tags:
+            if tags:
+                return v.pinned(ref.tag if ref.tag in tags else tags[0])
+            part = [t for t, _ in v.platform_of(ref.digest)]
+            if not part:
                 return None
-            return v.pinned(ref.tag if ref.tag in tags else tags[0])
+            # a platform manifest of a vetted index: the mirror holds it byte for byte, keep it
+            return v.mirror.with_tag(ref.tag if ref.tag in part else part[0]).with_digest(ref.digest)
         tag = _tag(ref)
         return v.pinned(tag) if tag in v.tags else None
 

@@ -14,6 +14,7 @@ __all__ = [
     "FixTarget",
     "FoundImage",
     "HelmImageMap",
+    "KustomizeImage",
     "Location",
     "ReplaceSpan",
     "SourceKind",
@@ -43,6 +44,7 @@ class SourceKind(enum.StrEnum):
     HELM_VALUES = "helm-values"
     HELM_TEMPLATE = "helm-template"
     WORKFLOW = "workflow"
+    KUSTOMIZE = "kustomize"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,29 @@ class HelmImageMap:
     tag: Span
     registry: Span | None = None
     digest: Span | None = None
+    digest_hex: bool = False
+    """The digest key holds the hex part only (a ``sha:`` key the template writes as
+    ``@sha256:{{ .sha }}``, or a value written without ``sha256:``)."""
 
 
-FixTarget = ReplaceSpan | HelmImageMap
+@dataclass(frozen=True, slots=True)
+class KustomizeImage:
+    """Fix a Kustomize ``images:`` entry: ``newName``, ``newTag`` and ``digest`` are set to the
+    vetted mirror (edited where written, added as new keys where missing); ``name`` never changes.
+
+    ``insert_at`` is where a missing key goes (the end of the entry's last line) and ``indent``
+    the text that starts it (``"\n    "`` for a block entry, ``", "`` for a flow one).
+    """
+
+    new_name: Span | None
+    new_tag: Span | None
+    digest: Span | None
+    insert_at: int
+    indent: str
+    flow: bool = False
+
+
+FixTarget = ReplaceSpan | HelmImageMap | KustomizeImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +122,12 @@ class FoundImage:
     ``text`` is the source text as written; ``value`` the string the scan resolved it to
     (variables substituted, Helm map fields joined); ``reference`` its parse when ``kind`` is
     REFERENCE.  ``fix`` says how ``--fix`` may rewrite it, or is None with ``fix_note`` saying why not.
+
+    ``inferred`` is empty for a reference read as written; otherwise it says what the scan put it
+    together from (``values.yaml image (registry, repository) and Chart.yaml appVersion 2.20.0,
+    v-prefixed as templates/_helpers.tpl:145 builds it``; ``.env TAG``): every output shows it.
+    ``note_only`` findings are not judged: they become one line of the report's notes (a value
+    the scan must not guess, like a Compose ``${TAG:?required}`` that nothing sets).
     """
 
     kind: FindingKind
@@ -112,6 +140,8 @@ class FoundImage:
     detail: str = ""
     fix: FixTarget | None = None
     fix_note: str = ""
+    inferred: str = ""
+    note_only: bool = False
 
     @property
     def path(self) -> str:

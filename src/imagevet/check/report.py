@@ -99,11 +99,16 @@ _MAX_LISTED_PLACES = 5
 
 
 def _chart_template(found: FoundImage) -> tuple[str, str] | None:
-    """``(chart, path in the chart)`` of a templated image line of a Helm chart template that the
-    scan cannot resolve; None for any other finding."""
-    if found.source is not SourceKind.HELM_TEMPLATE or found.kind is not FindingKind.UNRESOLVED:
+    """``(chart, path in the chart)`` of an image a Helm chart's templates or values leave
+    unresolved (Helm renders it; the scan does not); None for any other finding."""
+    if found.kind is not FindingKind.UNRESOLVED:
         return None
     parts = PurePosixPath(found.path).parts
+    if found.source is SourceKind.HELM_VALUES:
+        chart = PurePosixPath(*parts[:-1]).as_posix() if len(parts) > 1 else "."
+        return chart, f"{parts[-1]}:{found.location.line} ({found.context})"
+    if found.source is not SourceKind.HELM_TEMPLATE:
+        return None
     dirs = [i for i, part in enumerate(parts[:-1]) if part == "templates"]
     if not dirs:  # the scan started inside the chart's templates/: the chart is above it
         return "..", f"{found.path}:{found.location.line}"
@@ -126,28 +131,45 @@ def _chart_notes(unresolved: dict[str, list[str]]) -> list[str]:
     return out
 
 
+def _note(found: FoundImage) -> str:
+    """The note line of a finding the scan must not guess (``note_only``)."""
+    loc = found.location
+    return f"{loc.path}:{loc.line}:{loc.column}: {found.text} not judged: {found.detail}"
+
+
 def check_scan(scan: ScanResult, context: CheckContext, *, notes: Iterable[str] = ()) -> CheckReport:
     """Judge everything a scan found; drop the findings silenced by a suppression comment.
 
     The templated ``image:`` lines of Helm chart templates that the scan cannot resolve (Helm
-    renders them from values; the images of ``values.yaml`` are judged on their own) are not
-    verdicts: each chart gets one note listing them, which never fails the check.  Each file the
-    scan skipped unread becomes a note (``skipped <path>: <why>``).
+    renders them from values; the images of ``values.yaml`` are judged on their own), and the
+    values images it cannot put together, are not verdicts: each chart gets one note listing
+    them, which never fails the check.  A ``note_only`` finding (a value the scan must not
+    guess) is a note of its own.  Each file the scan skipped unread becomes a note
+    (``skipped <path>: <why>``).
     """
-    lines = {f.path: f.text.splitlines() for f in scan.files}
+    texts = {f.path: f.text for f in scan.files}
+    lines: dict[str, list[str]] = {}
     kept: list[Verdict] = []
     unresolved: dict[str, list[str]] = {}
+    own_notes: list[str] = []
     suppressed = 0
     for v in judge_all(scan.found, context):
         chart = _chart_template(v.found)
-        if _suppressed(v, lines.get(v.found.path, [])):
+        path = v.found.path
+        if path not in lines and v.rule is not None:
+            lines[path] = texts.get(path, "").splitlines()
+        if _suppressed(v, lines.get(path, [])):
             suppressed += 1
+        elif v.found.note_only:
+            own_notes.append(_note(v.found))
         elif chart is not None:
             unresolved.setdefault(chart[0], []).append(chart[1])
         else:
             kept.append(v)
     skipped = [f"skipped {f.path}: {f.reason}" for f in scan.skipped]
-    return CheckReport(scan.files, tuple(kept), suppressed, (*notes, *_chart_notes(unresolved), *skipped))
+    return CheckReport(
+        scan.files, tuple(kept), suppressed, (*notes, *_chart_notes(unresolved), *own_notes, *skipped)
+    )
 
 
 def verdict_to_json(v: Verdict) -> dict[str, Any]:
@@ -174,6 +196,8 @@ def verdict_to_json(v: Verdict) -> dict[str, Any]:
         "replacement": str(v.replacement) if v.replacement else None,
         "fixable": v.fixable,
         "fixNote": "" if v.fixable or v.replacement is None else f.fix_note,
+        "inferred": bool(f.inferred),
+        "inferredFrom": f.inferred or None,
     }
 
 
@@ -181,9 +205,10 @@ def format_verdict(v: Verdict) -> str:
     """One human line: ``path:line:col  RULE  message  suggestion``."""
     loc = v.found.location
     where = f"{loc.path}:{loc.line}:{loc.column}"
+    inferred = f" (inferred from {v.found.inferred})" if v.found.inferred else ""
     if v.rule is None:
-        return f"{where}  ok     {v.message}"
+        return f"{where}  ok     {v.message}{inferred}"
     suggestion = v.suggestion
     if v.replacement is not None:
         suggestion += " (--fix)" if v.fixable else f" (not auto-fixable: {v.found.fix_note})"
-    return f"{where}  {v.rule.id}  {v.message}" + (f"  {suggestion}" if suggestion else "")
+    return f"{where}  {v.rule.id}  {v.message}{inferred}" + (f"  {suggestion}" if suggestion else "")

@@ -79,7 +79,8 @@ def _result(
     region: dict[str, Any] = dict(_region(index, f.location.span))
     if f.text and "\n" not in f.text:
         region["snippet"] = {"text": f.text}
-    message = v.message + (f". Suggestion: {v.suggestion}" if v.suggestion else "")
+    message = v.message + (f" (inferred from {f.inferred})" if f.inferred else "")
+    message += f". Suggestion: {v.suggestion}" if v.suggestion else ""
     result: dict[str, Any] = {
         "ruleId": v.rule.id,
         "ruleIndex": rule_index[v.rule.id],
@@ -90,6 +91,8 @@ def _result(
         ],
         "partialFingerprints": {FINGERPRINT_KEY: _fingerprint(v)},
     }
+    if f.inferred:
+        result["properties"] = {"inferred": True, "inferredFrom": f.inferred}
     if v.fixable and f.path in texts:
         edits = edits_for(v, texts[f.path])
         result["fixes"] = [

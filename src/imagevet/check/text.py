@@ -29,14 +29,21 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class LineIndex:
     """Turns character offsets of one text into 1-based lines and columns."""
 
-    __slots__ = ("_starts", "path")
+    __slots__ = ("_starts", "_text", "path")
 
     def __init__(self, path: str, text: str) -> None:
         self.path = path
-        self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\n|\r", text)]
+        self._text = text
+        self._starts: list[int] | None = None
 
     def position(self, offset: int) -> tuple[int, int]:
         """The 1-based (line, column) of ``offset``; columns count characters (code points)."""
+        text = self._text
+        if self._starts is None and "\r" not in text:  # counted in C: no table for a few lookups
+            start = text.rfind("\n", 0, offset) + 1
+            return text.count("\n", 0, start) + 1, offset - start + 1
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\n|\r", text)]
         line = bisect.bisect_right(self._starts, offset) - 1
         return line + 1, offset - self._starts[line] + 1
 
@@ -54,6 +61,8 @@ class Expansion:
     value: str
     missing: tuple[str, ...] = ()
     used: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    """The missing variables written ``${VAR:?message}``/``${VAR?message}``: required, and unset."""
 
     @property
     def resolved(self) -> bool:
@@ -74,6 +83,7 @@ def expand_variables(
     out: list[str] = []
     missing: list[str] = []
     used: list[str] = []
+    required: list[str] = []
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -92,7 +102,7 @@ def expand_variables(
                 missing.append(text[i:])
                 out.append(text[i:])
                 break
-            _substitute(text[i + 2 : close], variables, escape, out, missing, used)
+            _substitute(text[i + 2 : close], variables, escape, out, missing, used, required)
             i = close + 1
             continue
         m = _NAME.match(text, i + 1)
@@ -108,7 +118,9 @@ def expand_variables(
         else:
             out.append(value)
         i = m.end()
-    return Expansion("".join(out), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(used)))
+    return Expansion(
+        "".join(out), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(used)), tuple(dict.fromkeys(required))
+    )
 
 
 def _matching_brace(text: str, open_at: int) -> int:
@@ -130,6 +142,7 @@ def _substitute(
     out: list[str],
     missing: list[str],
     used: list[str],
+    required: list[str],
 ) -> None:
     m = _NAME.match(inner)
     if not m:
@@ -157,6 +170,7 @@ def _substitute(
         out.append(sub.value)
         missing.extend(sub.missing)
         used.extend(sub.used)
+        required.extend(sub.required)
     elif op == "+":
         if value is None:  # unknown, or declared without a value: set at build time, if ever
             missing.append(name)
@@ -165,11 +179,13 @@ def _substitute(
             out.append(sub.value)
             missing.extend(sub.missing)
             used.extend(sub.used)
+            required.extend(sub.required)
     elif op == "?":
         if is_set:
             out.append(value or "")
         else:
             missing.append(name)
+            required.append(name)
     else:  # ${VAR#pattern} and friends: not evaluated
         missing.append("${" + inner + "}")
 

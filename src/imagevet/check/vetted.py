@@ -40,20 +40,30 @@ class VettedImage:
     """A vetted repository: its ``source``, its ``mirror`` and the vetted ``tags`` -> digests.
 
     ``source`` and ``mirror`` are kept as repositories (any tag or digest is dropped).
+    ``platforms`` maps a vetted tag whose digest is an index to the digest of each platform
+    manifest it lists (``{"7.2": {"linux/amd64": sha256:...}}``): a reference pinned to one of
+    them is pinned to part of a vetted image.
     """
 
     source: Reference
     mirror: Reference
     tags: Mapping[str, Digest] = field(default_factory=dict)
+    platforms: Mapping[str, Mapping[str, Digest]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", self.source.repo())
         object.__setattr__(self, "mirror", self.mirror.repo())
         object.__setattr__(self, "tags", dict(self.tags))
+        object.__setattr__(self, "platforms", {t: dict(p) for t, p in self.platforms.items() if t in self.tags})
 
     def tags_for(self, digest: Digest) -> list[str]:
         """The vetted tags whose digest is ``digest``, sorted."""
         return sorted(t for t, d in self.tags.items() if d == digest)
+
+    def platform_of(self, digest: Digest) -> list[tuple[str, str]]:
+        """``(tag, platform)`` of each vetted index that lists ``digest`` as a platform manifest,
+        sorted."""
+        return sorted((t, p) for t, children in self.platforms.items() for p, d in children.items() if d == digest)
 
     def pinned(self, tag: str) -> Reference:
         """The mirror at ``tag``, pinned to the vetted digest of that tag."""
@@ -61,7 +71,9 @@ class VettedImage:
 
 
 def vetted_from_data(data: Any, *, path: str = "<vetted>") -> list[VettedImage]:
-    """Build vetted images from decoded JSON: ``[{source, mirror, tags: {tag: digest}}]``."""
+    """Build vetted images from decoded JSON: ``[{source, mirror, tags: {tag: digest}}]``, each
+    entry optionally with ``platforms: {tag: {"linux/amd64": digest}}``, the platform manifests
+    of a vetted tag's index."""
     if not isinstance(data, list):
         raise PolicyError(path, "expected a list of {source, mirror, tags}")
     out: list[VettedImage] = []
@@ -76,11 +88,22 @@ def vetted_from_data(data: Any, *, path: str = "<vetted>") -> list[VettedImage]:
             if not isinstance(raw_tags, dict):
                 raise PolicyError(path, "expected an object of tag: digest", field=f"{where}.tags")
             tags = {str(t): Digest.parse(str(d)) for t, d in raw_tags.items()}
+            raw_platforms = entry.get("platforms", {})
+            if not isinstance(raw_platforms, dict) or not all(isinstance(p, dict) for p in raw_platforms.values()):
+                raise PolicyError(path, "expected an object of tag: {platform: digest}", field=f"{where}.platforms")
+            platforms = {
+                str(t): {str(p): Digest.parse(str(d)) for p, d in children.items()}
+                for t, children in raw_platforms.items()
+            }
+            unknown = sorted(set(platforms) - set(tags))
+            if unknown:
+                raise PolicyError(path, f"platforms of a tag that is not vetted: {', '.join(unknown)}",
+                                  field=f"{where}.platforms")
         except KeyError as e:
             raise PolicyError(path, "missing", field=f"{where}.{e.args[0]}") from None
         except (InvalidReferenceError, InvalidDigestError) as e:
             raise PolicyError(path, str(e), field=where) from None
-        out.append(VettedImage(source, mirror, tags))
+        out.append(VettedImage(source, mirror, tags, platforms))
     return out
 
 
@@ -100,7 +123,9 @@ def vetted_from_lock(policy: Policy, lock: Lock) -> list[VettedImage]:
 
     The digests are the source's (the lock's).  An entry that mirrors a platform subset holds a
     rewritten index at the mirror, so a reference pinned to the *mirror's* digest of such an
-    entry is judged by its tag only.
+    entry is judged by its tag only.  The lock records each image's platforms by name, not the
+    digests of its platform manifests: a reference pinned to one platform manifest is vetted
+    only with ``--vetted`` data that lists them (``platforms``).
     """
     out: list[VettedImage] = []
     for entry in policy.entries:

@@ -7,7 +7,9 @@ must point at and what ``--fix`` must edit.  Nothing here ever dumps YAML.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import bisect
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
@@ -23,6 +25,7 @@ __all__ = [
     "get",
     "items",
     "load_documents",
+    "load_pruned",
     "merge_duplicates",
     "scalar_image",
     "scalar_text",
@@ -70,6 +73,115 @@ def load_documents(
             _move_marks(composed, start, text.count("\n", 0, start))
         nodes.extend(composed)
     return YamlDocument(tuple(nodes))
+
+
+_KEY_PARENT = re.compile(
+    r"""^( *)((?:- +)*)(?:[^\s#'"\[\]{}&*!|>%@`,?:-][^:#]*?|"[^"\n]*"|'[^'\n]*'):[ \t]*(?:#.*)?\r?$"""
+)
+_CONTENT_LINE = re.compile(r"^[ \t]*[^ \t\r\n#]", re.MULTILINE)
+_ODD_BREAKS = re.compile("[\x85\u2028\u2029\v\f\x1c\x1d\x1e\t]|\r(?!\n)")
+_MARKERS = re.compile(r"^(?:---|\.\.\.|%)", re.MULTILINE)
+
+
+def load_pruned(text: str, index: LineIndex, source: SourceKind, *, keep: re.Pattern[str]) -> YamlDocument:
+    """Compose ``text`` without the parts that cannot matter: comment and blank lines, and every
+    ``key:`` whose block (the key line and all lines below it) has no line matching ``keep``; the
+    block of a key whose own line matches stays whole.
+
+    What is left is composed and every node's marks are moved back to ``text``'s lines, columns
+    and offsets (whole lines are dropped, so a kept line's columns are unchanged).  Values only
+    change inside block and multi-line quoted scalars, which never hold a reference the scan
+    reads.  A text this cannot prune safely (several documents, tabs, line breaks other than
+    ``\n`` and ``\r\n``), or whose pruned text does not compose (an alias to a dropped anchor),
+    is composed whole with :func:`load_documents`: its errors are reported as they are there.
+    """
+    if _ODD_BREAKS.search(text) or _MARKERS.search(text):
+        return load_documents(text, index, source)
+    lines = text.split("\n")
+    n = len(lines)
+    starts = [0] * (n + 1)
+    for i, line in enumerate(lines):
+        starts[i + 1] = starts[i] + len(line) + 1
+    blank = [True] * n
+    for content in _CONTENT_LINE.finditer(text):  # lines with something but a comment on them
+        blank[bisect.bisect_right(starts, content.start()) - 1] = False
+    marked = [0] * n
+    for hit in keep.finditer(text):
+        at = bisect.bisect_right(starts, hit.start()) - 1
+        if not blank[at] and "#" not in lines[at][: hit.start() - starts[at]]:
+            marked[at] = 1
+    hits = [0] * (n + 1)
+    for i in range(n):
+        hits[i + 1] = hits[i] + marked[i]
+    dropped = list(blank)
+    i = 0
+    while i < n:
+        m = None if dropped[i] else _KEY_PARENT.match(lines[i])
+        if m is None:
+            i += 1
+            continue
+        column = len(m.group(1)) + len(m.group(2))
+        end, in_sequence, first = i + 1, False, True
+        while end < n:
+            if blank[end]:
+                end += 1
+                continue
+            line = lines[end]
+            indent = len(line) - len(line.lstrip(" "))
+            if indent > column or (
+                indent == column and line[indent : indent + 2].rstrip("\r") in ("-", "- ")
+                and (in_sequence or first)
+            ):
+                in_sequence = in_sequence or indent == column
+                first = False
+                end += 1
+                continue
+            break
+        if hits[end] == hits[i]:  # nothing below matters
+            for j in range(i, end):
+                dropped[j] = True
+            i = end
+        elif hits[i + 1] > hits[i]:  # the key itself matters (``image:``): its block stays whole
+            i = end
+        else:
+            i += 1
+    kept = [i for i in range(n) if not dropped[i]]
+    if len(kept) == n:
+        return load_documents(text, index, source)
+    reduced = "\n".join(lines[i] for i in kept) + ("\n" if kept and kept[-1] < n - 1 else "")
+    try:
+        check_flow_nesting(reduced)
+        composed = [nd for nd in bounded_yaml("base", pure=True).compose_all(reduced) if nd is not None]
+    except (YAMLError, RecursionError, ValueError):
+        return load_documents(text, index, source)
+    _remap_marks(composed, kept, starts, len(text), n)
+    return YamlDocument(tuple(composed))
+
+
+def _remap_marks(roots: list[Node], kept: list[int], starts: list[int], size: int, lines: int) -> None:
+    """Move every mark of a pruned text's nodes to the original text: reduced line ``l`` is the
+    original line ``kept[l]``, columns unchanged."""
+
+    def moved(mark: StreamMark) -> StreamMark:
+        if mark.line >= len(kept):
+            return StreamMark(mark.name, size, lines - 1, 0)
+        line = kept[mark.line]
+        return StreamMark(mark.name, min(starts[line] + mark.column, size), line, mark.column)
+
+    seen: set[int] = set()
+    todo: list[Node] = list(roots)
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        node.start_mark = moved(node.start_mark)
+        node.end_mark = moved(node.end_mark)
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                todo.extend((key, value))
+        elif isinstance(node, SequenceNode):
+            todo.extend(node.value)
 
 
 def _load_error(
@@ -205,12 +317,16 @@ def scalar_image(
     context: str,
     prefix: str = "",
     interpolate: bool = False,
+    variables: Mapping[str, str] | None = None,
+    variables_from: str = ".env",
 ) -> FoundImage | None:
     """The finding for an image written as one scalar; None when the value is empty.
 
     ``prefix`` (``docker://``) is required and kept out of the span; with ``interpolate``
-    Compose's ``${VAR:-default}`` substitution applies (no environment is known: a variable with
-    no default is unresolved).
+    Compose's substitution applies with ``variables`` (read from ``variables_from``, the ``.env``
+    file; never the process environment) and the defaults written in the value: a variable with
+    neither is unresolved, and a required one (``${TAG:?message}``) is a note, never a guess.
+    An interpolated reference is marked as inferred and is not auto-fixable.
     """
     if not isinstance(node, ScalarNode):
         start, end = node.start_mark.index, node.end_mark.index
@@ -232,10 +348,23 @@ def scalar_image(
         span = Span(span.start + len(prefix), span.end)
     missing: tuple[str, ...] = ()
     resolved = value
+    inferred = ""
+    note_only = False
+    known = variables or {}
     if interpolate and "$" in value and not is_templated(value):
-        expansion = expand_variables(value, {}, escape="$")
+        expansion = expand_variables(value, known, escape="$")
         resolved, missing = expansion.value, expansion.missing
+        note_only = bool(expansion.required) and set(missing) <= set(expansion.required)
+        if expansion.used:
+            inferred = "interpolation of " + ", ".join(
+                f"{name} from {variables_from}" if name in known else f"{name} (unset, its default)"
+                for name in expansion.used
+            )
     kind, ref, detail = resolve_value(resolved, missing)
+    if note_only:
+        names = ", ".join(missing)
+        detail = (f"requires {names} (${{{missing[0]}:?...}}), set neither in {variables_from} nor by a "
+                  "default; not guessed")
     fix: FixTarget | None = None
     note = ""
     if kind is FindingKind.REFERENCE:
@@ -243,6 +372,9 @@ def scalar_image(
             fix = ReplaceSpan(span)
         elif not exact:
             note = "the value is not a plain one-line scalar; edit it by hand"
+        elif inferred:
+            note = (f"the reference is interpolated ({inferred}); rewriting it would drop the "
+                    f"variables: edit the value or {variables_from} by hand")
         else:
             note = "the value uses variables; edit it by hand"
     return FoundImage(
@@ -256,6 +388,8 @@ def scalar_image(
         detail=detail,
         fix=fix,
         fix_note=note,
+        inferred=inferred if kind is FindingKind.REFERENCE else "",
+        note_only=note_only,
     )
 
 

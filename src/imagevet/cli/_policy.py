@@ -14,8 +14,8 @@ import typer
 
 from imagevet.cli.common import console, err_console, handle_errors, print_json, terminal_safe
 from imagevet.digest import Digest
+from imagevet.engine.state import FileStateStore, state_dir_for
 from imagevet.lock import Lock, lock_path_for, read_lock
-from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
     Action,
     ActionKind,
@@ -34,22 +34,19 @@ from imagevet.reference import DOCKER_HUB, Reference
 from imagevet.repository_spec import RepositoryManager
 
 __all__ = [
-    "LEDGER_NAME",
     "POLICY_OPTION",
     "Loaded",
     "hub_manager",
     "load",
     "lock_problems",
-    "manifest_cache",
     "print_plan",
     "print_plan_report",
-    "state_dir",
+    "state_store",
 ]
 
 POLICY_OPTION = typer.Option(
     Path("imagevet.yaml"), "--policy", "-p", help="The policy file; the lock sits next to it."
 )
-LEDGER_NAME = "ledger.jsonl"
 
 _STYLE = {
     ActionKind.CREATE_REPO: "green", ActionKind.UPDATE_REPO: "yellow", ActionKind.COPY: "green",
@@ -119,17 +116,13 @@ def lock_problems(policy: Policy, lock: Lock) -> tuple[EntryProblem, ...]:
     return tuple(out)
 
 
-def state_dir(policy: Policy) -> Path:
-    """Where sync keeps its ledger and run summaries: ``.imagevet/`` next to the policy."""
-    return policy.path.parent / ".imagevet"
-
-
-def manifest_cache(policy: Policy) -> ManifestCache:
-    """The source index bytes that platform-subset mirrors are checked against (state directory).
+def state_store(policy: Policy) -> FileStateStore:
+    """Where sync keeps its run state (ledger, run summaries, the verified source-index cache):
+    ``.imagevet/`` next to the policy.
 
     Plan and sync never read the ledger: what a mirror must hold is derived from source bytes.
     """
-    return ManifestCache(state_dir(policy))
+    return FileStateStore(state_dir_for(policy.path))
 
 
 @asynccontextmanager

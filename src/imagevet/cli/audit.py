@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
 
 from imagevet.checkpoint import Signer, SigningKeyError, Verifier, generate_key
-from imagevet.cli._policy import LEDGER_NAME, load, state_dir
+from imagevet.cli._policy import load, state_store
 from imagevet.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -32,27 +32,24 @@ from imagevet.cli.common import (
 from imagevet.ledger import (
     AuditReport,
     AuditSetup,
+    FileLedger,
     Recovered,
     RecoverRefusedError,
     read_ledger,
-    record_events,
     recover,
     verify_audit,
 )
 from imagevet.policy import Policy
 
 __all__ = [
-    "CHECKPOINT_NAME",
     "DEFAULT_LEDGER",
     "KEY_ENV",
     "KEY_FILE_ENV",
     "audit_setup",
-    "record_sync",
     "register",
 ]
 
 DEFAULT_LEDGER = Path(".imagevet/ledger.jsonl")
-CHECKPOINT_NAME = "checkpoint"
 KEY_FILE_ENV = "IMAGEVET_LEDGER_KEY_FILE"
 KEY_ENV = "IMAGEVET_LEDGER_KEY"
 _KEY_FILE_MAX = 4096
@@ -118,16 +115,18 @@ def audit_setup(
     signer: Signer | None = None,
 ) -> AuditSetup:
     """Ledger, checkpoint file, checkpoint repository and keys, from the policy and the options."""
-    if ledger is None:
-        ledger = state_dir(policy) / LEDGER_NAME if policy is not None else DEFAULT_LEDGER
+    store = (
+        FileLedger.at(ledger) if ledger is not None
+        else state_store(policy).ledger if policy is not None
+        else FileLedger.at(DEFAULT_LEDGER)
+    )
     verifier: Verifier | None = None
     if public_key is not None:
         verifier = _read_public_key(public_key)
     elif policy is not None and policy.audit.public_key:
         verifier = Verifier.parse(policy.audit.public_key)
     setup = AuditSetup(
-        ledger=ledger,
-        checkpoint_file=ledger.parent / CHECKPOINT_NAME,
+        ledger=store,
         repository=policy.checkpoint_ref if policy is not None else None,
         verifier=verifier,
         signer=signer,
@@ -168,35 +167,6 @@ def sync_setup(policy: Policy) -> AuditSetup:
         return audit_setup(policy, signer=load_signer(os.environ))
     except SigningKeyError as e:
         _bad_key(e)
-
-
-def record_sync(setup: AuditSetup, events: Sequence[Mapping[str, Any]], *, insecure: Sequence[str]) -> bool:
-    """Append a run's events (sync): verify the tail, append, sign, write and push the checkpoint.
-
-    Prints what went wrong (the records stay in the run summary) and returns False then.
-    """
-    if setup.signer is None:
-        err_console.print(
-            f"[yellow]note:[/] the audit ledger is unsigned: set {KEY_FILE_ENV} or {KEY_ENV} "
-            "to sign and push a checkpoint (docs/audit.md)", highlight=False,
-        )
-
-    async def _go() -> None:
-        if setup.signer is None:
-            await record_events(setup, None, events)
-            return
-        async with make_registry_client(insecure=insecure) as client:
-            await record_events(setup, client, events)
-
-    try:
-        _run(_go)
-    except typer.Exit:
-        err_console.print(
-            "[red]the run's records are not in the audit ledger[/]; they are in the run summary",
-            highlight=False,
-        )
-        return False
-    return True
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -283,7 +253,7 @@ def verify_command(
                 signed = f"; signed checkpoint at record {report.local.size} verified"
                 if report.remote is not None:
                     signed += f" (remote {terminal_safe(str(setup.repository))}: record {report.remote.size})"
-            console.print(f"{terminal_safe(str(setup.ledger))}: {report.check.records} records, chain intact{signed}", highlight=False)
+            console.print(f"{terminal_safe(setup.ledger.location)}: {report.check.records} records, chain intact{signed}", highlight=False)
         else:
             _print_failure(setup, report)
     if not report.ok:
@@ -292,7 +262,7 @@ def verify_command(
 
 def _print_failure(setup: AuditSetup, report: AuditReport) -> None:
     """Why the ledger is not verified, and what to do: recover only for damage."""
-    where = terminal_safe(str(setup.ledger))
+    where = terminal_safe(setup.ledger.location)
     intact = f"{report.check.records} records form an intact chain"
     if report.damaged:
         err_console.print(f"[red]{where}: does not verify: {terminal_safe(report.reason())}[/] ({intact})", highlight=False)
@@ -339,19 +309,19 @@ def recover_command(
 
     done = _run(_go)
     if done.damaged is not None:
-        console.print(f"moved the damaged ledger to {terminal_safe(str(done.damaged))}", highlight=False)
+        console.print(f"moved the damaged ledger to {terminal_safe(done.damaged)}", highlight=False)
     if done.checkpoint_moved is not None:
-        console.print(f"moved its checkpoint to {terminal_safe(str(done.checkpoint_moved))}", highlight=False)
+        console.print(f"moved its checkpoint to {terminal_safe(done.checkpoint_moved)}", highlight=False)
     ev = done.event
     console.print(
-        f"new chain in {terminal_safe(str(setup.ledger))}: record 1 names the damaged file; its chain was "
+        f"new chain in {terminal_safe(setup.ledger.location)}: record 1 names the damaged file; its chain was "
         f"intact through record {ev['last_verified_seq']} ({terminal_safe(str(ev['last_verified_hash']))})",
         highlight=False,
     )
     rec = done.recorded
     if rec.checkpoint is not None:
         where = f"and pushed to {terminal_safe(rec.pushed)}" if rec.pushed else "(no checkpoint repository: not pushed)"
-        console.print(f"signed checkpoint written to {terminal_safe(str(setup.checkpoint_file))} {where}", highlight=False)
+        console.print(f"signed checkpoint written to {terminal_safe(setup.ledger.checkpoint_location)} {where}", highlight=False)
     else:
         err_console.print("[yellow]note:[/] no signing key: the new chain is unsigned", highlight=False)
 

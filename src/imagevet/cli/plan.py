@@ -10,9 +10,9 @@ from imagevet.cli._policy import (
     POLICY_OPTION,
     hub_manager,
     load,
-    manifest_cache,
     now_utc,
     print_plan_report,
+    state_store,
 )
 from imagevet.cli.common import (
     EXIT_CHANGES,
@@ -20,8 +20,7 @@ from imagevet.cli.common import (
     make_registry_client,
     run,
 )
-from imagevet.plan import EntryProblem, Plan
-from imagevet.sync import plan_policy, repo_specs
+from imagevet.engine.run import PlannedRun, plan_run
 
 __all__ = ["register"]
 
@@ -41,21 +40,17 @@ def plan_command(
 ) -> None:
     """Compare policy + lock with the targets (HEAD requests only) and list the actions."""
     loaded = load(policy)
-    cache = manifest_cache(loaded.policy)
 
-    async def _go() -> tuple[Plan, list[EntryProblem]]:
+    async def _go() -> PlannedRun:
         async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
-            from imagevet.hub import render_overview
-
-            specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
-            plan, _, problems = await plan_policy(
-                client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
-                cache=cache,
+            return await plan_run(
+                loaded.policy, loaded.lock, client=client, manager=manager,
+                state=state_store(loaded.policy), now=now_utc(),
             )
-            return plan, problems
 
-    plan, problems = run(_go)
-    problems = [*loaded.problems, *problems]  # entries whose lock records cannot be read
+    planned = run(_go)
+    plan = planned.plan
+    problems = [*loaded.problems, *planned.problems]  # entries whose lock records cannot be read
     print_plan_report(plan, problems, as_json=as_json, verbose=verbose)
     if problems:
         raise typer.Exit(EXIT_FAILURE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -11,36 +10,24 @@ from imagevet.cli._policy import (
     POLICY_OPTION,
     hub_manager,
     load,
-    manifest_cache,
     now_utc,
     print_plan_report,
-    state_dir,
+    state_store,
 )
-from imagevet.cli.audit import record_sync, sync_setup
+from imagevet.cli.audit import KEY_ENV, KEY_FILE_ENV, sync_setup
 from imagevet.cli.common import (
     EXIT_FAILURE,
     console,
     err_console,
-    handle_errors,
     make_registry_client,
     print_json,
+    redact,
     run,
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
 from imagevet.copy import DEFAULT_JOBS
-from imagevet.errors import ImagevetError
-from imagevet.lock import Lock, diff_locks, write_lock
-from imagevet.statefiles import write_state_file
-from imagevet.sync import (
-    SyncOptions,
-    SyncReport,
-    apply_plan,
-    follow_lock,
-    plan_policy,
-    repo_specs,
-    summarize_requests,
-)
+from imagevet.engine.run import RunOptions, RunReport, run_sync
 
 __all__ = ["register"]
 
@@ -65,82 +52,66 @@ def sync_command(
     """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
     loaded = load(policy)
     audit = None if dry_run else sync_setup(loaded.policy)  # a bad signing key stops before any work
-    options = SyncOptions(jobs=jobs, images=images, prune=prune)
-    cache = manifest_cache(loaded.policy)
-    show_progress = not as_json and err_console.is_terminal
+    options = RunOptions(
+        dry_run=dry_run, prune=prune, jobs=jobs, images=images, budget_reserve=budget_reserve
+    )
+    show_progress = not as_json and not dry_run and err_console.is_terminal
 
-    new_lock: Lock = loaded.lock
-
-    async def _go() -> SyncReport:
-        nonlocal new_lock
+    async def _go() -> RunReport:
         async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
-            from imagevet.hub import render_overview
-
-            specs = repo_specs(loaded.policy, loaded.lock, render_overview if manager else None)
-            plan, observed, problems = await plan_policy(
-                client, loaded.policy, loaded.lock, now=now_utc(), manager=manager, specs=specs,
-                cache=cache, budget_reserve=budget_reserve,
-            )
-            if dry_run:
-                result = SyncReport(plan, problems=problems)
-            else:
-                with TransferProgress(err_console, enabled=show_progress) as progress:
-                    result = await apply_plan(
-                        client, plan, observed, manager=manager, specs=specs,
-                        options=options, progress=progress, cache=cache,
-                    )
-                result.problems = problems
-                new_lock = follow_lock(loaded.policy, loaded.lock, result, observed)
-            result.requests = summarize_requests(client)
-            return result
+            with TransferProgress(err_console, enabled=show_progress) as progress:
+                return await run_sync(
+                    loaded.policy, loaded.lock, client=client, state=state_store(loaded.policy),
+                    manager=manager, audit=audit, options=options, clock=now_utc,
+                    progress=progress, lock_problems=loaded.problems,
+                    lock_path=loaded.lock_path, summary_file=report,
+                )
 
     result = run(_go)
-    result.problems[:0] = loaded.problems  # entries whose lock records cannot be read
     if dry_run:
         print_plan_report(result.plan, result.problems, as_json=as_json)
         raise typer.Exit(EXIT_FAILURE if result.problems else 0)
 
-    directory = state_dir(loaded.policy)
-    summary = result.to_json()
-    recorded = True
-    try:
-        write_state_file(  # atomic, never through a symlink (the --report directory is the user's)
-            report or directory / "last-sync.json", (json.dumps(summary, indent=2) + "\n").encode(),
-            follow_dir=report is not None,
+    if result.summary_error is not None:  # the ledger and the lock are still written
+        err_console.print(f"[red]error:[/] {terminal_safe(result.summary_error)}", highlight=False)
+    if result.lock_error is not None:
+        err_console.print(f"[red]error:[/] {terminal_safe(result.lock_error)}", highlight=False)
+    if result.lock_written and not as_json:
+        console.print(f"{loaded.lock_path}: updated for follow entries", highlight=False)
+    if audit is not None and audit.signer is None:
+        err_console.print(
+            f"[yellow]note:[/] the audit ledger is unsigned: set {KEY_FILE_ENV} or {KEY_ENV} "
+            "to sign and push a checkpoint (docs/audit.md)", highlight=False,
         )
-    except ImagevetError as e:  # the ledger and the lock are still written
-        err_console.print(f"[red]error:[/] {terminal_safe(str(e))}", highlight=False)
-        recorded = False
-    with handle_errors():
-        if diff_locks(loaded.lock, new_lock).has_changes:
-            write_lock(loaded.lock_path, new_lock)  # follow entries: what is mirrored now
-            if not as_json:
-                console.print(f"{loaded.lock_path}: updated for follow entries", highlight=False)
-    assert audit is not None
-    recorded = record_sync(audit, result.ledger_events(), insecure=insecure) and recorded
+    if result.ledger_error is not None:
+        err_console.print(f"[bold red]error:[/] {terminal_safe(redact(result.ledger_error), multiline=True)}", markup=True)
+        err_console.print(
+            "[red]the run's records are not in the audit ledger[/]; they are in the run summary",
+            highlight=False,
+        )
     if as_json:
-        print_json(summary)
+        print_json(result.summary())
     else:
         for outcome in result.failed:
             err_console.print(f"[red]failed[/] {terminal_safe(f'{outcome.action.describe()}: {outcome.message}')}", highlight=False)
         for p in result.problems:
             err_console.print(f"[red]error:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
-        for warning in result.plan.warnings:
+        for warning in result.warnings:
             console.print(f"[yellow]warning:[/] {terminal_safe(warning)}", highlight=False)
         console.print(_summary_line(result), highlight=False)
-    if not result.ok or not recorded:
+    if not result.ok:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _summary_line(result: SyncReport) -> str:
+def _summary_line(result: RunReport) -> str:
     counts = result.counts()
     order = ["copy", "update", "create-repo", "update-repo", "noop", "hold", "defer", "prune", "failed", "skipped"]
     parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-    moved = sum(o.result.bytes_copied for o in result.outcomes if o.result is not None)
+    moved = result.bytes_copied
     heads = sum(v for k, v in result.requests.items() if k.startswith("HEAD"))
     gets = sum(v for k, v in result.requests.items() if k.startswith("GET manifest"))
     return (
-        f"sync {'done' if result.ok else 'finished with failures'}: {', '.join(parts) or 'nothing to do'}; "
+        f"sync {'done' if result.sync.ok else 'finished with failures'}: {', '.join(parts) or 'nothing to do'}; "
         f"{moved / (1 << 20):.1f} MiB copied in {result.seconds:.2f}s; "
         f"{heads} HEAD, {gets} manifest GET requests"
     )

@@ -1,10 +1,14 @@
 """Docker Hub: the management API client, org repositories, image categories and IAM settings.
 
-Modules: ``client`` (HubClient: login, JWT renewal, rate limits, pagination), ``credentials``,
-``scopes`` (token kinds and scopes), ``legacy`` (the routes only Docker's own clients use),
+Modules: ``client`` (HubClient: login, JWT renewal, rate limits, pagination; it sends through
+the registry client's HTTP stack, :mod:`imagevet.registry.transport` and
+:mod:`imagevet.registry.retry`, so both clients share one transport seam, one retry policy and
+one way of turning answers into typed errors), ``credentials``, ``scopes`` (token kinds and
+scopes), ``legacy`` (the ``/v2/repositories/...`` routes: slashed, personal access tokens only),
 ``teams`` (team name -> id), ``repositories`` (HubRepositoryManager), ``overview`` (the
 provenance README), ``categories`` (IAM categories from the catalog badge), ``settings`` (IAM
-settings, token probing), ``doctor`` (settings and policy checked together) and ``tags`` (tag digests for cheap change detection).  Everything
+settings, token probing), ``doctor`` (settings and policy checked together) and ``tags`` (tag
+digests for cheap change detection).  Everything
 called is listed in ``shared/dockerhub-api.md``; ``docs/dockerhub.md`` says which token scopes
 each call needs.
 """

@@ -1,11 +1,14 @@
 """Image Access Management categories for any reference, the badge looked up in the Hub catalog.
 
 The rules (dockerhub-api.md §8): :func:`~imagevet.category.classify_static` settles other
-registries, ``library/`` (official) and the org's own namespace.  For the rest, the Hub web
-search ``GET /api/search/v3/catalog/search?query=<ns/name>&from=0&size=25`` is asked; it is
-fuzzy, so only a result whose ``id`` or ``slug`` is exactly the repository counts.  Its
-``badge`` decides: ``verified_publisher`` -> Verified Publisher, ``open_source`` ->
-Docker-Sponsored Open Source, ``official`` -> Official, ``none`` -> Community.
+registries, ``library/`` (official) and the org's own namespace.  For the rest, the Hub's
+catalog search is asked, as Docker's own hub-mcp does: ``GET /api/search/v4?query=<ns/name>
+&from=0&size=25`` first, and the web UI's undocumented ``/api/search/v3/catalog/search`` (same
+query) when v4 answers with an error or no ``results`` (dockerhub-api.md §12; once v4 has failed,
+the rest of the run asks v3 only).  Search is fuzzy, so only a result whose ``id``, ``slug`` or
+``name`` is exactly the repository counts.  Its ``badge`` decides: ``verified_publisher`` ->
+Verified Publisher, ``open_source`` -> Docker-Sponsored Open Source, ``official`` -> Official,
+``none`` or ``null`` (v4's community images) -> Community.
 
 The badge belongs to the publisher, so exact results for other repositories of the same
 namespace settle that namespace for the rest of the run when they all agree: one search per
@@ -21,16 +24,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagevet.category import Category, Classification, classify_static
-from imagevet.errors import HubError, SecurityError, TransportError
+from imagevet.errors import HubError, LimitExceededError, SecurityError, TransportError
 
 if TYPE_CHECKING:
     from imagevet.hub.client import HubClient
     from imagevet.reference import Reference
 
-__all__ = ["BADGE_CATEGORIES", "CATALOG_SEARCH_PATH", "CatalogClassifier"]
+__all__ = ["BADGE_CATEGORIES", "CATALOG_SEARCH_PATH", "CATALOG_SEARCH_V4_PATH", "CatalogClassifier"]
 
 log = logging.getLogger(__name__)
 
+CATALOG_SEARCH_V4_PATH = "/api/search/v4"
 CATALOG_SEARCH_PATH = "/api/search/v3/catalog/search"
 CATALOG_PAGE_SIZE = 25
 DEFAULT_CONCURRENCY = 4
@@ -40,8 +44,10 @@ BADGE_CATEGORIES = {
     "open_source": Category.SPONSORED_OSS,
     "official": Category.OFFICIAL,
     "none": Category.COMMUNITY,
+    None: Category.COMMUNITY,
 }
-"""Catalog ``badge`` -> IAM category (any other badge leaves the image unverified)."""
+"""Catalog ``badge`` -> IAM category; v4 gives community images ``null`` (a result without a
+``badge`` key, or with any other value, leaves the image unverified)."""
 
 
 def _namespace(path: str) -> str:
@@ -61,6 +67,7 @@ class CatalogClassifier:
         self._namespace_badges: dict[str, set[Category]] = {}
         self._by_repository: dict[str, Category] = {}
         self._failed: set[str] = set()  # namespaces whose search failed this run
+        self._v4 = True  # False once /api/search/v4 failed: v3 for the rest of the run
         self.searches = 0
         """How many catalog searches were sent."""
 
@@ -89,7 +96,7 @@ class CatalogClassifier:
                 async with self._limit:
                     self.searches += 1
                     results = await self._search(path)
-            except (HubError, TransportError, SecurityError) as e:
+            except (HubError, TransportError, SecurityError, LimitExceededError) as e:
                 log.warning("catalog lookup of %s failed, treating it as unverified: %s", path, e)
                 self._failed.add(namespace)
                 return None
@@ -107,14 +114,21 @@ class CatalogClassifier:
         return next(iter(badges)) if len(badges) == 1 else None
 
     async def _search(self, path: str) -> list[Any]:
+        if self._v4:
+            try:
+                return await self._search_at(CATALOG_SEARCH_V4_PATH, path)
+            except HubError as e:
+                log.info("catalog search v4 failed (%s); using v3 for the rest of the run", e)
+                self._v4 = False
+        return await self._search_at(CATALOG_SEARCH_PATH, path)
+
+    async def _search_at(self, route: str, path: str) -> list[Any]:
         data = await self._client.get_json(
-            CATALOG_SEARCH_PATH,
-            params={"query": path, "from": 0, "size": CATALOG_PAGE_SIZE},
-            auth=False,
+            route, params={"query": path, "from": 0, "size": CATALOG_PAGE_SIZE}, auth=False
         )
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
-            raise HubError(200, "GET", str(self._client.url(CATALOG_SEARCH_PATH)), "no results")
+            raise HubError(200, "GET", self._client.url(route), "no results")
         return results
 
     def _learn(self, results: list[Any]) -> None:
@@ -122,10 +136,13 @@ class CatalogClassifier:
         for item in results:
             if not isinstance(item, dict):
                 continue
-            category = BADGE_CATEGORIES.get(str(item.get("badge")))
+            badge = item.get("badge", "unknown")
+            category = (
+                BADGE_CATEGORIES.get(badge) if badge is None or isinstance(badge, str) else None
+            )
             if category is None:
                 continue
-            for key in ("id", "slug"):
+            for key in ("id", "slug", "name"):
                 value = item.get(key)
                 if isinstance(value, str) and value.count("/") == 1:
                     path = value.lower()

@@ -1,11 +1,19 @@
-"""The Hub routes that only Docker's own clients use, kept in this one adapter.
+"""The ``/v2/repositories/...`` routes, kept in this one adapter: personal access tokens only.
 
-None of these is in the public OpenAPI; Docker's Terraform provider calls them
-(dockerhub-api.md §3 and §4, evidence level [client]).  The OAT reference says namespaced
-equivalents exist but does not publish their paths, so a PAT is the safe credential here::
+Privacy and per-team permissions have no namespace-scoped route that Docker publishes; Docker's
+Terraform provider calls these (dockerhub-api.md §3, §4, §12).  Two rules from the second audit:
 
-    PATCH /v2/repositories/{ns}/{repo}/                   {"description", "full_description"}
+* **the trailing slash is part of the route**: without it the Hub answers 301, and a client
+  that follows a 301 re-sends a POST as a GET.  Each path below is written exactly as it is
+  sent, slash included, and the client never follows a redirect;
+* **organization access tokens are refused here** (``403 token issued from organization
+  access token is not allowed``): with one, :class:`~imagevet.hub.client.HubClient` raises
+  :class:`~imagevet.errors.HubTokenError` before sending.
+
+::
+
     POST  /v2/repositories/{ns}/{repo}/privacy/           {"is_private": bool}
+    POST  /v2/repositories/{ns}/{repo}/groups/            {"group_id", "permission"}
     GET   /v2/repositories/{ns}/{repo}/groups/{group_id}/ -> {"group_name","permission","group_id"}
     PATCH /v2/repositories/{ns}/{repo}/groups/{group_id}/ {"permission": "read"|"write"|"admin"}
 
@@ -22,40 +30,41 @@ from imagevet.repository_spec import TeamPermission
 if TYPE_CHECKING:
     from imagevet.hub.client import HubClient
 
-__all__ = ["LegacyRepositoryApi"]
+__all__ = ["LegacyRepositoryApi", "legacy_path"]
+
+
+def legacy_path(namespace: str, name: str, *rest: str | int) -> str:
+    """``/v2/repositories/{ns}/{name}/{rest...}/``: every legacy route ends in a slash."""
+    return "/".join(["/v2/repositories", namespace, name, *map(str, rest)]) + "/"
 
 
 class LegacyRepositoryApi:
-    """Descriptions, privacy and per-team permission of an existing repository."""
+    """Privacy and per-team permissions of an existing repository (personal access tokens)."""
 
     def __init__(self, client: HubClient) -> None:
         self._client = client
 
-    @staticmethod
-    def _path(namespace: str, name: str) -> str:
-        return f"/v2/repositories/{namespace}/{name}/"
-
-    async def update_descriptions(
-        self, namespace: str, name: str, *, description: str, full_description: str
-    ) -> None:
-        """Set the short and the full description (``PATCH /v2/repositories/{ns}/{r}/``)."""
-        await self._client.request(
-            "PATCH",
-            self._path(namespace, name),
-            json_body={"description": description, "full_description": full_description},
-        )
-
     async def set_privacy(self, namespace: str, name: str, *, private: bool) -> None:
         """Make the repository private or public (``POST .../privacy/``)."""
         await self._client.request(
-            "POST", self._path(namespace, name) + "privacy/", json_body={"is_private": private}
+            "POST", legacy_path(namespace, name, "privacy"), json_body={"is_private": private}
+        )
+
+    async def grant_team(
+        self, namespace: str, name: str, group_id: int, permission: TeamPermission
+    ) -> None:
+        """Give a team a permission it does not have yet (``POST .../groups/``)."""
+        await self._client.request(
+            "POST",
+            legacy_path(namespace, name, "groups"),
+            json_body={"group_id": group_id, "permission": str(permission)},
         )
 
     async def team_permission(
         self, namespace: str, name: str, group_id: int
     ) -> TeamPermission | None:
         """The team's permission on the repository; None when it has none (404)."""
-        path = f"{self._path(namespace, name)}groups/{group_id}/"
+        path = legacy_path(namespace, name, "groups", group_id)
         response = await self._client.request("GET", path, accept=(404,))
         if response.status == 404:
             return None
@@ -63,10 +72,10 @@ class LegacyRepositoryApi:
         value = data.get("permission") if isinstance(data, dict) else None
         try:
             return TeamPermission(str(value))
-        except ValueError:
+        except ValueError as e:
             raise HubError(
-                response.status, "GET", response.url, f"unknown team permission {value!r}"
-            ) from None
+                response.status, "GET", response.url, f"unknown team permission {value!r}"[:200]
+            ) from e
 
     async def change_team_permission(
         self, namespace: str, name: str, group_id: int, permission: TeamPermission
@@ -74,6 +83,6 @@ class LegacyRepositoryApi:
         """Change the permission a team already has (``PATCH .../groups/{id}/``)."""
         await self._client.request(
             "PATCH",
-            f"{self._path(namespace, name)}groups/{group_id}/",
+            legacy_path(namespace, name, "groups", group_id),
             json_body={"permission": str(permission)},
         )

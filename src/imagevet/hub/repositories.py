@@ -11,9 +11,16 @@
 
     POST /v2/namespaces/{ns}/repositories             name, namespace, description, full_description,
                                                       is_private; 400/409 -> GET: exists? go on
-    PATCH /v2/repositories/{ns}/{r}/, POST .../privacy/   (through :mod:`imagevet.hub.legacy`)
-    POST /v2/repositories/{ns}/{r}/groups             {"group_id", "permission"}
-    PATCH /v2/repositories/{ns}/{r}/groups/{id}/      {"permission"}
+    PATCH /v2/namespaces/{ns}/repositories/{r}        {"description", "full_description"}
+    POST /v2/repositories/{ns}/{r}/privacy/           {"is_private"}        (PAT only)
+    POST /v2/repositories/{ns}/{r}/groups/            {"group_id", "permission"}  (PAT only)
+    PATCH /v2/repositories/{ns}/{r}/groups/{id}/      {"permission"}        (PAT only)
+
+The last three (and the permission read) go through :mod:`imagevet.hub.legacy`.  Docker Hub
+accepts organization access tokens only on the namespace-scoped routes, so with an OAT a spec
+that names teams, or an existing repository whose privacy must change, is refused with
+:class:`~imagevet.errors.HubTokenError` ("needs a personal access token") before anything is
+sent for it.
 
 Descriptions are cut to Hub's limits (100 and 25000 characters) before they are sent or
 compared, so a second ``diff`` after ``apply`` is empty.
@@ -26,8 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from imagevet.errors import HubError
-from imagevet.hub.legacy import LegacyRepositoryApi
+from imagevet.errors import HubError, HubTokenError
+from imagevet.hub.credentials import SecretKind
+from imagevet.hub.legacy import LegacyRepositoryApi, legacy_path
 from imagevet.hub.overview import DESCRIPTION_MAX, FULL_DESCRIPTION_MAX, fit
 from imagevet.hub.responses import error_message
 from imagevet.hub.teams import TeamDirectory
@@ -110,6 +118,32 @@ class HubRepositoryManager:
         # (repository path, team) -> permission the team had when diff looked (None: none)
         self._seen: dict[tuple[str, str], TeamPermission | None] = {}
 
+    def _oat(self) -> bool:
+        creds = self._client.credentials
+        return creds is not None and creds.kind is SecretKind.OAT
+
+    def _needs_pat(self, spec: RepoSpec, what: str, method: str, path: str) -> HubTokenError:
+        return HubTokenError(
+            403,
+            method,
+            self._client.url(path),
+            f"{spec.path}: {what} needs a personal access token: Docker Hub accepts organization "
+            "access tokens only on the namespace-scoped routes and publishes none for this; use "
+            "the PAT of an org owner or editor with Read, Write, Delete (repo:admin)",
+        )
+
+    def _check_token(self, spec: RepoSpec, kinds: set[RepoChangeKind]) -> None:
+        """Refuse, before sending, what an organization access token cannot do."""
+        if not self._oat():
+            return
+        if spec.teams and (RepoChangeKind.TEAM in kinds or RepoChangeKind.CREATE in kinds):
+            teams = ", ".join(sorted(spec.teams))
+            path = legacy_path(spec.namespace, spec.name, "groups")
+            raise self._needs_pat(spec, f"granting team permissions ({teams})", "POST", path)
+        if RepoChangeKind.PRIVACY in kinds:
+            path = legacy_path(spec.namespace, spec.name, "privacy")
+            raise self._needs_pat(spec, "changing privacy", "POST", path)
+
     async def get(self, namespace: str, name: str) -> RepositoryState | None:
         """The repository's state, or None when it does not exist (or is hidden from us)."""
         path = f"/v2/namespaces/{namespace}/repositories/{name}"
@@ -119,7 +153,13 @@ class HubRepositoryManager:
         return RepositoryState.from_json(response.json(), namespace, name)
 
     async def diff(self, spec: RepoSpec) -> list[RepoChange]:
-        """What must change for ``spec`` to hold; empty when it already does."""
+        """What must change for ``spec`` to hold; empty when it already does.
+
+        With an organization access token, teams cannot even be read: a spec naming teams is a
+        :class:`~imagevet.errors.HubTokenError` at once, as is a privacy change it needs.
+        """
+        if spec.teams and self._oat():
+            self._check_token(spec, {RepoChangeKind.TEAM})
         state = await self.get(spec.namespace, spec.name)
         if state is None:
             changes = [
@@ -135,6 +175,7 @@ class HubRepositoryManager:
                 )
             return changes
         changes = _field_changes(spec, state)
+        self._check_token(spec, {c.kind for c in changes})
         for team, permission in sorted(spec.teams.items()):
             group_id = await self._teams.team_id(spec.namespace, team)
             have = await self._legacy.team_permission(spec.namespace, spec.name, group_id)
@@ -154,6 +195,7 @@ class HubRepositoryManager:
     async def apply(self, spec: RepoSpec, changes: Sequence[RepoChange]) -> None:
         """Carry out ``changes`` from :meth:`diff`; safe to repeat."""
         kinds = {c.kind for c in changes}
+        self._check_token(spec, kinds)
         created = False
         if RepoChangeKind.CREATE in kinds:
             state = await self._create(spec)
@@ -165,8 +207,10 @@ class HubRepositoryManager:
                 await self._legacy.set_privacy(spec.namespace, spec.name, private=spec.private)
             if RepoChangeKind.DESCRIPTION in kinds:
                 description, full = _wanted(spec)
-                await self._legacy.update_descriptions(
-                    spec.namespace, spec.name, description=description, full_description=full
+                await self._client.request(
+                    "PATCH",
+                    f"/v2/namespaces/{spec.namespace}/repositories/{spec.name}",
+                    json_body={"description": description, "full_description": full},
                 )
         teams = {c.team for c in changes if c.kind is RepoChangeKind.TEAM and c.team}
         if RepoChangeKind.CREATE in kinds and not created:
@@ -192,11 +236,13 @@ class HubRepositoryManager:
         # Hub does not document its "already exists" status: confirm with a GET.
         state = await self.get(spec.namespace, spec.name)
         if state is None:
-            raise HubError(
+            why = error_message(
                 response.status,
-                "POST",
-                response.url,
-                f"cannot create {spec.path}: {error_message(response.status, response.body)}",
+                response.body,
+                [self._client.credentials.secret] if self._client.credentials else [],
+            )
+            raise HubError(
+                response.status, "POST", response.url, f"cannot create {spec.path}: {why}"
             )
         log.info("%s already exists", spec.path)
         return state
@@ -216,11 +262,7 @@ class HubRepositoryManager:
         if have == want:
             return
         if have is None:
-            await self._client.request(
-                "POST",
-                f"/v2/repositories/{spec.namespace}/{spec.name}/groups",
-                json_body={"group_id": group_id, "permission": str(want)},
-            )
+            await self._legacy.grant_team(spec.namespace, spec.name, group_id, want)
         else:
             await self._legacy.change_team_permission(spec.namespace, spec.name, group_id, want)
         log.info("%s: team %s has %s", spec.path, team, want)

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "OAT_PREFIX",
     "PAT_ADMIN",
+    "PAT_ADMIN_LABEL",
     "PAT_PREFIX",
     "PAT_PUBLIC_READ",
     "PAT_READ",
@@ -28,7 +29,11 @@ OAT_PREFIX = "dckr_oat_"
 PAT_PUBLIC_READ = "repo:public_read"
 PAT_READ = "repo:read"
 PAT_WRITE = "repo:write"
-PAT_ADMIN = "repo:admin"  # "Read, Write, Delete": needed to grant team permissions
+PAT_ADMIN = "repo:admin"
+"""Read, Write, Delete: what creating repositories, editing descriptions, changing privacy and
+granting teams need (the OAT reference and Docker's Terraform provider, dockerhub-api.md §12);
+Read & Write (``repo:write``) is not enough for repository management."""
+PAT_ADMIN_LABEL = '"Read, Write, Delete"'
 
 # OAT scopes imagevet needs (an OAT carries an explicit set of them).
 SCOPE_REPOSITORY_CREATE = "scope-repository-create"  # org level; the only way to create repos

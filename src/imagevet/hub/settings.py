@@ -18,7 +18,7 @@ from imagevet.errors import HubError, TransportError
 from imagevet.hub.credentials import SecretKind
 from imagevet.hub.scopes import (
     PAT_ADMIN,
-    PAT_WRITE,
+    PAT_ADMIN_LABEL,
     SCOPE_GROUP_READ,
     SCOPE_REPO_GROUP_EDIT,
     SCOPE_REPOSITORY_CREATE,
@@ -86,7 +86,17 @@ class AbilityCheck:
 def _needs(kind: SecretKind | None, *, pat: str, oat: str) -> str:
     if kind is SecretKind.OAT:
         return f"an organization access token needs {oat}"
-    return f"needs an org owner or editor whose token has {pat} (a password has all levels)"
+    return (
+        f"needs an org owner or editor whose personal access token has {PAT_ADMIN_LABEL} "
+        f"({pat}); Read & Write is not enough (a password has all levels)"
+    )
+
+
+_PAT_ONLY = (
+    "not possible with an organization access token: Docker Hub takes them only on the "
+    f"namespace-scoped routes and publishes none for this; use a personal access token with "
+    f"{PAT_ADMIN_LABEL} ({PAT_ADMIN}) of an org owner or editor"
+)
 
 
 async def _status_of(client: HubClient, path: str, **params: str | int) -> tuple[int, Any]:
@@ -161,15 +171,22 @@ async def probe_token(client: HubClient, org: str) -> TokenProbe:
             Ability.CREATE_REPOSITORIES,
             CheckStatus.UNKNOWN,
             "only creating a repository would tell; "
-            + _needs(kind, pat=PAT_WRITE, oat=SCOPE_REPOSITORY_CREATE),
+            + _needs(kind, pat=PAT_ADMIN, oat=SCOPE_REPOSITORY_CREATE),
         )
     )
-    edit = _needs(kind, pat=PAT_WRITE, oat=SCOPE_REPOSITORY_EDIT)
     if kind is SecretKind.OAT:
-        edit += "; the privacy and description routes are undocumented and may refuse OATs"
+        # descriptions have a namespaced route (scope-repository-edit); privacy and team grants
+        # have none, and the legacy routes refuse OATs (dockerhub-api.md §12)
+        checks.append(
+            AbilityCheck(Ability.EDIT_REPOSITORIES, CheckStatus.MISSING, "privacy: " + _PAT_ONLY)
+        )
+        checks.append(AbilityCheck(Ability.GRANT_TEAMS, CheckStatus.MISSING, _PAT_ONLY))
+        return TokenProbe(checks, settings)
     checks.append(
         AbilityCheck(
-            Ability.EDIT_REPOSITORIES, CheckStatus.UNKNOWN, "only a change would tell; " + edit
+            Ability.EDIT_REPOSITORIES,
+            CheckStatus.UNKNOWN,
+            "only a change would tell; " + _needs(kind, pat=PAT_ADMIN, oat=SCOPE_REPOSITORY_EDIT),
         )
     )
     checks.append(

@@ -29,6 +29,7 @@ from imagevet.registry.transport import Response
 
 __all__ = [
     "ERROR_BODY_LIMIT",
+    "UNIX_TIME_SLACK",
     "UnavailableError",
     "error_for",
     "parse_diagnostics",
@@ -43,24 +44,36 @@ MAX_DIAGNOSTICS = 16
 _CODE_LIMIT, _MESSAGE_LIMIT, _DETAIL_LIMIT = 64, 512, 1024
 
 
+#: A ``Retry-After`` number above ``now - UNIX_TIME_SLACK`` is a unix time, not a delay.
+UNIX_TIME_SLACK = 86400.0
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date (RFC 9110
+    10.2.3), or a unix time as Docker Hub sends it (a 429 captured in docker/hub-feedback#2459
+    carried ``retry-after: 1746136938``): a number larger than ``now`` minus a day is read as
+    the moment to retry at.  None when the value is none of these."""
     if value is None:
         return None
     value = value.strip()
     if not value:
         return None
+    current = time.time() if now is None else now
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if seconds > current - UNIX_TIME_SLACK:
+            seconds -= current  # a unix time
+        return max(0.0, seconds)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, when.timestamp() - current)
 
 
 def parse_diagnostics(body: bytes, secrets: Iterable[str] = ()) -> tuple[Diagnostic, ...]:

@@ -1,9 +1,12 @@
 """Retries with exponential backoff and jitter (``stamina``), honouring ``Retry-After``.
 
-What is retried: :class:`~imagevet.errors.TransportError`, 429, and 5xx other than 501.  A wait
-the server asks for (``Retry-After``, in seconds or as an HTTP-date) is honoured when it is at
+What is retried: :class:`~imagevet.errors.TransportError`, 429, and 5xx other than 501, from a
+registry (:class:`~imagevet.errors.RegistryError`) or the Docker Hub API
+(:class:`~imagevet.errors.HubError`): both clients use this one policy.  A wait the server asks
+for (``Retry-After``, in seconds, as an HTTP-date or as a unix time) is honoured when it is at
 most ``max_retry_after``; a longer one (Docker Hub's 6-hour pull window) gives up at once, so the
-caller sees :class:`~imagevet.errors.RateLimitedError` with ``retry_after`` instead of a loop.
+caller sees :class:`~imagevet.errors.RateLimitedError` (or
+:class:`~imagevet.errors.HubRateLimitedError`) with ``retry_after`` instead of a loop.
 
 Only *replayable* requests are retried here.  A request whose body is a one-shot stream (a blob
 upload) is sent once; the operation that owns the source stream retries by opening it again.
@@ -24,7 +27,7 @@ from typing import TypeVar
 
 import stamina
 
-from imagevet.errors import RegistryError, TransportError
+from imagevet.errors import HubError, RegistryError, TransportError
 
 __all__ = ["RetryPolicy"]
 
@@ -77,7 +80,7 @@ class RetryPolicy:
         if isinstance(exc, TransportError):
             log.debug("retrying after %s", exc)
             return True
-        if not isinstance(exc, RegistryError) or not exc.temporary:
+        if not isinstance(exc, RegistryError | HubError) or not exc.temporary:
             return False
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is None:
@@ -85,7 +88,7 @@ class RetryPolicy:
             return True
         if retry_after > self.max_retry_after:
             log.info(
-                "not retrying HTTP %d: the registry asks to wait %.0f s (more than %.0f s)",
+                "not retrying HTTP %d: the server asks to wait %.0f s (more than %.0f s)",
                 exc.status,
                 retry_after,
                 self.max_retry_after,
@@ -110,7 +113,7 @@ class RetryPolicy:
             ):
                 with attempt:
                     return await fn()
-        except (TransportError, RegistryError) as e:
+        except (TransportError, RegistryError, HubError) as e:
             e.exhausted = True
             raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover

@@ -9,6 +9,9 @@ import pytest
 
 from imagevet.category import AccessSettings
 from imagevet.check import CheckContext, VettedImage, read_vetted
+from tests.unit.check.dry_run import check_every_diff
+
+__all__ = ["check_every_diff"]  # autouse: every diff a check test makes is a patch git and patch accept
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "check"
 REPO = FIXTURES / "repo"

@@ -91,7 +91,7 @@ def test_json(in_repo: Path) -> None:
         "suggestion": "request vetting of bitnami/python (add it to the imagevet policy); its category "
                       "was not looked up on Docker Hub",
         "category": "community", "categoryVerified": False, "replacement": None, "fixable": False,
-        "fixNote": "",
+        "fixNote": "", "inferred": False, "inferredFrom": None,
     }
 
 

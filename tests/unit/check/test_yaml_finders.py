@@ -181,8 +181,8 @@ def test_helm_values_maps_and_strings() -> None:
         (11, 17, "unresolved", "{{ .Values.x }}", "sidecar.other.list[0].image"),
     ]
     assert isinstance(found[0].fix, HelmImageMap) and found[0].fix.digest is not None
-    assert found[2].fix is None and "no tag value" in found[2].fix_note
-    assert "appVersion" in found[2].detail
+    assert found[2].fix is None and "tag comes from Chart.yaml appVersion" in found[2].fix_note
+    assert "Chart.yaml appVersion 7.4" in found[2].inferred
 
 
 def test_helm_values_without_app_version_leaves_a_tagless_map_unresolved() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imagevet.errors import HubError, HubRateLimitedError
+from imagevet.errors import HubError, HubRateLimitedError, HubTokenError
 from imagevet.hub.responses import MAX_MESSAGE, error_message, hub_error
 
 
@@ -68,3 +68,22 @@ def test_hub_error_types_and_redaction() -> None:
     assert "pw" not in str(error) and "sig=abc" not in str(error)
     limited = hub_error(429, "GET", "https://hub.example/v2/x", b"", retry_after=3.0)
     assert isinstance(limited, HubRateLimitedError) and limited.retry_after == 3.0
+
+
+def test_secrets_and_control_characters_are_scrubbed() -> None:
+    body = json.dumps(
+        {"message": "token dckr_pat_abcdef123 refused\x1b[2J", "detail": "Bearer eyJhb.c-d"}
+    )
+    message = error_message(401, body.encode(), ["dckr_pat_abcdef123"])
+    assert "dckr_pat_abcdef123" not in message and "eyJhb" not in message
+    assert "\x1b" not in message and "***" in message
+
+
+def test_oat_refusal_and_server_errors_are_typed() -> None:
+    refusal = b'{"message": "token issued from organization access token is not allowed"}'
+    assert isinstance(hub_error(403, "POST", "https://h/x/", refusal), HubTokenError)
+    busy = hub_error(503, "GET", "https://h/x", b"", headers={"Retry-After": "2"}, now=0.0)
+    assert busy.temporary and busy.retry_after == 2.0
+    assert not hub_error(501, "GET", "https://h/x", b"").temporary
+    limited = hub_error(429, "GET", "https://h/x", b"", headers={"X-Retry-After": "130"}, now=100.0)
+    assert isinstance(limited, HubRateLimitedError) and limited.retry_after == 30.0

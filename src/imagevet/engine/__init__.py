@@ -1,0 +1,1 @@
+"""The sync engine: library operations a command or a service calls (no printing, no environment)."""
