@@ -30,7 +30,7 @@ from imagevet.plan import (
     UpdateRepo,
 )
 from imagevet.policy import Policy, load_policy
-from imagevet.reference import DOCKER_HUB, Reference
+from imagevet.reference import Reference
 from imagevet.repository_spec import RepositoryManager
 
 __all__ = [
@@ -135,7 +135,10 @@ async def hub_manager(policy: Policy) -> AsyncIterator[RepositoryManager | None]
     """
     from imagevet.hub import HubClient, HubRepositoryManager, hub_settings_from_env
 
-    on_hub = policy.target.registry == DOCKER_HUB or bool(os.environ.get("IMAGEVET_HUB_URL"))
+    # an OCI layout target is never a Docker Hub namespace, whatever IMAGEVET_HUB_URL says
+    on_hub = not policy.target.is_layout and (
+        policy.target.is_docker_hub or bool(os.environ.get("IMAGEVET_HUB_URL"))
+    )
     if not on_hub:
         yield None
         return

@@ -171,6 +171,14 @@ class RegistryClient:
             self._p, ref, subject, self._referrers, tag_schema=tag_schema
         )
 
+    def request_counts(self) -> dict[str, int]:
+        """Requests made so far, by method and kind (``HEAD manifest``: 12, ...)."""
+        out: dict[str, int] = {}
+        for record in self.stats:
+            key = f"{record.method} {record.kind}"
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items()))
+
     def __repr__(self) -> str:
         return f"<RegistryClient {len(self.stats)} requests>"
 

@@ -13,6 +13,7 @@ from imagevet.store.layout import LayoutStore
 from imagevet.store.protocol import (
     BlobMounter,
     BlobReader,
+    CountsRequests,
     ImageStore,
     ManifestHead,
     RateLimited,
@@ -23,6 +24,7 @@ __all__ = [
     "ArchiveStore",
     "BlobMounter",
     "BlobReader",
+    "CountsRequests",
     "ImageStore",
     "LayoutStore",
     "ManifestHead",

@@ -41,7 +41,7 @@ from imagevet.manifest import Descriptor, RawManifest
 from imagevet.ratelimit import RateLimit
 from imagevet.reference import Reference
 
-__all__ = ["BlobMounter", "BlobReader", "ImageStore", "ManifestHead", "RateLimited"]
+__all__ = ["BlobMounter", "BlobReader", "CountsRequests", "ImageStore", "ManifestHead", "RateLimited"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +126,12 @@ class RateLimited(Protocol):
     """Optional: a store that reports pull budgets (Docker Hub), the last one per registry."""
 
     ratelimits: dict[str, RateLimit]
+
+
+@runtime_checkable
+class CountsRequests(Protocol):
+    """Optional: a store that counts the requests it made (a registry client), for run summaries."""
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests made so far, by method and kind (``HEAD manifest``: 12, ...)."""
+        ...

@@ -23,7 +23,14 @@ from imagevet.ratelimit import RateLimit
 from imagevet.reference import Reference
 from imagevet.store.archive import ArchiveStore
 from imagevet.store.layout import LayoutStore
-from imagevet.store.protocol import BlobMounter, BlobReader, ImageStore, ManifestHead, RateLimited
+from imagevet.store.protocol import (
+    BlobMounter,
+    BlobReader,
+    CountsRequests,
+    ImageStore,
+    ManifestHead,
+    RateLimited,
+)
 
 __all__ = ["StoreRouter"]
 
@@ -120,6 +127,10 @@ class StoreRouter:
         if not isinstance(store, BlobMounter):
             return False
         return await store.mount_blob(ref, digest, from_ref)
+
+    def request_counts(self) -> dict[str, int]:
+        """The registry client's request counts (layouts and archives make no requests)."""
+        return self.registry.request_counts() if isinstance(self.registry, CountsRequests) else {}
 
     async def aclose(self) -> None:
         """Close every store (archives are written here); the first failure is raised last."""
