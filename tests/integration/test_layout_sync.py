@@ -15,13 +15,21 @@ import pytest
 from typer.testing import CliRunner
 
 from imagevet.cli import app
-from tests.support.images import make_multiarch
+from imagevet.digest import Digest
+from tests.support.images import (
+    cosign_tag,
+    make_cosign_signature,
+    make_multiarch,
+    make_referrer,
+    make_referrers_tag_index,
+)
 from tests.support.layouts import REALWORLD, load_layouts, push_layout
 from tests.support.pusher import (
     fetch_image_sync,
     get_manifest_bytes_sync,
     list_tags_sync,
     push_image_sync,
+    push_manifest_sync,
     run_sync,
 )
 from tests.support.registry_process import RunningRegistry
@@ -30,6 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 runner = CliRunner()
+
+
+def referrers_tag(digest: Digest) -> str:
+    """The OCI referrers tag-schema fallback tag of ``digest``."""
+    return f"{digest.algorithm}-{digest.hex}"
 
 
 def _layout_tags(layout: Path) -> dict[str, str]:
@@ -174,3 +187,38 @@ def test_every_real_world_image_goes_registry_to_layout_to_registry_byte_for_byt
             assert got.top.data == want.top.data and got.blobs == want.blobs, (layout.name, tag)
             checked += 1
     assert checked >= 8, f"only {checked} real-world images were good: is {REALWORLD} complete?"
+
+
+@pytest.mark.parametrize("kind", ["oci", "oci-archive"])
+def test_attachments_travel_through_a_layout(
+    kind: str, plain_registry: RunningRegistry, registry_factory: Any, unique_repo: str, tmp_path: Path
+) -> None:
+    """Signatures and SBOMs come along on an export to a layout and back: the cosign ``.sig``
+    tag, and referrers (of the index and of a child manifest) found by their ``subject`` in the
+    layout, reach the second registry with the same bytes (as the referrers tag index there,
+    distribution 2.8 having no referrers API)."""
+    image = make_multiarch(seed=f"att/{kind}")
+    sig = make_cosign_signature(image.top, seed=f"att/{kind}")
+    sbom = make_referrer(image.top, seed=f"att/{kind}/sbom")
+    child_sbom = make_referrer(image.manifests[0], seed=f"att/{kind}/child")
+    push_image_sync(plain_registry, unique_repo, image, "v1")
+    push_image_sync(plain_registry, unique_repo, sig, cosign_tag(image.digest, "sig"))
+    for referrer, subject in ((sbom, image.digest), (child_sbom, image.manifests[0].digest)):
+        push_image_sync(plain_registry, unique_repo, referrer)
+        push_manifest_sync(plain_registry, unique_repo, make_referrers_tag_index([referrer]), referrers_tag(subject))
+
+    where = tmp_path / ("layout" if kind == "oci" else "images.tar")
+    out = runner.invoke(app, ["copy", f"{plain_registry.host}/{unique_repo}:v1", f"{kind}:{where}:v1"])
+    assert out.exit_code == 0, out.output
+    dest: RunningRegistry = registry_factory(auth="none")
+    out = runner.invoke(app, ["copy", f"{kind}:{where}:v1", f"{dest.host}/{unique_repo}:v1"])
+    assert out.exit_code == 0, out.output
+
+    tags = list_tags_sync(dest, unique_repo)
+    assert cosign_tag(image.digest, "sig") in tags
+    for tag in ("v1", cosign_tag(image.digest, "sig")):
+        assert get_manifest_bytes_sync(dest, unique_repo, tag)[0] == get_manifest_bytes_sync(plain_registry, unique_repo, tag)[0], tag
+    for referrer, subject in ((sbom, image.digest), (child_sbom, image.manifests[0].digest)):
+        index = json.loads(get_manifest_bytes_sync(dest, unique_repo, referrers_tag(subject))[0])
+        assert [m["digest"] for m in index["manifests"]] == [str(referrer.digest)]
+        assert fetch_image_sync(dest, unique_repo, str(referrer.digest)).blobs == referrer.blobs
