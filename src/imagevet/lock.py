@@ -14,6 +14,9 @@ Format: YAML written by this module, never by a generic dumper::
             platforms:
               - "linux/amd64"
               - "linux/arm64"
+            manifests:      # an index: the digest of each platform's manifest
+              "linux/amd64": "sha256:…"
+              "linux/arm64": "sha256:…"
             referrers: []
             resolved_at: "2026-05-01T10:00:00Z"
         digests:            # only when the policy lists explicit digests
@@ -43,6 +46,15 @@ filed under its source -> target when those can be read.  Commands fail that ent
 the same source -> target (``imagevet lock`` resolving it again) replaces it.  Only a file that
 is not a lock at all (YAML syntax, the version, ``images`` not a list) is refused whole.
 
+``manifests`` maps each of an index's ``platforms`` to the digest of its platform manifest (the
+first one the index lists for that platform; attestation entries ``unknown/unknown`` and invalid
+platforms are left out, as from ``platforms``), so ``check`` can tell that a reference pinned to
+one platform manifest is part of a vetted image.  It is written only when it holds something; a
+record without it (a lock written before it existed, or a ``follow`` record ``sync`` wrote) reads
+as it did, and ``imagevet lock`` fills it in once, with one manifest GET for each such digest
+(:meth:`LockedImage.lacks_manifests`).  When present it names every platform of ``platforms``,
+nothing else.
+
 ``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
 the old time of every tag whose digest did not change, so re-locking with no upstream change
 rewrites identical bytes.  :func:`write_lock` replaces the file atomically (temporary file in the
@@ -60,12 +72,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from imagevet import mediatype
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, InvalidReferenceError, PolicyError
-from imagevet.manifest import Platform
+from imagevet.manifest import Platform, RawManifest
 from imagevet.policy.located import (
     Located,
     PolicyErrors,
@@ -93,6 +112,7 @@ __all__ = [
     "diff_locks",
     "lock_path_for",
     "parse_lock",
+    "platform_manifests",
     "read_lock",
     "render_lock",
     "valid_media_type",
@@ -157,6 +177,35 @@ def check_platform(value: str) -> str:
     return value
 
 
+def platform_manifests(manifest: RawManifest) -> dict[str, Digest]:
+    """Each platform an index lists (as :meth:`RawManifest.platforms` names it) -> the digest of
+    its platform manifest: the first child listed for that platform (an index may list two for
+    one platform, e.g. Windows images of two ``os.version``); empty for an image manifest."""
+    out: dict[str, Digest] = {}
+    for child in manifest.children():
+        platform = child.platform
+        if platform is None or platform.os == "unknown" or platform.problem is not None:
+            continue
+        out.setdefault(str(platform), child.digest)
+    return out
+
+
+def _check_manifests(platforms: Iterable[str], manifests: Mapping[str, object]) -> None:
+    """LockRecordError unless ``manifests`` is empty or names each of ``platforms`` once."""
+    if manifests and set(manifests) != set(platforms):
+        extra = sorted(set(manifests) - set(platforms))
+        missing = sorted(set(platforms) - set(manifests))
+        said = "; ".join(
+            part
+            for part in (
+                f"not in platforms: {', '.join(extra)}" if extra else "",
+                f"missing: {', '.join(missing)}" if missing else "",
+            )
+            if part
+        )
+        raise LockRecordError(f"manifests must give one digest for each of platforms ({said})"[:400])
+
+
 def lock_path_for(policy_path: Path) -> Path:
     """The lock next to a policy: ``imagevet.yaml`` -> ``imagevet.lock``."""
     return policy_path.with_suffix(".lock")
@@ -175,6 +224,10 @@ class LockedImage:
     whose platform was not read."""
     referrers: tuple[Digest, ...] = ()
     """Digests of the referrers (signatures, SBOMs, attestations) of the image upstream."""
+    manifests: tuple[tuple[str, Digest], ...] = ()
+    """``(platform, digest)`` of each platform manifest of an index, sorted by platform: empty,
+    or one for each of ``platforms`` (see :func:`platform_manifests`).  Empty for an index when it was
+    not recorded (see :attr:`lacks_manifests`)."""
 
     def __post_init__(self) -> None:
         """Check every value as the reader does (LockRecordError), then normalise the order."""
@@ -183,10 +236,28 @@ class LockedImage:
         check_media_type(self.media_type)
         for p in self.platforms:
             check_platform(p)
+        children = dict(self.manifests)
+        if len(children) != len(self.manifests):
+            raise LockRecordError("manifests: a platform given twice")
+        for p in children:
+            check_platform(p)
+        _check_manifests(self.platforms, children)
         when = self.resolved_at.astimezone(UTC).replace(microsecond=0)
         object.__setattr__(self, "resolved_at", when)
         object.__setattr__(self, "platforms", tuple(sorted(set(self.platforms))))
         object.__setattr__(self, "referrers", tuple(sorted(set(self.referrers))))
+        object.__setattr__(self, "manifests", tuple(sorted(children.items())))
+
+    @property
+    def by_platform(self) -> dict[str, Digest]:
+        """Platform -> digest of its platform manifest (empty when not recorded)."""
+        return dict(self.manifests)
+
+    @property
+    def lacks_manifests(self) -> bool:
+        """Whether the record names platforms but not their manifests' digests (a lock written
+        before ``manifests`` existed): ``imagevet lock`` reads the manifest once to fill them."""
+        return bool(self.platforms) and not self.manifests
 
     @property
     def is_index(self) -> bool:
@@ -408,6 +479,9 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
             lines.extend(f"{indent}  - {_q(v)}" for v in values)
         else:
             lines.append(f"{indent}{name}: []")
+        if name == "platforms" and image.manifests:  # only when recorded: old locks stay as they are
+            lines.append(f"{indent}manifests:")
+            lines.extend(f"{indent}  {_q(p)}: {_q(str(d))}" for p, d in image.manifests)
     lines.append(f"{indent}resolved_at: {_q(image.resolved_at.strftime(_TIME_FORMAT))}")
     return lines
 
@@ -491,8 +565,17 @@ class _Model(BaseModel):
 class _DigestRecord(_Model):
     media_type: _MediaType
     platforms: list[_Platform] = []
+    manifests: dict[_Platform, DigestText] = {}
     referrers: list[DigestText] = []
     resolved_at: _Time
+
+    @model_validator(mode="after")
+    def _manifests_match_platforms(self) -> _DigestRecord:
+        try:
+            _check_manifests(self.platforms, self.manifests)
+        except LockRecordError as e:
+            raise ValueError(str(e)) from None
+        return self
 
 
 class _TagRecord(_DigestRecord):
@@ -521,8 +604,8 @@ class _FileModel(_Model):
 _HINTS = {
     "policy.version": str(LOCK_VERSION),
     "policy.images": "a list of {source, target, tags, digests}",
-    "tags": "a mapping of tag: {digest, media_type, platforms, referrers, resolved_at}",
-    "digests": "a mapping of digest: {media_type, platforms, referrers, resolved_at}",
+    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, resolved_at}",
+    "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, resolved_at}",
 }
 
 
@@ -532,6 +615,7 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
         media_type=record.media_type,
         platforms=tuple(record.platforms),
         referrers=tuple(Digest.parse(r) for r in record.referrers),
+        manifests=tuple((p, Digest.parse(d)) for p, d in record.manifests.items()),
         resolved_at=datetime.strptime(record.resolved_at, _TIME_FORMAT).replace(tzinfo=UTC),
     )
 
@@ -726,11 +810,20 @@ class LockDiff:
     referrers_changed: tuple[LockChange, ...] = ()
     """Same digest, other referrers (a new signature or SBOM upstream)."""
     unchanged: tuple[LockChange, ...] = ()
+    completed: tuple[LockChange, ...] = ()
+    """Those of ``unchanged`` whose record gained (or changed) its platform manifests' digests:
+    nothing moved upstream, but the lock should be written again (``imagevet lock`` does,
+    ``--check`` does not fail on it)."""
 
     @property
     def has_changes(self) -> bool:
         """Whether the lock's content changed (``imagevet lock --check`` fails on it)."""
         return bool(self.added or self.removed or self.repointed or self.referrers_changed)
+
+    @property
+    def needs_write(self) -> bool:
+        """Whether the new lock says more than the old one (changes, or records completed)."""
+        return self.has_changes or bool(self.completed)
 
     def render(self) -> str:
         """A human summary: per entry, ``+`` added, ``-`` removed, ``~`` re-pointed, ``*`` referrers."""
@@ -766,7 +859,12 @@ class LockDiff:
             f"{len(self.referrers_changed)} with new referrers, {len(self.unchanged)} unchanged"
         )
         if not self.has_changes:
-            return f"no changes ({len(self.unchanged)} unchanged)\n"
+            more = (
+                f", {len(self.completed)} given their platform manifests' digests"
+                if self.completed
+                else ""
+            )
+            return f"no changes ({len(self.unchanged)} unchanged{more})\n"
         return "\n".join([*lines, summary]) + "\n"
 
     def to_json(self) -> dict[str, Any]:
@@ -776,6 +874,7 @@ class LockDiff:
             "repointed": [c.to_json() for c in self.repointed],
             "referrers_changed": [c.to_json() for c in self.referrers_changed],
             "unchanged": len(self.unchanged),
+            "completed": len(self.completed),
         }
 
 
@@ -790,12 +889,14 @@ def _items(entry: LockEntry | None) -> dict[tuple[int, str], tuple[str | None, L
 
 
 def diff_locks(old: Lock, new: Lock) -> LockDiff:
-    """Compare two locks tag by tag (``resolved_at`` is ignored)."""
+    """Compare two locks tag by tag (``resolved_at`` is ignored; a record that only gained its
+    platform manifests' digests is unchanged, and also listed as ``completed``)."""
     added: list[LockChange] = []
     removed: list[LockChange] = []
     repointed: list[LockChange] = []
     referrers: list[LockChange] = []
     unchanged: list[LockChange] = []
+    completed: list[LockChange] = []
     keys = sorted({e.key for e in old.entries} | {e.key for e in new.entries}, key=_key_text)
     for key in keys:
         before, after = _items(old.entry(key)), _items(new.entry(key))
@@ -816,6 +917,13 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
                     referrers.append(LockChange(key, tag, was.digest, now.digest, plus, minus))
                 else:
                     unchanged.append(LockChange(key, tag, was.digest, now.digest))
+                    if was.manifests != now.manifests:
+                        completed.append(unchanged[-1])
     return LockDiff(
-        tuple(added), tuple(removed), tuple(repointed), tuple(referrers), tuple(unchanged)
+        tuple(added),
+        tuple(removed),
+        tuple(repointed),
+        tuple(referrers),
+        tuple(unchanged),
+        tuple(completed),
     )

@@ -15,6 +15,7 @@ from imagevet.lock import (
     Lock,
     LockedImage,
     LockEntry,
+    LockRecordError,
     carry_resolved_at,
     diff_locks,
     lock_path_for,
@@ -219,7 +220,7 @@ BAD_FILE = [
 
 BAD = [
     ("unknown key", EXPECTED.replace('        resolved_at: "2026-05-01T10:00:00Z"\n      "7.2.4"', '        resolved_at: "2026-05-01T10:00:00Z"\n        bogus: 1\n      "7.2.4"'),
-     14, 9, 'images[0].tags["7.10"].bogus', "unknown key 'bogus'; allowed keys: digest, media_type, platforms, referrers, resolved_at"),
+     14, 9, 'images[0].tags["7.10"].bogus', "unknown key 'bogus'; allowed keys: digest, manifests, media_type, platforms, referrers, resolved_at"),
     ("bad digest", EXPECTED.replace(f'"{A}"', '"sha256:abc"'), 15, 17, 'images[0].tags["7.2.4"].digest', "sha256 needs 64 lowercase hex characters"),
     ("bad time", EXPECTED.replace('"2026-05-01T10:00:00Z"', '"yesterday"', 1), 13, 22, 'images[0].tags["7.10"].resolved_at', "expected a UTC time YYYY-MM-DDTHH:MM:SSZ, got 'yesterday'"),
     ("bad tag key", EXPECTED.replace('"7.10":', '"-bad":'), 8, 7, 'images[0].tags["-bad"]', "invalid tag '-bad'"),
@@ -280,6 +281,107 @@ def test_damaged_lock_entry(
     else:
         assert error in lock.problems(bad)
     assert lock.entry(good) == sample().entry(good) and not lock.problems(good)
+
+
+# ---- platform manifests of an index ---------------------------------------------------------
+
+AMD, ARM = Digest.of(b"amd64 manifest"), Digest.of(b"arm64 manifest", "sha512")
+WITH_MANIFESTS = f"""\
+version: 1
+images:
+  - source: "docker.io/bitnami/redis"
+    target: "docker.io/acme/redis"
+    tags:
+      "7.2.4":
+        digest: "{A}"
+        media_type: "application/vnd.oci.image.index.v1+json"
+        platforms:
+          - "linux/amd64"
+          - "linux/arm64"
+        manifests:
+          "linux/amd64": "{AMD}"
+          "linux/arm64": "{ARM}"
+        referrers: []
+        resolved_at: "2026-05-01T10:00:00Z"
+"""
+
+
+def indexed() -> Lock:
+    children = (("linux/arm64", ARM), ("linux/amd64", AMD))
+    return Lock((LockEntry(*REDIS, tags={"7.2.4": image(A, platforms=("linux/arm64", "linux/amd64"),
+                                                         manifests=children)}),))
+
+
+def test_platform_manifests_are_written_sorted_and_read_back() -> None:
+    text = render_lock(indexed())
+    assert text.split("version:", 1)[1] == WITH_MANIFESTS.split("version:", 1)[1]
+    back = parse_lock(text)
+    assert back == indexed() and not back.unreadable
+    record = back.image(EntryKey(*REDIS), "7.2.4")
+    assert record is not None and record.by_platform == {"linux/amd64": AMD, "linux/arm64": ARM}
+    assert not record.lacks_manifests
+
+
+def test_a_lock_without_platform_manifests_reads_as_before_and_is_rewritten_the_same() -> None:
+    """Locks written before ``manifests`` existed: nothing lost, no error, the same bytes."""
+    lock = parse_lock(EXPECTED)
+    assert not lock.unreadable and lock == sample()
+    record = lock.image(EntryKey(*REDIS), "7.2.4")
+    assert record is not None and record.manifests == () and record.lacks_manifests
+    single = lock.image(EntryKey(*REDIS), "7.10")
+    assert single is not None and not single.lacks_manifests  # no platforms: nothing to fill in
+    assert render_lock(lock) == EXPECTED
+
+
+def test_a_record_gaining_its_platform_manifests_is_completed_not_changed() -> None:
+    old = Lock((LockEntry(*REDIS, tags={"7.2.4": image(A, platforms=("linux/amd64", "linux/arm64"))}),))
+    diff = diff_locks(old, indexed())
+    assert not diff.has_changes and diff.needs_write
+    assert [(c.tag, c.new) for c in diff.completed] == [("7.2.4", A)]
+    assert [c.tag for c in diff.unchanged] == ["7.2.4"]
+    assert diff.render() == "no changes (1 unchanged, 1 given their platform manifests' digests)\n"
+    assert diff.to_json()["completed"] == 1
+    again = diff_locks(indexed(), indexed())
+    assert not again.needs_write and again.completed == ()
+
+
+def test_platform_manifests_must_match_the_platforms() -> None:
+    with pytest.raises(LockRecordError, match=r"one digest for each of platforms \(not in platforms: linux/s390x"):
+        image(A, platforms=("linux/amd64",), manifests=(("linux/amd64", AMD), ("linux/s390x", ARM)))
+    with pytest.raises(LockRecordError, match="missing: linux/arm64"):
+        image(A, platforms=("linux/amd64", "linux/arm64"), manifests=(("linux/amd64", AMD),))
+    with pytest.raises(LockRecordError, match="invalid platform 'Linux/amd64'"):
+        image(A, platforms=("linux/amd64",), manifests=(("Linux/amd64", AMD),))
+    with pytest.raises(LockRecordError, match="given twice"):
+        image(A, platforms=("linux/amd64",), manifests=(("linux/amd64", AMD), ("linux/amd64", ARM)))
+
+
+BAD_MANIFESTS = [
+    ("bad child digest", WITH_MANIFESTS.replace(f'"{ARM}"', '"sha256:abc"'), 14, 26,
+     'images[0].tags["7.2.4"].manifests["linux/arm64"]', "sha256 needs 64 lowercase hex characters"),
+    ("bad child platform", WITH_MANIFESTS.replace('"linux/arm64": ', '"Linux/arm64": '), 14, 11,
+     'images[0].tags["7.2.4"].manifests["Linux/arm64"]', "invalid platform 'Linux/arm64'"),
+    ("child of no platform", WITH_MANIFESTS.replace('          - "linux/arm64"\n', ""), 7, 9,
+     'images[0].tags["7.2.4"]', "manifests must give one digest for each of platforms (not in platforms: linux/arm64)"),
+    ("not a mapping", WITH_MANIFESTS.replace(f'          "linux/amd64": "{AMD}"\n          "linux/arm64": "{ARM}"\n', '          - "x"\n'), 13, 11,
+     'images[0].tags["7.2.4"].manifests', "expected a mapping of key: value, got a list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "field", "message"),
+    [b[1:] for b in BAD_MANIFESTS],
+    ids=[b[0] for b in BAD_MANIFESTS],
+)
+def test_a_damaged_platform_manifest_is_an_error_at_its_place(
+    tmp_path: Path, text: str, line: int, column: int, field: str, message: str
+) -> None:
+    path = tmp_path / "imagevet.lock"
+    path.write_text(text)
+    lock = read_lock(path)
+    assert lock.entry(EntryKey(*REDIS)) is None
+    errors = [str(e) for e in lock.problems(EntryKey(*REDIS))]
+    assert any(e.startswith(f"{path}:{line}:{column}: {field}: ") and message in e for e in errors), errors
 
 
 # ---- diff ------------------------------------------------------------------------------------

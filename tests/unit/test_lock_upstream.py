@@ -20,6 +20,7 @@ from imagevet.lock import (
     LockEntry,
     UnreadableEntry,
     parse_lock,
+    platform_manifests,
     read_lock,
     render_lock,
     write_lock,
@@ -138,32 +139,45 @@ _tags = st.one_of(
 )
 
 
+def _expected_platform(p: dict[str, Any]) -> str | None:
+    """Independently: the platform a valid record lists for one child (ASCII-lowercased,
+    trimmed, valid), None for none."""
+    parts = []
+    for key in ("os", "architecture", "variant"):
+        value = p.get(key)
+        if key == "variant" and (value is None or (isinstance(value, str) and not value.strip(" \t\r\n\f\v"))):
+            continue
+        if not isinstance(value, str):
+            return None
+        value = value.strip(" \t\r\n\f\v")
+        value = value.lower() if value.isascii() else value
+        if not _PART.fullmatch(value):
+            return None
+        parts.append(value)
+    return "/".join(parts) if parts[0] != "unknown" else None
+
+
 def _expected_platforms(children: list[dict[str, Any]]) -> set[str]:
-    """Independently: the platforms a valid record lists (ASCII-lowercased, trimmed, valid)."""
-    out: set[str] = set()
-    for p in children:
-        parts = []
-        for key in ("os", "architecture", "variant"):
-            value = p.get(key)
-            if key == "variant" and (value is None or (isinstance(value, str) and not value.strip(" \t\r\n\f\v"))):
-                continue
-            if not isinstance(value, str):
-                parts = []
-                break
-            value = value.strip(" \t\r\n\f\v")
-            value = value.lower() if value.isascii() else value
-            if not _PART.fullmatch(value):
-                parts = []
-                break
-            parts.append(value)
-        if parts and parts[0] != "unknown":
-            out.add("/".join(parts))
+    """Independently: the platforms a valid record lists."""
+    return {p for p in map(_expected_platform, children) if p is not None}
+
+
+def _expected_manifests(children: list[dict[str, Any]], digests: list[Digest]) -> dict[str, Digest]:
+    """Independently: each listed platform -> the digest of the first child of that platform."""
+    out: dict[str, Digest] = {}
+    for child, digest in zip(children, digests, strict=True):
+        platform = _expected_platform(child)
+        if platform is not None and platform not in out:
+            out[platform] = digest
     return out
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    children=st.lists(_platform, max_size=5),
+    children=st.lists(st.one_of(_platform, st.sampled_from([
+        {"os": "linux", "architecture": "amd64"}, {"os": "Linux", "architecture": "AMD64"},
+        {"os": "unknown", "architecture": "unknown"},
+    ])), max_size=5),
     index_annotations=_annotations,
     media_type=_media,
     tags=_tags,
@@ -197,6 +211,7 @@ def test_what_the_writer_writes_the_reader_reads(
         image = LockedImage(
             manifest.digest, manifest.media_type, NOW, tuple(manifest.platforms()),
             tuple(Digest.of(r, algorithm) for r in referrers),
+            tuple(platform_manifests(manifest).items()),
         )
         lock = Lock((
             LockEntry(*APP, tags={t: image for t in tags}, digests={image.digest: image}),
@@ -210,6 +225,10 @@ def test_what_the_writer_writes_the_reader_reads(
     event("written")
     is_manifest = media_type in (OCI_MANIFEST, DOCKER_MANIFEST)  # an index's platforms only
     assert set(image.platforms) == (set() if is_manifest else _expected_platforms(children))
+    child_digests = [Digest.of(str(i).encode(), algorithm) for i in range(len(children))]
+    assert image.by_platform == ({} if is_manifest else _expected_manifests(children, child_digests))
+    if len(children) > len(image.manifests) and image.manifests:
+        event("two children of one platform, or one left out")
 
     back = parse_lock(render_lock(lock))
     assert not back.unreadable, [str(e) for u in back.unreadable for e in u.errors]

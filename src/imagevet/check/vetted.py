@@ -4,7 +4,7 @@ A :class:`VettedImage` says: the community (or other) repository ``source`` is m
 vetting, as ``mirror``; ``tags`` maps each vetted tag to the digest that was vetted.  Build them
 
 * from the policy and lock with :func:`vetted_from_lock` (the lock records, per source tag, the
-  digest copied into the mirror), or
+  digest copied into the mirror and, for an index, the digest of each platform's manifest), or
 * from a JSON file with :func:`read_vetted`: a list of
   ``{"source": "bitnami/redis", "mirror": "acme/redis", "tags": {"7.2": "sha256:..."}}``, or
 * in code: ``VettedImage(Reference.parse("bitnami/redis"), Reference.parse("acme/redis"),
@@ -25,7 +25,7 @@ from imagevet.reference import Reference
 
 if TYPE_CHECKING:  # read only with --policy: keep pydantic out of a plain `check` run
     from imagevet.lock import Lock
-    from imagevet.policy import Policy
+    from imagevet.policy import Entry, Policy
 
 __all__ = [
     "VettedImage",
@@ -119,17 +119,37 @@ def read_vetted(path: Path) -> list[VettedImage]:
 
 
 def vetted_from_lock(policy: Policy, lock: Lock) -> list[VettedImage]:
-    """One VettedImage per policy entry: its source, its mirror, and the locked tag digests.
+    """One VettedImage per policy entry: its source, its mirror, the locked tag digests and the
+    platform manifests of each locked index (``platforms``, as ``--vetted`` data gives them).
 
     The digests are the source's (the lock's).  An entry that mirrors a platform subset holds a
     rewritten index at the mirror, so a reference pinned to the *mirror's* digest of such an
-    entry is judged by its tag only.  The lock records each image's platforms by name, not the
-    digests of its platform manifests: a reference pinned to one platform manifest is vetted
-    only with ``--vetted`` data that lists them (``platforms``).
+    entry is judged by its tag only; its platform manifests are copied byte for byte, so a pin
+    of one of them is vetted, but only of a platform the entry mirrors.  A lock record without
+    its platform manifests' digests (written before they were recorded: ``imagevet lock`` adds
+    them) vets no platform manifest.
     """
     out: list[VettedImage] = []
     for entry in policy.entries:
         locked = lock.entry(entry.key)
-        tags = {t: i.digest for t, i in locked.tags.items()} if locked is not None else {}
-        out.append(VettedImage(entry.source, entry.target, tags))
+        if locked is None:
+            out.append(VettedImage(entry.source, entry.target))
+            continue
+        tags = {t: i.digest for t, i in locked.tags.items()}
+        platforms = {
+            t: {p: d for p, d in i.manifests if _mirrored(entry, p)} for t, i in locked.tags.items()
+        }
+        out.append(VettedImage(entry.source, entry.target, tags, {t: c for t, c in platforms.items() if c}))
     return out
+
+
+def _mirrored(entry: Entry, platform: str) -> bool:
+    """Whether ``entry``'s mirror holds the manifest of ``platform`` (all of them without a
+    platform subset; the platforms the subset matches, as :func:`imagevet.manifest.subset_index`
+    selects them, with one)."""
+    if entry.platforms is None:
+        return True
+    from imagevet.manifest import Platform
+
+    wanted = Platform.parse(platform)
+    return any(p.matches(wanted) for p in entry.platforms)

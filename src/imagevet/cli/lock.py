@@ -53,7 +53,8 @@ def lock_command(
 
     async def _go() -> Resolution:
         async with make_store(insecure=insecure) as store:
-            return await resolve_lock(store, declared, loaded.lock, now=now_utc(), entries=chosen)
+            return await resolve_lock(store, declared, loaded.lock, now=now_utc(), entries=chosen,
+                                      complete=not check)
 
     resolution = run(_go)
     new = resolution.lock.only(e.key for e in declared.entries)
@@ -71,7 +72,8 @@ def lock_command(
             failed[p.entry] = p
     changed = diff.has_changes or new.unreadable != loaded.lock.unreadable
     exists = loaded.lock_path.exists()
-    write = not check and (changed or (not exists and not failed))
+    # records that only gained their platform manifests' digests: written, never a --check failure
+    write = not check and (changed or bool(diff.completed) or (not exists and not failed))
     if as_json:
         print_json({
             "lock": str(loaded.lock_path),
@@ -98,7 +100,10 @@ def lock_command(
         for p in failed.values():
             err_console.print(f"[red]failed:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
         total = len({x.name for x in chosen} | set(failed))
-        console.print(_summary(loaded.lock_path, total, list(failed), changed=changed,
+        if diff.completed and not diff.has_changes and not check:
+            console.print(terminal_safe(diff.render(), markup=False, multiline=True), highlight=False,
+                          markup=False, end="")
+        console.print(_summary(loaded.lock_path, total, list(failed), changed=changed or write,
                                written=write, check=check, exists=exists),
                       highlight=False, markup=False)
     if write:

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError, NotFoundError
-from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError
+from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError, platform_manifests
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
@@ -150,18 +150,20 @@ class Upstream:
         return subset_index(manifest, entry.platforms).digest
 
     async def describe(self, entry: Entry, digest: Digest, now: datetime) -> LockedImage:
-        """Read a digest never seen before: media type, platforms (GET), referrers."""
+        """Read a digest never seen before: media type, platforms and the digest of each
+        platform's manifest (one GET), referrers."""
         repo = entry.source
         listed = frozenset(await self.tags(repo))
         manifest = await self.store.get_manifest(repo.with_digest(digest))
         platforms = tuple(manifest.platforms())
+        children = tuple(platform_manifests(manifest).items())
         referrers: tuple[Digest, ...] = ()
         if entry.referrers:
             fallback = digest.tag() in listed  # else no manifest GET for it
             found = await self.store.referrers(repo, digest, tag_schema=fallback)
             referrers = tuple(d.digest for d in found)
         try:
-            return LockedImage(digest, manifest.media_type, now, platforms, referrers)
+            return LockedImage(digest, manifest.media_type, now, platforms, referrers, children)
         except LockRecordError as e:
             raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from e
 

@@ -2,8 +2,10 @@
 
 Cost, per entry: one tag listing, one manifest HEAD per selected tag (HEADs are not Docker Hub
 pulls), and a manifest GET only for a digest the old lock has never seen (to record its
-platforms), plus the referrers listing of that digest.  Re-locking with no upstream change makes
-no GET at all and rewrites identical bytes.
+platforms and the digests of their manifests), plus the referrers listing of that digest.
+Re-locking with no upstream change makes no GET at all and rewrites identical bytes.  A record
+of an old lock that names platforms but not their manifests' digests costs one GET, once: the
+lock is written with them, and the next run needs none.
 
 An entry whose source cannot be read keeps its old lock records and is reported as a problem:
 a registry outage never empties the lock.  Upstream values become lock records only through
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from imagevet.digest import Digest
@@ -33,6 +35,7 @@ from imagevet.lock import (
     LockedImage,
     LockEntry,
     carry_resolved_at,
+    platform_manifests,
 )
 from imagevet.plan import EntryProblem, SourceState
 from imagevet.policy import Entry, Policy, missing_tags
@@ -54,13 +57,15 @@ class Resolution:
 
 
 async def _resolve_entry(
-    upstream: Upstream, entry: Entry, old: LockEntry | None, now: datetime,
+    upstream: Upstream, entry: Entry, old: LockEntry | None, now: datetime, complete: bool,
 ) -> tuple[LockEntry, SourceState]:
     state = await upstream.select(entry)
     known: dict[Digest, LockedImage] = {}
 
     async def image(digest: Digest) -> LockedImage:
         previous = old.find_digest(digest) if old is not None else None
+        if previous is not None and complete and previous.lacks_manifests:
+            return await _completed(upstream, entry, previous)
         if previous is not None:
             return previous
         if digest not in known:
@@ -79,6 +84,25 @@ async def _resolve_entry(
     return LockEntry(entry.source, entry.target, tags, digests), SourceState(state.tags, images)
 
 
+async def _completed(upstream: Upstream, entry: Entry, previous: LockedImage) -> LockedImage:
+    """``previous`` (a record without its platform manifests' digests: a lock written before
+    they were recorded) with them, read from its manifest: one GET per digest and run, shared by
+    every entry of the same source.  When that fails the record stays as it was (it reads as it
+    always did; the next ``imagevet lock`` tries again)."""
+    try:
+        manifest = await upstream.index(entry.source, previous.digest)
+        return replace(
+            previous,
+            platforms=tuple(manifest.platforms()),
+            manifests=tuple(platform_manifests(manifest).items()),
+        )
+    except ImagevetError as e:
+        log.warning(
+            "%s: cannot read the platform manifests of %s: %s", entry.name, previous.digest, e
+        )
+        return previous
+
+
 async def resolve_lock(
     source: ImageStore,
     policy: Policy,
@@ -86,8 +110,12 @@ async def resolve_lock(
     *,
     now: datetime,
     entries: Sequence[Entry] | None = None,
+    complete: bool = True,
 ) -> Resolution:
-    """Resolve every entry (or only ``entries``) against upstream; see the module docstring."""
+    """Resolve every entry (or only ``entries``) against upstream; see the module docstring.
+
+    ``complete=False`` leaves old records without their platform manifests' digests as they are
+    (no GET): for a run that writes nothing (``imagevet lock --check``)."""
     upstream = Upstream(source, asyncio.Semaphore(HEAD_CONCURRENCY), None)
     chosen = list(entries) if entries is not None else list(policy.entries)
 
@@ -95,7 +123,9 @@ async def resolve_lock(
         entry: Entry,
     ) -> tuple[Entry, LockEntry | None, SourceState | None, ImagevetError | None]:
         try:
-            locked, state = await _resolve_entry(upstream, entry, old.entry(entry.key), now)
+            locked, state = await _resolve_entry(
+                upstream, entry, old.entry(entry.key), now, complete
+            )
             return entry, locked, state, None
         except ImagevetError as e:
             return entry, None, None, e

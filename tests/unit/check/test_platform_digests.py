@@ -5,13 +5,18 @@ the mirror pinned to the same platform manifest."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from imagevet.category import AccessSettings
-from imagevet.check import CheckContext, check_paths, plan_fixes, vetted_from_data
+from imagevet.check import CheckContext, check_paths, plan_fixes, vetted_from_data, vetted_from_lock
+from imagevet.digest import Digest
 from imagevet.errors import PolicyError
+from imagevet.lock import Lock, LockedImage, LockEntry
+from imagevet.policy import parse_policy
+from imagevet.reference import Reference
 
 INDEX = "sha256:" + "1" * 64
 AMD64 = "sha256:" + "a" * 64
@@ -54,3 +59,32 @@ def test_source_pinned_to_a_platform_manifest_is_fixed_to_the_same_manifest_on_t
 def test_bad_platform_data_is_refused(platforms: object) -> None:
     with pytest.raises(PolicyError):
         vetted_from_data(json.loads(json.dumps([{**DATA[0], "platforms": platforms}])))
+
+
+def test_vetted_from_lock_gives_the_platform_manifests_each_entry_mirrors() -> None:
+    """From the lock: every platform manifest of a locked index, or only those a platform
+    subset mirrors (``linux/arm64`` matches ``linux/arm64/v8``, as the subset selects)."""
+    policy = parse_policy(
+        "version: 1\ntarget: {registry: docker.io, namespace: acme}\n"
+        "defaults: {approval: {approved_by: a@example.com, expires: 2099-01-01}}\n"
+        "images:\n"
+        "  - source: bitnami/redis\n    tags: {tags: ['7.2', '7.0']}\n"
+        "  - source: bitnami/redis\n    name: redis-arm\n    target: redis-arm\n"
+        "    platforms: [linux/arm64]\n    tags: {tags: ['7.2']}\n",
+        env={},
+    )
+    arm = Digest.parse("sha256:" + "d" * 64)
+    index = LockedImage(Digest.parse(INDEX), "application/vnd.oci.image.index.v1+json",
+                        datetime(2026, 1, 1, tzinfo=UTC), ("linux/amd64", "linux/arm64/v8"),
+                        manifests=(("linux/amd64", Digest.parse(AMD64)), ("linux/arm64/v8", arm)))
+    old = LockedImage(Digest.parse(OTHER), "application/vnd.oci.image.index.v1+json",
+                      datetime(2026, 1, 1, tzinfo=UTC), ("linux/amd64",))  # no manifests recorded
+    redis = Reference.parse("bitnami/redis")
+    lock = Lock((
+        LockEntry(redis, Reference.parse("acme/redis"), {"7.2": index, "7.0": old}),
+        LockEntry(redis, Reference.parse("acme/redis-arm"), {"7.2": index}),
+    ))
+    whole, subset = vetted_from_lock(policy, lock)
+    assert whole.platforms == {"7.2": {"linux/amd64": Digest.parse(AMD64), "linux/arm64/v8": arm}}
+    assert subset.platforms == {"7.2": {"linux/arm64/v8": arm}}
+    assert subset.platform_of(arm) == [("7.2", "linux/arm64/v8")] and subset.platform_of(Digest.parse(AMD64)) == []
