@@ -39,6 +39,8 @@ class RecordingStore:
         self.log = log
         self._holds: dict[str, asyncio.Event] = {}
         self._signals: dict[str, asyncio.Event] = {}
+        self.puts: list[str] = []
+        """Each manifest PUT's reference, in the order they started."""
 
     def hold(self, op: str, until: asyncio.Event) -> None:
         self._holds[op] = until
@@ -70,6 +72,7 @@ class RecordingStore:
         return await self._call("get_manifest", lambda: self.inner.get_manifest(ref))
 
     async def put_manifest(self, ref: Reference, manifest: RawManifest) -> Digest:
+        self.puts.append(str(ref))
         return await self._call("put_manifest", lambda: self.inner.put_manifest(ref, manifest))
 
     async def delete_manifest(self, ref: Reference) -> None:
