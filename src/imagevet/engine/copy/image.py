@@ -53,6 +53,8 @@ class ImageCopy:
         self._lookups: list[asyncio.Future[Any]] = []
         self._referrers: dict[Digest, asyncio.Future[list[Descriptor]]] = {}
         """Referrers requests sent ahead (:meth:`_discover`), each taken once by :meth:`source_referrers`."""
+        self._asked: set[Digest] = set()
+        """Subjects whose referrers this image asked for itself (never sent ahead again)."""
 
     def worker(self) -> ImageCopy:
         """A context for shared work: what it does must not depend on which image asked first."""
@@ -165,7 +167,7 @@ class ImageCopy:
             return  # the walk refuses this image: send nothing ahead for it
         tags = await self.session.source_tags(self.source)
         for subject in wanted:
-            if subject.tag() not in tags and subject not in self._referrers:
+            if subject.tag() not in tags and subject not in self._referrers and subject not in self._asked:
                 task = asyncio.ensure_future(self._source_referrers_now(subject))
                 task.add_done_callback(_retrieved)
                 self._referrers[subject] = task
@@ -225,6 +227,7 @@ class ImageCopy:
         ahead = self._referrers.pop(subject, None)
         if ahead is not None:
             return await ahead
+        self._asked.add(subject)
         return await self._source_referrers_now(subject)
 
     async def _source_referrers_now(self, subject: Digest) -> list[Descriptor]:
