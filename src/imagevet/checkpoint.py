@@ -42,7 +42,7 @@ from imagevet.manifest import Descriptor, RawManifest
 from imagevet.reference import Reference
 
 if TYPE_CHECKING:  # the registry stack (aiohttp) loads only when a checkpoint is pushed or fetched
-    from imagevet.registry import RegistryClient
+    from imagevet.store import ImageStore
 
 __all__ = [
     "ARTIFACT_TYPE",
@@ -324,7 +324,7 @@ def _manifest(note: bytes, now: datetime) -> bytes:
 
 
 async def push_checkpoint(
-    client: RegistryClient, ref: Reference, note: bytes, *, now: datetime | None = None
+    client: ImageStore, ref: Reference, note: bytes, *, now: datetime | None = None
 ) -> Digest:
     """Push ``note`` as the checkpoint artifact at ``ref`` (a tag); return the manifest digest."""
     for blob, media_type in ((EMPTY_BLOB, EMPTY_MEDIA_TYPE), (note, NOTE_MEDIA_TYPE)):
@@ -339,7 +339,7 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def fetch_checkpoint(client: RegistryClient, ref: Reference) -> bytes | None:
+async def fetch_checkpoint(client: ImageStore, ref: Reference) -> bytes | None:
     """The note of the checkpoint artifact at ``ref``; None when there is none (404)."""
     try:
         raw = await client.get_manifest(ref)

@@ -17,6 +17,8 @@ Every error imagevet raises on purpose derives from ``ImagevetError``::
     ├── DigestMismatchError                       content did not hash to what it claimed
     ├── SecurityError                             refused for safety (http realm, foreign redirect)
     ├── LimitExceededError                        upstream went past a bound (redirects, tag pages)
+    ├── StoreError                                an image store cannot serve a reference (no such store)
+    │   └── LayoutError                           an OCI layout (directory or tar) is invalid or unsafe
     ├── CopyError                                 one image could not be copied (wraps the cause)
     └── HubError                                  Docker Hub management API error
         ├── HubRateLimitedError                   429 after the retries (carries retry_after)
@@ -49,6 +51,7 @@ __all__ = [
     "HubRateLimitedError",
     "HubTokenError",
     "ImagevetError",
+    "LayoutError",
     "InvalidDigestError",
     "InvalidReferenceError",
     "LimitExceededError",
@@ -57,6 +60,7 @@ __all__ = [
     "RateLimitedError",
     "RegistryError",
     "SecurityError",
+    "StoreError",
     "TransferTimeoutError",
     "TransportError",
     "UnauthorizedError",
@@ -310,6 +314,20 @@ class LimitExceededError(ImagevetError):
         self.what = what
         self.reason = reason
         super().__init__(f"{what}: {reason}")
+
+
+class StoreError(ImagevetError):
+    """An image store cannot serve a reference: no store for its scheme, or the store is closed."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
+
+
+class LayoutError(StoreError):
+    """An OCI image layout (a directory or a tar file) is invalid, unsafe or cannot be written:
+    ``what`` names the layout (and the file inside it), ``reason`` says what is wrong."""
 
 
 class CopyError(ImagevetError):

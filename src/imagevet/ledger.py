@@ -61,7 +61,7 @@ from imagevet.statefiles import (
 )
 
 if TYPE_CHECKING:
-    from imagevet.registry import RegistryClient
+    from imagevet.store import ImageStore
 
 __all__ = [
     "GENESIS",
@@ -573,7 +573,7 @@ class _Remote:
     error: str | None = None
 
 
-async def _remote(setup: AuditSetup, client: RegistryClient, key: Verifier | None) -> _Remote:
+async def _remote(setup: AuditSetup, client: ImageStore, key: Verifier | None) -> _Remote:
     """Read the remote checkpoint; open it with ``key`` (None: only whether one is there).
 
     A registry that does not answer, or answers with an error (5xx, 401, ...), is ``error``: the
@@ -595,7 +595,7 @@ async def _remote(setup: AuditSetup, client: RegistryClient, key: Verifier | Non
         return _Remote(note, problem=f"remote checkpoint {setup.repository}: {e}")
 
 
-async def verify_audit(setup: AuditSetup, client: RegistryClient | None) -> AuditReport:
+async def verify_audit(setup: AuditSetup, client: ImageStore | None) -> AuditReport:
     """Check the chain, the signatures of the local and the remote checkpoint, and the ledger
     against both (``client`` None: offline, the remote one is not checked).
 
@@ -687,7 +687,7 @@ def _writer(setup: AuditSetup, written: list[tuple[Checkpoint, bytes]]) -> Calla
     return write
 
 
-async def _push(setup: AuditSetup, client: RegistryClient | None, note: bytes, now: datetime) -> str | None:
+async def _push(setup: AuditSetup, client: ImageStore | None, note: bytes, now: datetime) -> str | None:
     if setup.repository is None or client is None:
         return None
     try:
@@ -702,7 +702,7 @@ async def _push(setup: AuditSetup, client: RegistryClient | None, note: bytes, n
 
 async def record_events(
     setup: AuditSetup,
-    client: RegistryClient | None,
+    client: ImageStore | None,
     events: Sequence[Mapping[str, Any]],
     *,
     now: datetime | None = None,
@@ -767,7 +767,7 @@ class RecoverRefusedError(LedgerError):
 
 
 async def recover(
-    setup: AuditSetup, client: RegistryClient | None, *, reason: str = "", now: datetime | None = None
+    setup: AuditSetup, client: ImageStore | None, *, reason: str = "", now: datetime | None = None
 ) -> Recovered:
     """Move a ledger that does not verify aside (never deleted) and start a new chain naming it.
 

@@ -23,18 +23,39 @@ Normalisation (``ParseNormalizedNamed``):
 
 ``str(ref)`` is the fully qualified form and ``Reference.parse(str(ref)) == ref``.
 :attr:`Reference.familiar` is the short form Docker prints (``nginx:1.27``).
+
+Schemes (skopeo's transport names): a plain name (or ``docker://name``) is a registry reference,
+``scheme == "docker"``.  ``oci:PATH[:TAG|@DIGEST]`` names an image in an OCI image layout
+directory and ``oci-archive:FILE[:TAG|@DIGEST]`` one in a layout packed in a tar file.  For these,
+``registry`` is ``""`` and ``repository`` is the path as written, normalised with
+``os.path.normpath`` (never resolved: this module touches no file).  The tag is what follows the
+last ``:`` when that part has no ``/`` and is a valid tag; a digest follows the last ``@``.  A path
+that would read back differently (it ends in ``:<tag>`` after normalisation) is refused.
 """
 
 from __future__ import annotations
 
+import os.path
 import re
 from dataclasses import dataclass, replace
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 
 from imagevet.digest import Digest
 from imagevet.errors import InvalidDigestError, InvalidReferenceError
 
-__all__ = ["DOCKER_HUB", "DOCKER_HUB_ALIASES", "Reference", "canonical_registry", "is_valid_tag"]
+__all__ = [
+    "DOCKER_HUB",
+    "DOCKER_HUB_ALIASES",
+    "LAYOUT_SCHEMES",
+    "Reference",
+    "Scheme",
+    "canonical_registry",
+    "is_valid_tag",
+]
+
+Scheme = Literal["docker", "oci", "oci-archive"]
+"""Where an image lives: a registry, an OCI layout directory, an OCI layout in a tar file."""
+LAYOUT_SCHEMES: tuple[Scheme, ...] = ("oci", "oci-archive")
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ALIASES = frozenset({"index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
@@ -68,12 +89,14 @@ def canonical_registry(host: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """A normalised image reference: ``registry/repository[:tag][@digest]``."""
+    """A normalised image reference: ``registry/repository[:tag][@digest]``, or for an OCI
+    layout ``oci:PATH[:tag][@digest]`` (``registry`` empty, ``repository`` the path)."""
 
     registry: str
     repository: str
     tag: str | None = None
     digest: Digest | None = None
+    scheme: Scheme = "docker"
 
     @classmethod
     def parse(cls, text: str) -> Reference:
@@ -82,7 +105,10 @@ class Reference:
             raise InvalidReferenceError(text, "empty reference")
         if text != text.strip():
             raise InvalidReferenceError(text, "leading or trailing white space")
-        rest = text
+        for scheme in LAYOUT_SCHEMES:
+            if text.startswith(f"{scheme}:"):
+                return cls._parse_layout(text, scheme)
+        rest = text.removeprefix("docker://")
         digest: Digest | None = None
         if "@" in rest:
             rest, _, digest_text = rest.partition("@")
@@ -132,9 +158,47 @@ class Reference:
             )
         return cls(registry, path, tag, digest)
 
+    @classmethod
+    def _parse_layout(cls, text: str, scheme: Scheme) -> Reference:
+        rest = text[len(scheme) + 1 :]
+        if "\x00" in rest:
+            raise InvalidReferenceError(text, "NUL character in a layout path")
+        digest: Digest | None = None
+        at = rest.rfind("@")
+        if at >= 0 and _DIGEST_RE.match(rest[at + 1 :]):
+            try:
+                digest = Digest.parse(rest[at + 1 :])
+            except InvalidDigestError as e:
+                raise InvalidReferenceError(text, e.reason) from None
+            rest = rest[:at]
+        tag: str | None = None
+        colon = rest.rfind(":")
+        if colon >= 0 and "/" not in rest[colon + 1 :] and _TAG_RE.match(rest[colon + 1 :]):
+            rest, tag = rest[:colon], rest[colon + 1 :]
+        if not rest:
+            raise InvalidReferenceError(text, f"missing layout path after {scheme}:")
+        path = os.path.normpath(rest)
+        tail = path[path.rfind(":") + 1 :] if ":" in path else None
+        if tail is not None and "/" not in tail and _TAG_RE.match(tail):
+            raise InvalidReferenceError(
+                text, f"layout path {path!r} ends in ':{tail}', which would read as a tag"
+            )
+        if "@" in path and _DIGEST_RE.match(path[path.rfind("@") + 1 :]):
+            raise InvalidReferenceError(
+                text, f"layout path {path!r} ends in '@<digest>', which would read as a digest"
+            )
+        return cls("", path, tag, digest, scheme)
+
+    @property
+    def is_layout(self) -> bool:
+        """Whether this names an image in an OCI layout (``oci:`` or ``oci-archive:``)."""
+        return self.scheme != "docker"
+
     @property
     def name(self) -> str:
-        """``registry/repository`` with no tag or digest."""
+        """``registry/repository`` (``oci:PATH`` for a layout) with no tag or digest."""
+        if self.scheme != "docker":
+            return f"{self.scheme}:{self.repository}"
         return f"{self.registry}/{self.repository}"
 
     @property
@@ -147,7 +211,7 @@ class Reference:
     @property
     def familiar(self) -> str:
         """Docker's short form: no ``docker.io/``, no ``library/`` for official images."""
-        if self.registry == DOCKER_HUB:
+        if self.registry == DOCKER_HUB and self.scheme == "docker":
             repo = self.repository
             if repo.startswith("library/") and repo.count("/") == 1:
                 repo = repo[len("library/") :]
@@ -158,7 +222,7 @@ class Reference:
 
     @property
     def is_docker_hub(self) -> bool:
-        return self.registry == DOCKER_HUB
+        return self.registry == DOCKER_HUB and self.scheme == "docker"
 
     def with_tag(self, tag: str | None) -> Reference:
         """Return a copy naming ``tag`` and no digest."""

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from imagevet.digest import Digest
 from imagevet.engine.copy import (
@@ -52,9 +52,8 @@ from imagevet.plan import (
 )
 from imagevet.policy import Entry, Mode, Policy
 from imagevet.reference import Reference
-from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
-from imagevet.store import ImageStore
+from imagevet.store import CountsRequests, ImageStore
 
 __all__ = [
     "ActionOutcome",
@@ -172,26 +171,27 @@ class SyncReport:
 # ---- applying --------------------------------------------------------------------------------
 
 
-async def _backup(client: ImageStore, action: Update) -> None:
+async def _backup(target: ImageStore, action: Update) -> None:
     """Keep the digest a tag is about to leave under the backup tag (same repository)."""
-    old = await client.get_manifest(action.target.repo().with_digest(action.old_digest))
-    await client.put_manifest(action.backup, old)
+    old = await target.get_manifest(action.target.repo().with_digest(action.old_digest))
+    await target.put_manifest(action.backup, old)
 
 
-async def _prune(client: ImageStore, action: Prune, keep: Mapping[Reference, set[Digest]]) -> str:
+async def _prune(target: ImageStore, action: Prune, keep: Mapping[Reference, set[Digest]]) -> str:
     if action.digest is None:
         return "not deleted: its digest is unknown"
     if action.digest in keep.get(action.target.repo(), set()):
         return "not deleted: another tag still points at the same manifest"
     try:
-        await client.delete_manifest(action.target.repo().with_digest(action.digest))
+        await target.delete_manifest(action.target.repo().with_digest(action.digest))
     except NotFoundError:
         return "deleted (it was already gone)"
     return "deleted"
 
 
 async def apply_plan(
-    client: RegistryClient,
+    source: ImageStore,
+    target: ImageStore,
     plan: Plan,
     observed: Observed,
     *,
@@ -211,9 +211,7 @@ async def apply_plan(
     started = time.monotonic()
     outcomes: dict[int, ActionOutcome] = {}
     broken: set[str] = set()  # entries whose repository step failed
-    # one store serves both ends (cast: until RegistryClient.ping takes a Reference, see store/)
-    store = cast(ImageStore, client)
-    session = CopySession(store, store, CopyOptions(jobs=opts.jobs), progress=progress)
+    session = CopySession(source, target, CopyOptions(jobs=opts.jobs), progress=progress)
 
     for i, action in enumerate(plan.actions):
         if isinstance(action, CreateRepo | UpdateRepo):
@@ -239,7 +237,7 @@ async def apply_plan(
         async with gate:
             try:
                 if isinstance(action, Update):
-                    await _backup(store, action)
+                    await _backup(target, action)
                 result = await session.copy(action.source, action.target, options=copy_options)
                 outcomes[i] = ActionOutcome(action, "done", result=result)
                 if cache is not None and result.source_index is not None:
@@ -272,7 +270,7 @@ async def apply_plan(
             continue
         if isinstance(action, Prune) and opts.prune:
             try:
-                outcomes[i] = ActionOutcome(action, "done", await _prune(store, action, keep))
+                outcomes[i] = ActionOutcome(action, "done", await _prune(target, action, keep))
             except ImagevetError as e:
                 outcomes[i] = ActionOutcome(action, "failed", str(e), error=e)
         else:
@@ -284,12 +282,14 @@ async def apply_plan(
     )
 
 
-def summarize_requests(client: RegistryClient) -> dict[str, int]:
-    """Requests made so far, by method and kind (``HEAD manifest``: 12, ...)."""
+def summarize_requests(*stores: ImageStore) -> dict[str, int]:
+    """Requests made so far by the stores that count them, by method and kind (``HEAD
+    manifest``: 12, ...); a store passed twice (source and target) counts once."""
     out: dict[str, int] = {}
-    for record in client.stats:
-        key = f"{record.method} {record.kind}"
-        out[key] = out.get(key, 0) + 1
+    for store in {id(s): s for s in stores}.values():
+        if isinstance(store, CountsRequests):
+            for key, n in store.request_counts().items():
+                out[key] = out.get(key, 0) + n
     return dict(sorted(out.items()))
 
 

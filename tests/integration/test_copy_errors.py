@@ -90,7 +90,7 @@ async def test_sync_apply_keeps_the_typed_error_of_a_failed_copy(
     absent = Digest.of(b"no such manifest")
     action = Copy("app", ref(source, "v1").with_digest(absent), ref(target, "v1"), absent)
     async with RegistryClient(retry=RETRY) as client:
-        report = await apply_plan(client, Plan((action,), datetime.now(UTC)), Observed())
+        report = await apply_plan(client, client, Plan((action,), datetime.now(UTC)), Observed())
     [outcome] = report.outcomes
     assert outcome.status == "failed"
     assert isinstance(outcome.error, CopyError)

@@ -69,7 +69,7 @@ async def test_a_sync_copies_records_everything_and_a_rerun_is_a_noop(
     state = FileStateStore(tmp_path / ".imagevet")
     async with RegistryClient() as client:
         lock = await locked(client, policy)
-        report = await run_sync(policy, lock, client=client, state=state, clock=_clock,
+        report = await run_sync(policy, lock, source=client, target=client, state=state, clock=_clock,
                                 lock_path=policy.path.with_suffix(".lock"))
     assert isinstance(report, RunReport)
     assert report.ok and report.records_written and not report.errors
@@ -86,7 +86,7 @@ async def test_a_sync_copies_records_everything_and_a_rerun_is_a_noop(
     assert report.recorded is not None and report.recorded.seq == 3 and state.ledger.verify().ok
 
     async with RegistryClient() as client:
-        again = await run_sync(policy, lock, client=client, state=state, clock=_clock)
+        again = await run_sync(policy, lock, source=client, target=client, state=state, clock=_clock)
     assert again.ok and again.counts() == {"noop": 2}
     assert not any(k.startswith("GET manifest") or k.startswith("GET blob") for k in again.requests)
     assert ledger_kinds(state)[3:] == [("run", "")]  # a no-op is one run record
@@ -105,10 +105,10 @@ async def test_a_dry_run_changes_and_records_nothing(
     async with RegistryClient() as client:
         lock = await locked(client, policy)
         lock_text = policy.path.with_suffix(".lock").read_text()
-        report = await run_sync(policy, lock, client=client, state=state, clock=_clock,
+        report = await run_sync(policy, lock, source=client, target=client, state=state, clock=_clock,
                                 options=RunOptions(dry_run=True),
                                 lock_path=policy.path.with_suffix(".lock"))
-        planned = await plan_run(policy, lock, client=client, state=state, now=NOW)
+        planned = await plan_run(policy, lock, source=client, target=client, state=state, now=NOW)
     assert report.dry_run and report.ok and report.outcomes == ()
     assert [a.kind for a in report.plan.actions] == [ActionKind.COPY]
     assert [a.kind for a in planned.plan.actions] == [ActionKind.COPY]  # what `imagevet plan` shows
@@ -135,7 +135,7 @@ async def test_a_failing_image_leaves_the_others_outcome_alone(
     async with RegistryClient() as client:
         lock = await locked(client, policy)
         source.fail(None, 404, method="GET", path_contains=f"{unique_repo}/bad/blobs/", code="BLOB_UNKNOWN")
-        report = await run_sync(policy, lock, client=client, state=state, clock=_clock)
+        report = await run_sync(policy, lock, source=client, target=client, state=state, clock=_clock)
     assert not report.ok and report.records_written  # the failure is recorded, not lost
     by_target = {o.action.target.repository: o for o in report.outcomes}
     assert by_target["acme/good"].status == "done"
@@ -161,10 +161,10 @@ async def test_a_follow_entry_updates_with_a_backup_and_its_lock_is_brought_alon
     state = FileStateStore(tmp_path / ".imagevet")
     async with RegistryClient() as client:
         lock = await locked(client, policy)
-        first = await run_sync(policy, lock, client=client, state=state, clock=_clock, lock_path=lock_path)
+        first = await run_sync(policy, lock, source=client, target=client, state=state, clock=_clock, lock_path=lock_path)
         assert first.ok and first.counts() == {"copy": 1}
         await push_image(plain_registry, f"{unique_repo}/follow", new, "1.0")  # upstream re-points
-        report = await run_sync(policy, read_lock(lock_path), client=client, state=state, clock=_clock,
+        report = await run_sync(policy, read_lock(lock_path), source=client, target=client, state=state, clock=_clock,
                                 lock_path=lock_path)
     assert report.ok and report.counts() == {"update": 1}
     assert report.lock_changed and report.lock_written
@@ -195,7 +195,7 @@ async def test_a_summary_that_cannot_be_written_still_leaves_lock_and_ledger(
     (tmp_path / ".imagevet" / "last-sync.json").symlink_to(tmp_path / "elsewhere" / "x.json")
     async with RegistryClient() as client:
         lock = await locked(client, policy)
-        report = await run_sync(policy, lock, client=client, state=state, clock=_clock)
+        report = await run_sync(policy, lock, source=client, target=client, state=state, clock=_clock)
     assert report.counts() == {"copy": 1} and report.sync.ok
     assert not report.summary_written and report.summary_error is not None
     assert "symbolic link" in report.summary_error
@@ -221,8 +221,8 @@ async def test_a_sync_into_a_hub_org_creates_the_repository_through_the_manager(
             HubClient(hub.url, HubCredentials(hub.seed.username, hub.seed.pat)) as hub_client:
         lock = await locked(client, policy)
         manager = HubRepositoryManager(hub_client)
-        report = await run_sync(policy, lock, client=client, state=state, manager=manager, clock=_clock)
-        again = await run_sync(policy, lock, client=client, state=state, manager=manager, clock=_clock)
+        report = await run_sync(policy, lock, source=client, target=client, state=state, manager=manager, clock=_clock)
+        again = await run_sync(policy, lock, source=client, target=client, state=state, manager=manager, clock=_clock)
     assert report.ok and report.counts() == {"create-repo": 1, "copy": 1}
     repo = hub.repository("acme", "redis")
     assert repo is not None and repo["is_private"] is True

@@ -120,3 +120,94 @@ def test_round_trip_property(host: str, parts: list[str], tag: str | None, diges
     ref = Reference.parse(text)
     assert Reference.parse(str(ref)) == ref
     assert Reference.parse(ref.familiar) == ref
+
+
+# -- schemes: oci: and oci-archive: layouts, docker:// ------------------------------------------
+
+# text -> (scheme, repository (the path), tag, digest)
+LAYOUTS = [
+    ("oci:out", "oci", "out", None, None),
+    ("oci:out:v1", "oci", "out", "v1", None),
+    ("oci:/srv/mirror/nginx:1.27", "oci", "/srv/mirror/nginx", "1.27", None),
+    ("oci:./a/b/../c/", "oci", "a/c", None, None),
+    ("oci:out@" + D, "oci", "out", None, D),
+    ("oci:out:v1@" + D, "oci", "out", "v1", D),
+    ("oci:a:b/c", "oci", "a:b/c", None, None),  # the part after ':' has a '/': all path
+    ("oci:a:b/c:t", "oci", "a:b/c", "t", None),
+    ("oci:dir:bad tag", "oci", "dir:bad tag", None, None),  # not a valid tag: all path
+    ("oci-archive:x.tar", "oci-archive", "x.tar", None, None),
+    ("oci-archive:/tmp/x.tar:latest", "oci-archive", "/tmp/x.tar", "latest", None),
+    ("oci-archive:x.tar@" + D, "oci-archive", "x.tar", None, D),
+]
+
+
+@pytest.mark.parametrize(("text", "scheme", "path", "tag", "digest"), LAYOUTS)
+def test_parse_layout(text: str, scheme: str, path: str, tag: str | None, digest: str | None) -> None:
+    ref = Reference.parse(text)
+    assert (ref.scheme, ref.registry, ref.repository, ref.tag) == (scheme, "", path, tag)
+    assert ref.digest == (Digest.parse(digest) if digest else None)
+    assert ref.is_layout and not ref.is_docker_hub
+    assert ref.name == f"{scheme}:{path}"
+    assert ref.familiar == str(ref)
+    assert Reference.parse(str(ref)) == ref
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("oci:", "missing layout path"),
+        ("oci::v1", "missing layout path"),
+        ("oci-archive:@" + D, "missing layout path"),
+        ("oci:a:b/c/..", "would read as a tag"),  # normalises to "a:b"
+        ("oci:a\x00b", "NUL"),
+    ],
+)
+def test_parse_layout_invalid_says_why(text: str, why: str) -> None:
+    with pytest.raises(InvalidReferenceError) as info:
+        Reference.parse(text)
+    assert why in str(info.value)
+
+
+def test_layout_helpers_keep_the_scheme() -> None:
+    ref = Reference.parse("oci:/srv/m/nginx:1.27")
+    assert ref.with_tag("1.28") == Reference("", "/srv/m/nginx", "1.28", None, "oci")
+    assert str(ref.with_digest(Digest.parse(D))) == f"oci:/srv/m/nginx:1.27@{D}"
+    assert str(ref.repo()) == "oci:/srv/m/nginx"
+    assert ref.identifier == "1.27"
+    with pytest.raises(InvalidReferenceError):
+        ref.with_tag("bad tag")
+
+
+def test_docker_transport_prefix_is_a_registry_reference() -> None:
+    assert Reference.parse("docker://nginx:1.27") == Reference.parse("nginx:1.27")
+    assert Reference.parse("docker://localhost:5000/a/b").scheme == "docker"
+    assert Reference("docker.io", "library/nginx") == Reference.parse("nginx")  # positional still works
+
+
+_path_part = st.from_regex(r"\A[A-Za-z0-9_.@:+-]{1,10}\Z")
+
+
+@given(
+    scheme=st.sampled_from(["oci", "oci-archive"]),
+    absolute=st.booleans(),
+    parts=st.lists(_path_part, min_size=1, max_size=4),
+    tag=st.none() | _tag,
+    digest=st.none() | st.from_regex(r"\A[0-9a-f]{64}\Z"),
+)
+def test_layout_round_trip_property(
+    scheme: str, absolute: bool, parts: list[str], tag: str | None, digest: str | None
+) -> None:
+    text = (
+        f"{scheme}:{'/' if absolute else ''}{'/'.join(parts)}"
+        + (f":{tag}" if tag else "")
+        + (f"@sha256:{digest}" if digest else "")
+    )
+    try:
+        ref = Reference.parse(text)
+    except InvalidReferenceError:
+        return  # a path that would read back differently, or none at all
+    assert ref.scheme == scheme and ref.registry == ""
+    assert Reference.parse(str(ref)) == ref
+    assert ref.with_tag("t").scheme == scheme and ref.repo().scheme == scheme
+    if tag is not None and digest is not None:
+        assert (ref.tag, str(ref.digest)) == (tag, f"sha256:{digest}")

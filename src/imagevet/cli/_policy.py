@@ -30,7 +30,7 @@ from imagevet.plan import (
     UpdateRepo,
 )
 from imagevet.policy import Policy, load_policy
-from imagevet.reference import DOCKER_HUB, Reference
+from imagevet.reference import Reference
 from imagevet.repository_spec import RepositoryManager
 
 __all__ = [
@@ -133,7 +133,10 @@ async def hub_manager(policy: Policy) -> AsyncIterator[RepositoryManager | None]
     and registries that Docker Hub's API fronts); Hub credentials come from
     ``DOCKER_HUB_USERNAME``/``DOCKER_HUB_TOKEN``.
     """
-    on_hub = policy.target.registry == DOCKER_HUB or bool(os.environ.get("IMAGEVET_HUB_URL"))
+    # an OCI layout target is never a Docker Hub namespace, whatever IMAGEVET_HUB_URL says
+    on_hub = not policy.target.is_layout and (
+        policy.target.is_docker_hub or bool(os.environ.get("IMAGEVET_HUB_URL"))
+    )
     if not on_hub:
         yield None
         return

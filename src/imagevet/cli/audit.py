@@ -25,7 +25,7 @@ from imagevet.cli.common import (
     err_console,
     fail,
     handle_errors,
-    make_registry_client,
+    make_store,
     print_json,
     terminal_safe,
 )
@@ -238,8 +238,8 @@ def verify_command(
         # key: a policy whose key was removed must not turn the check off
         if offline or setup.repository is None:
             return await verify_audit(setup, None)
-        async with make_registry_client(insecure=insecure) as client:
-            return await verify_audit(setup, client)
+        async with make_store(insecure=insecure) as store:
+            return await verify_audit(setup, store)
 
     report = _run(_go)
     if as_json:
@@ -304,8 +304,8 @@ def recover_command(
     async def _go() -> Recovered:
         if offline or setup.repository is None:
             return await recover(setup, None, reason=reason)
-        async with make_registry_client(insecure=insecure) as client:
-            return await recover(setup, client, reason=reason)
+        async with make_store(insecure=insecure) as store:
+            return await recover(setup, store, reason=reason)
 
     done = _run(_go)
     if done.damaged is not None:

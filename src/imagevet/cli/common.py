@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # the registry stack (aiohttp) loads only for commands that t
 
     from imagevet.hub import HubCredentials
     from imagevet.registry import Credential, RegistryClient
+    from imagevet.store import StoreRouter
 
 __all__ = [
     "EXIT_CHANGES",
@@ -52,6 +53,7 @@ __all__ = [
     "handle_errors",
     "hub_settings",
     "make_registry_client",
+    "make_store",
     "print_json",
     "real_console",
     "redact",
@@ -341,3 +343,12 @@ def make_registry_client(
                 "IMAGEVET_TRANSFER_TIMEOUT", f"{value!r} is not a positive number of seconds"
             ) from None
     return RegistryClient(credentials=store, hosts=hosts, timeouts=timeouts)
+
+
+def make_store(*, insecure: Sequence[str] = (), env: Mapping[str, str] | None = None) -> StoreRouter:
+    """The image store of every command: registries (:func:`make_registry_client`), ``oci:``
+    layout directories and ``oci-archive:`` files, by each reference's scheme.  Close it (``async
+    with``): archives are written when it closes."""
+    from imagevet.store import StoreRouter
+
+    return StoreRouter(make_registry_client(insecure=insecure, env=env))

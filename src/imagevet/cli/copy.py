@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import cast
 
 import typer
 
@@ -16,7 +15,7 @@ from imagevet.cli.common import (
     console,
     err_console,
     fail,
-    make_registry_client,
+    make_store,
     print_json,
     run,
     terminal_safe,
@@ -145,12 +144,11 @@ def _report(outcome: _Outcome, seconds: float, *, as_json: bool) -> None:
 async def _stores(insecure: Sequence[str]) -> AsyncIterator[tuple[ImageStore, ImageStore]]:
     """The source and the target store of a copy: the one place they are built.
 
-    Both are the registry client today.  The store router goes here: ``StoreRouter(client)``
-    for both ends (it serves ``oci:``/``oci-archive:`` references by scheme, and closing it
-    writes the archives).
+    One router serves both ends: registries, ``oci:`` layout directories and ``oci-archive:``
+    files, by each reference's scheme (a blob is mounted only inside one registry); closing it
+    writes the archives.
     """
-    async with make_registry_client(insecure=insecure) as client:
-        store = cast(ImageStore, client)  # until RegistryClient.ping takes a Reference (store/)
+    async with make_store(insecure=insecure) as store:
         yield store, store
 
 

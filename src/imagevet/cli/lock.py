@@ -12,7 +12,7 @@ from imagevet.cli.common import (
     EXIT_FAILURE,
     console,
     err_console,
-    make_registry_client,
+    make_store,
     print_json,
     run,
     terminal_safe,
@@ -52,8 +52,8 @@ def lock_command(
         raise typer.Exit(2) from None
 
     async def _go() -> Resolution:
-        async with make_registry_client(insecure=insecure) as client:
-            return await resolve_lock(client, declared, loaded.lock, now=now_utc(), entries=chosen)
+        async with make_store(insecure=insecure) as store:
+            return await resolve_lock(store, declared, loaded.lock, now=now_utc(), entries=chosen)
 
     resolution = run(_go)
     new = resolution.lock.only(e.key for e in declared.entries)

@@ -17,7 +17,7 @@ from imagevet.cli._policy import (
 from imagevet.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
-    make_registry_client,
+    make_store,
     run,
 )
 from imagevet.engine.run import PlannedRun, plan_run
@@ -42,9 +42,9 @@ def plan_command(
     loaded = load(policy)
 
     async def _go() -> PlannedRun:
-        async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
+        async with make_store(insecure=insecure) as store, hub_manager(loaded.policy) as manager:
             return await plan_run(
-                loaded.policy, loaded.lock, client=client, manager=manager,
+                loaded.policy, loaded.lock, source=store, target=store, manager=manager,
                 state=state_store(loaded.policy), now=now_utc(),
             )
 

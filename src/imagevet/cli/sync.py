@@ -19,7 +19,7 @@ from imagevet.cli.common import (
     EXIT_FAILURE,
     console,
     err_console,
-    make_registry_client,
+    make_store,
     print_json,
     redact,
     run,
@@ -58,10 +58,10 @@ def sync_command(
     show_progress = not as_json and not dry_run and err_console.is_terminal
 
     async def _go() -> RunReport:
-        async with make_registry_client(insecure=insecure) as client, hub_manager(loaded.policy) as manager:
+        async with make_store(insecure=insecure) as store, hub_manager(loaded.policy) as manager:
             with TransferProgress(err_console, enabled=show_progress) as progress:
                 return await run_sync(
-                    loaded.policy, loaded.lock, client=client, state=state_store(loaded.policy),
+                    loaded.policy, loaded.lock, source=store, target=store, state=state_store(loaded.policy),
                     manager=manager, audit=audit, options=options, clock=now_utc,
                     progress=progress, lock_problems=loaded.problems,
                     lock_path=loaded.lock_path, summary_file=report,

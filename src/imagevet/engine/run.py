@@ -8,7 +8,8 @@ The sequence, the same for ``imagevet sync``, ``imagevet plan`` and a future ``w
     follow entries' new lock                  sync.follow_lock
     records: run summary, lock file, ledger   state store, write_lock, ledger.record_events
 
-Everything comes in as arguments: the loaded policy and lock, the registry client, the optional
+Everything comes in as arguments: the loaded policy and lock, the source and target image stores
+(a registry client, an OCI layout store, or one ``StoreRouter`` serving both ends), the optional
 repository manager (Docker Hub), the state store, the options, a clock and a progress sink.
 Nothing here prints or reads the environment; the caller (the CLI) builds the pieces and renders
 the :class:`RunReport`.  A failing image, an entry whose source cannot be read, a run summary or
@@ -34,9 +35,9 @@ from imagevet.ledger import AuditSetup, Recorded, record_events
 from imagevet.lock import Lock, diff_locks, write_lock
 from imagevet.plan import EntryProblem, Observed, Plan
 from imagevet.policy import Policy
-from imagevet.registry import RegistryClient
 from imagevet.repository_spec import RepositoryManager, RepoSpec
 from imagevet.statefiles import write_state_file
+from imagevet.store import ImageStore
 from imagevet.sync import (
     ActionOutcome,
     OverviewRenderer,
@@ -85,7 +86,8 @@ async def plan_run(
     policy: Policy,
     lock: Lock,
     *,
-    client: RegistryClient,
+    source: ImageStore,
+    target: ImageStore,
     manager: RepositoryManager | None = None,
     state: StateStore | None = None,
     now: datetime,
@@ -106,7 +108,7 @@ async def plan_run(
         overview = render_overview
     specs = repo_specs(policy, lock, overview if manager is not None else None)
     plan, observed, problems = await plan_policy(
-        client, client, policy, lock, now=now, manager=manager, specs=specs,
+        source, target, policy, lock, now=now, manager=manager, specs=specs,
         cache=state.manifests if state is not None else None, budget_reserve=budget_reserve,
     )
     return PlannedRun(plan, observed, tuple(problems), specs)
@@ -189,7 +191,8 @@ async def run_sync(
     policy: Policy,
     lock: Lock,
     *,
-    client: RegistryClient,
+    source: ImageStore,
+    target: ImageStore,
     state: StateStore,
     manager: RepositoryManager | None = None,
     audit: AuditSetup | None = None,
@@ -205,7 +208,7 @@ async def run_sync(
     ``lock_problems``: entries the caller left out of ``policy`` because their lock records
     cannot be read; they come first among the report's problems (and make it not ok).
     ``audit``: the ledger and its keys (default: ``state``'s ledger, unsigned); its checkpoint is
-    pushed with ``client``.  ``lock_path``: where to write the new lock when it changed (None:
+    pushed to ``target``.  ``lock_path``: where to write the new lock when it changed (None:
     not written; the caller has ``RunReport.lock``).  ``summary_file``: the run summary goes
     there (its directory followed as the user named it) instead of into ``state``.
 
@@ -215,22 +218,22 @@ async def run_sync(
     an image, an entry or a record that fails is in the report.
     """
     planned = await plan_run(
-        policy, lock, client=client, manager=manager, state=state, now=clock(),
+        policy, lock, source=source, target=target, manager=manager, state=state, now=clock(),
         budget_reserve=options.budget_reserve,
     )
     problems = (*lock_problems, *planned.problems)
     if options.dry_run:
-        report = SyncReport(planned.plan, problems=problems, requests=summarize_requests(client))
+        report = SyncReport(planned.plan, problems=problems, requests=summarize_requests(source, target))
         return RunReport(report, lock, lock_changed=False, dry_run=True)
 
     applied = await apply_plan(
-        client, planned.plan, planned.observed, manager=manager, specs=planned.specs,
+        source, target, planned.plan, planned.observed, manager=manager, specs=planned.specs,
         options=SyncOptions(jobs=options.jobs, images=options.images, prune=options.prune),
         progress=progress, cache=state.manifests,
     )
     new_lock = follow_lock(policy, lock, applied, planned.observed)
     report = SyncReport(
-        planned.plan, applied.outcomes, problems, applied.seconds, summarize_requests(client)
+        planned.plan, applied.outcomes, problems, applied.seconds, summarize_requests(source, target)
     )
     errors: list[str] = []
 
@@ -263,7 +266,7 @@ async def run_sync(
     ledger_error: str | None = None
     try:
         recorded = await record_events(
-            setup, client if setup.signer is not None else None, report.ledger_events(), now=clock()
+            setup, target if setup.signer is not None else None, report.ledger_events(), now=clock()
         )
     except ImagevetError as e:  # the records stay in the run summary
         ledger_error = str(e)

@@ -10,6 +10,7 @@ collected and raised together as one :class:`PolicyErrors`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -241,8 +242,20 @@ class _Builder:
 
     def build(self, errors: list[PolicyError]) -> Policy:
         t = self.pieces.target
-        target = Target(registry=t.registry, namespace=t.namespace, naming=t.naming)
-        if (
+        if t.layout is not None:
+            if t.registry is not None:
+                errors.append(
+                    self.located.error(
+                        ("target", "layout"),
+                        "a target is either a registry or a layout directory: remove registry or layout",
+                    )
+                )
+            base = str(self.path.parent)
+            layout = os.path.normpath(os.path.join(base, t.layout))  # an absolute layout stays
+            target = Target("", t.namespace, t.naming, layout)
+        else:
+            target = Target(registry=t.registry or DOCKER_HUB, namespace=t.namespace, naming=t.naming)
+        if target.layout is None and (
             target.registry == DOCKER_HUB
             or Reference.parse(f"{target.registry}/x/y").registry == DOCKER_HUB
         ):
@@ -297,7 +310,9 @@ class _Builder:
             )
         else:
             try:
-                target_ref = Reference.parse(f"{target.registry}/{target.namespace}/{name}")
+                if target.layout is not None:  # the same names as on a registry
+                    Reference.parse(f"example.com/{target.namespace}/{name}")
+                target_ref = target.repository(name)
             except InvalidReferenceError as e:
                 errors.append(err(name_at, f"{e.reason}{where}"))
 

@@ -7,6 +7,7 @@ These are what the rest of imagevet works with; the YAML schema and its validati
 from __future__ import annotations
 
 import enum
+import os.path
 import re
 import string
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from pathlib import Path
 from imagevet.digest import Digest
 from imagevet.manifest import Platform
 from imagevet.policy.versions import VersionRange
-from imagevet.reference import Reference
+from imagevet.reference import DOCKER_HUB, Reference
 from imagevet.repository_spec import RepoSpec, TeamPermission
 
 __all__ = [
@@ -133,11 +134,32 @@ class Approval:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where every mirror goes: ``registry/namespace/<name>``, with ``naming`` giving ``<name>``."""
+    """Where every mirror goes: ``registry/namespace/<name>``, with ``naming`` giving ``<name>``;
+    or, with ``layout`` (then ``registry`` is ``""``), the OCI image layout directory
+    ``oci:<layout>/<namespace>/<name>``, one layout per repository."""
 
     registry: str
     namespace: str
     naming: str = DEFAULT_NAMING
+    layout: str | None = None
+    """The layout directory, relative to the current directory (the loader resolved it from the
+    policy file's directory) and normalised; None for a registry target."""
+
+    @property
+    def is_layout(self) -> bool:
+        return self.layout is not None
+
+    @property
+    def is_docker_hub(self) -> bool:
+        """Whether mirrors go to Docker Hub (its repository manager applies); never for a layout."""
+        return self.layout is None and self.registry == DOCKER_HUB
+
+    def repository(self, name: str) -> Reference:
+        """The target repository of a mirror called ``name`` (no tag, no digest)."""
+        if self.layout is not None:
+            path = os.path.normpath(os.path.join(self.layout, self.namespace, name))
+            return Reference("", path, scheme="oci")
+        return Reference.parse(f"{self.registry}/{self.namespace}/{name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +225,8 @@ class Audit:
     """Where the audit ledger's signed checkpoint is pushed and the public key that checks it."""
 
     checkpoint: Reference | None = None
-    """The checkpoint artifact (with its tag); None: ``<registry>/<namespace>/imagevet-audit:checkpoint``."""
+    """The checkpoint artifact (with its tag); None: ``<registry>/<namespace>/imagevet-audit:checkpoint``
+    (for a layout target ``oci:<layout>/<namespace>/imagevet-audit:checkpoint``)."""
     public_key: str | None = None
     """The organization's Ed25519 verifier key (``<name>+<key id>+<base64>``, from ``audit keygen``)."""
 
@@ -223,6 +246,8 @@ class Policy:
         """Where the audit ledger's latest signed checkpoint is pushed."""
         if self.audit.checkpoint is not None:
             return self.audit.checkpoint
+        if self.target.layout is not None:
+            return self.target.repository(AUDIT_REPOSITORY).with_tag("checkpoint")
         return Reference(self.target.registry, f"{self.target.namespace}/{AUDIT_REPOSITORY}", "checkpoint")
 
     def entry(self, name: str) -> Entry:

@@ -51,8 +51,9 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 HINTS: dict[str, str] = {
     "policy.version": "1",
-    "policy.target": "a mapping with registry, namespace, naming",
+    "policy.target": "a mapping with registry (or layout), namespace, naming",
     "policy.target.registry": "a registry host such as docker.io or registry.example.com:5000",
+    "policy.target.layout": "a directory for OCI image layouts, relative to the policy file, e.g. mirror",
     "policy.target.namespace": "the organization (Docker Hub) or path prefix to mirror into",
     "policy.target.naming": "a template using {name}, {namespace}, {path}",
     "policy.defaults": "a mapping of settings every entry inherits",
@@ -196,6 +197,14 @@ def _host(value: str) -> str:
     return value
 
 
+def _layout_dir(value: str) -> str:
+    if not value or value != value.strip():
+        raise ValueError(f"invalid layout directory {value!r}: a non-empty path without leading or trailing blanks")
+    if "\x00" in value or "\n" in value:
+        raise ValueError("invalid layout directory: a path without NUL or line breaks")
+    return value
+
+
 def _path_part(value: str) -> str:
     try:
         Reference.parse(f"example.com/{value}")
@@ -259,6 +268,7 @@ Platforms = Annotated[
 ]
 SourceText = Annotated[StrictStr, AfterValidator(_source)]
 HostText = Annotated[StrictStr, AfterValidator(_host)]
+LayoutText = Annotated[StrictStr, AfterValidator(_layout_dir)]
 PathText = Annotated[StrictStr, AfterValidator(_path_part)]
 NonEmpty = Annotated[StrictStr, Field(min_length=1)]
 Date = Annotated[date, BeforeValidator(_date)]
@@ -288,7 +298,10 @@ class ApprovalModel(_Model):
 
 
 class TargetModel(_Model):
-    registry: HostText = "docker.io"
+    registry: HostText | None = None
+    """None: ``docker.io``, unless ``layout`` is set."""
+    layout: LayoutText | None = None
+    """A directory holding one OCI image layout per repository (exclusive with ``registry``)."""
     namespace: PathText
     naming: Annotated[StrictStr, _template(NAMING_FIELDS)] = "{name}"
 

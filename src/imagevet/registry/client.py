@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from imagevet import __version__
 from imagevet.digest import Digest
@@ -28,6 +29,7 @@ from imagevet.registry.responses import raise_for_status
 from imagevet.registry.retry import RetryPolicy
 from imagevet.registry.stats import RequestStats
 from imagevet.registry.transport import AiohttpTransport, TransferTimeouts, Transport
+from imagevet.store.protocol import BlobMounter, ImageStore, RateLimited
 
 __all__ = ["DEFAULT_USER_AGENT", "RegistryClient"]
 
@@ -169,5 +171,19 @@ class RegistryClient:
             self._p, ref, subject, self._referrers, tag_schema=tag_schema
         )
 
+    def request_counts(self) -> dict[str, int]:
+        """Requests made so far, by method and kind (``HEAD manifest``: 12, ...)."""
+        out: dict[str, int] = {}
+        for record in self.stats:
+            key = f"{record.method} {record.kind}"
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items()))
+
     def __repr__(self) -> str:
         return f"<RegistryClient {len(self.stats)} requests>"
+
+
+if TYPE_CHECKING:  # the registry client is an image store with both optional abilities
+
+    def _conforms(client: RegistryClient) -> tuple[ImageStore, BlobMounter, RateLimited]:
+        return client, client, client

@@ -7,16 +7,24 @@ protocols the engine checks for with ``isinstance`` (:class:`BlobMounter`,
 serves the references of its own scheme (plain names for registries, ``oci:`` for a layout
 directory, ``oci-archive:`` for a layout in a tar file).
 
-Contract, for every store (``tests/unit/store/test_contract.py`` checks each one):
+Contract, for every store (``tests/integration/test_store_contract.py`` checks each clause
+against the registry client, a layout directory and a layout archive):
 
 * manifests are exact bytes: what ``put_manifest`` received is what ``get_manifest`` returns,
   and ``get_manifest`` verifies the bytes against ``ref.digest`` when the reference has one;
-* ``head_manifest`` and ``head_blob`` return None for what is absent, never raise for it;
+  ``put_manifest`` refuses bytes that do not hash to ``ref.digest``;
+* ``head_manifest`` and ``head_blob`` return None for what is absent (a repository or layout that
+  does not exist included), never raise for it; ``get_manifest`` and ``open_blob`` raise
+  :class:`~imagevet.errors.NotFoundError` for it;
 * a blob is readable once it is pushed, and ``open_blob`` verifies digest and size as the bytes
   pass (a wrong byte raises :class:`~imagevet.errors.DigestMismatchError` before the stream ends);
-* ``list_tags`` returns every tag, each a valid tag name;
+  ``push_blob`` keeps nothing when the bytes do not match the descriptor (DigestMismatchError);
+* ``list_tags`` returns every tag, each a valid tag name; a tag put again moves; for a repository
+  (or layout) that does not exist it raises NotFoundError, as a registry answers ``NAME_UNKNOWN``;
 * ``referrers`` lists the manifests whose ``subject`` is the digest (registries may fall back to
   the ``sha256-<hex>`` tag schema);
+* ``delete_manifest`` of a digest makes it absent; of a tag, untags it (registries may refuse a
+  tag delete); NotFoundError when there was nothing to delete;
 * ``aclose`` releases what the store holds (files, connections) and, for stores that write on
   close (an archive), finishes the write; after it, calls fail.
 """
@@ -33,7 +41,7 @@ from imagevet.manifest import Descriptor, RawManifest
 from imagevet.ratelimit import RateLimit
 from imagevet.reference import Reference
 
-__all__ = ["BlobMounter", "BlobReader", "ImageStore", "ManifestHead", "RateLimited"]
+__all__ = ["BlobMounter", "BlobReader", "CountsRequests", "ImageStore", "ManifestHead", "RateLimited"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +126,12 @@ class RateLimited(Protocol):
     """Optional: a store that reports pull budgets (Docker Hub), the last one per registry."""
 
     ratelimits: dict[str, RateLimit]
+
+
+@runtime_checkable
+class CountsRequests(Protocol):
+    """Optional: a store that counts the requests it made (a registry client), for run summaries."""
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests made so far, by method and kind (``HEAD manifest``: 12, ...)."""
+        ...
