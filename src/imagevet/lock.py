@@ -63,10 +63,11 @@ same directory, fsync, rename).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +87,7 @@ from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, InvalidReferenceError, PolicyError
 from imagevet.manifest import Platform, RawManifest
 from imagevet.policy.located import (
+    MAX_YAML_CHARS,
     Located,
     PolicyErrors,
     parse_yaml,
@@ -665,13 +667,166 @@ def _read_item(item: Any) -> LockEntry:
     )
 
 
+# ---- reading the writer's own form fast --------------------------------------------------------
+#
+# ruamel.yaml's round-trip composer (pure Python here: ruamel.yaml.clib is not installed, and the
+# C loaders keep no positions) took ~90 ms of CPU for a lock of 42 tags and ~600 ms for 500: most
+# of a no-op sync's work after its imports.  A lock is almost always exactly what render_lock
+# wrote, so that form is read line by line (one regular expression a line); anything else (a
+# hand edit in another YAML style, an anchor, a flow collection, a deep nesting, a duplicate key)
+# is "not canonical" and read by the located loader, as is every lock with an error, so errors
+# keep their file:line:column.  Bounded as the located loader is: the same size limit, at most
+# _CANONICAL_DEPTH levels, linear in the lines.
+
+_CANONICAL_DEPTH = 12
+"""Deepest nesting the fast reader follows (a lock is 7 deep; an unreadable entry kept as read may
+be deeper): beyond, the located loader reads the file (and bounds it)."""
+
+_JSON_STR = r'"(?:[ !#-\[\]-~]|\\["\\bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_KEY = rf"(?P<key>[a-z_]+|{_JSON_STR})"
+_VALUE = rf"(?P<value>{_JSON_STR}|\[\]|\{{\}}|null|true|false|0|-?[1-9][0-9]{{0,17}})"
+_LINE = re.compile(rf"(?P<indent> *)(?P<dash>- )?(?:{_KEY}:(?: {_VALUE})?|{_VALUE.replace('value', 'item')})")
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_CONSTANTS: dict[str, Any] = {"null": None, "true": True, "false": False}
+
+
+class _NotCanonical(Exception):
+    """The text is not in render_lock's form: the located loader reads it."""
+
+
+def _scalar_text(text: str) -> Any:
+    if text.startswith('"'):
+        if _SURROGATE.search(text):
+            raise _NotCanonical  # YAML reads a surrogate pair as two characters, JSON as one
+        return json.loads(text)
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    if text in _CONSTANTS:
+        return _CONSTANTS[text]
+    return int(text)
+
+
+_Token = tuple[int, str, Any]
+"""(column, "-" | "key" | "scalar", key or value); a key's value is _OPEN when a block follows."""
+_OPEN = object()
+_END: _Token = (-1, "end", None)
+
+
+def _tokens(text: str) -> Iterator[_Token]:
+    """The lines of ``text`` as tokens, one line at a time (nothing but the data is kept)."""
+    for line in text.split("\n"):
+        stripped = line.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue  # blank lines and whole-line comments, as YAML
+        m = _LINE.fullmatch(line)
+        if m is None:
+            raise _NotCanonical
+        column = len(m["indent"])
+        if m["dash"]:
+            yield (column, "-", None)
+            column += 2
+        if m["key"] is not None:
+            key = m["key"]
+            name = _scalar_text(key) if key.startswith('"') else key
+            value = _OPEN if m["value"] is None else _scalar_text(m["value"])
+            yield (column, "key", (name, value))
+        else:
+            yield (column, "scalar", _scalar_text(m["item"]))
+    yield _END
+
+
+class _Reader:
+    """Block YAML in render_lock's form, from tokens, with one token of lookahead."""
+
+    def __init__(self, text: str) -> None:
+        self._tokens = _tokens(text)
+        self.next = next(self._tokens)
+
+    def take(self) -> _Token:
+        token, self.next = self.next, next(self._tokens)
+        return token
+
+    def node(self, column: int, depth: int) -> Any:
+        if depth > _CANONICAL_DEPTH or self.next[0] != column:
+            raise _NotCanonical
+        if self.next[1] == "-":
+            return self._sequence(column, depth)
+        if self.next[1] == "key":
+            return self._mapping(column, depth)
+        raise _NotCanonical
+
+    def _sequence(self, column: int, depth: int) -> list[Any]:
+        items: list[Any] = []
+        while self.next[0] == column and self.next[1] == "-":
+            self.take()
+            at, kind, value = self.next
+            if at != column + 2:
+                raise _NotCanonical  # "-" alone, its block below (not what the writer writes)
+            if kind == "scalar":
+                items.append(value)
+                self.take()
+            else:
+                items.append(self.node(column + 2, depth + 1))
+        return items
+
+    def _mapping(self, column: int, depth: int) -> dict[str, Any]:
+        mapping: dict[str, Any] = {}
+        while self.next[0] == column and self.next[1] == "key":
+            name, value = self.take()[2]
+            if name in mapping:
+                raise _NotCanonical  # the located loader reports it, with both positions
+            if value is _OPEN:
+                if self.next[0] <= column:
+                    raise _NotCanonical  # "key:" and nothing below: null, not the writer's
+                value = self.node(self.next[0], depth + 1)
+            mapping[name] = value
+        return mapping
+
+
+def _canonical_data(text: str) -> Any:
+    """The plain data of a lock in render_lock's form, as the located loader would read it;
+    raises _NotCanonical for any other text."""
+    if len(text) > MAX_YAML_CHARS:
+        raise _NotCanonical
+    reader = _Reader(text)
+    data = reader.node(0, 0)
+    if reader.next is not _END:
+        raise _NotCanonical  # a line at a column no open block has
+    return data
+
+
+def _parse_valid(data: Any) -> Lock | None:
+    """The lock ``data`` holds when every entry reads without an error; None when anything
+    must be reported (then the located loader reads the file again, for the positions)."""
+    try:
+        model = _FileModel.model_validate(data)
+        entries = [_read_item(item) for item in model.images]
+    except (ValidationError, LockRecordError, ValueError):
+        return None
+    if len({e.key for e in entries}) != len(entries):
+        return None  # two entries for one source -> target: reported where they are
+    return Lock(tuple(entries), model.version)
+
+
 def parse_lock(text: str, *, path: str = "imagevet.lock") -> Lock:
     """Read a lock from its text (see the module docstring).
 
     A file that is not a lock (YAML syntax, ``version``, ``images`` not a list) raises
     PolicyErrors; an entry that cannot be read is an :class:`UnreadableEntry` of the result,
     with the line and column of every problem.
+
+    A valid lock in the writer's own form is read without the located loader (fast); any
+    other text, and any lock with a problem to report, through it (for the positions).
     """
+    if text.strip():
+        try:
+            fast = _parse_valid(_canonical_data(text))
+        except _NotCanonical:
+            fast = None
+        if fast is not None:
+            return fast
     located = parse_yaml(text, path=path) if text.strip() else Located(path, {"version": 1}, {})
     try:
         model = _FileModel.model_validate(located.data)

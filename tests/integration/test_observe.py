@@ -4,6 +4,7 @@ per selected tag; target: one tag listing and one HEAD per tag, no manifest GET)
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from imagevet.registry import RegistryClient
 from imagevet.registry.retry import RetryPolicy
 from tests.support.images import make_image, make_multiarch
 from tests.support.pusher import push_image
+from tests.support.recording_store import Event, RecordingStore
 
 NOW = datetime(2026, 6, 15, 8, 0, 0, tzinfo=UTC)
 
@@ -192,3 +194,39 @@ async def test_problems_keep_their_typed_cause_and_the_same_message(
     assert all(p.message == str(p.cause) for p in resolution.problems)
     # the cause is kept beside the problem, never part of what it compares or prints as
     assert EntryProblem("e", "s", "m", cause=problems[0].cause) == EntryProblem("e", "s", "m")
+
+
+async def test_each_target_is_observed_while_its_source_is_still_being_read(
+    registry_factory: Any, unique_repo: str,
+) -> None:
+    """The target's tag listing does not depend on the source: it goes out while the source's
+    listing is in flight (one round trip of depth, not two, behind latency).  The source's
+    listing is held until the target's starts: observed one after the other, it waits in vain."""
+    upstream, mirror = registry_factory(), registry_factory()
+    image = make_image(seed="obs-overlap")
+    await push_image(upstream, f"{unique_repo}/app", image, "1.0")
+    await push_image(mirror, "acme/app", image, "1.0")
+    policy = _policy(mirror, (
+        f"  - source: {upstream.host}/{unique_repo}/app\n"
+        "    mode: follow\n"
+        "    tags: {allow: ['1\\.0']}\n"
+    ))
+    log: list[Event] = []
+    target_listing = asyncio.Event()
+
+    async with _client() as source_client, _client() as target_client:
+        source = RecordingStore(source_client, "source", log)
+        target = RecordingStore(target_client, "target", log)
+        source.hold("list_tags", until=target_listing)
+        target.signal("list_tags", target_listing)
+        observed, problems = await observe(source, target, policy)
+        plan = plan_sync(policy, Lock(), observed, now=NOW)
+
+    assert problems == [] and [a.kind for a in plan.actions] == [ActionKind.NOOP]
+    assert ("source", "list_tags", "held in vain") not in log, log
+    assert log.index(("target", "list_tags", "start")) < log.index(("source", "list_tags", "end"))
+    # the same requests as one after the other: nothing more for overlapping them
+    assert Counter((name, op) for name, op, what in log if what == "start") == Counter({
+        ("source", "list_tags"): 1, ("source", "head_manifest"): 1,
+        ("target", "list_tags"): 1, ("target", "head_manifest"): 1,
+    })

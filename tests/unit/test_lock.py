@@ -483,3 +483,132 @@ def test_diff_partitions_every_tag(
     ]
     assert sorted(seen) == sorted(old_tags.keys() | new_tags.keys())  # type: ignore[type-var]
     assert diff.has_changes == (old_tags != new_tags)
+
+
+# ---- the writer's own form, read fast --------------------------------------------------------
+
+
+def _located_only(text: str, monkeypatch: pytest.MonkeyPatch) -> Lock:
+    """``parse_lock`` with the fast reader turned off: what the located loader reads."""
+    import imagevet.lock as lock_module
+
+    with monkeypatch.context() as m:
+        m.setattr(lock_module, "_canonical_data", _refuse)
+        return parse_lock(text)
+
+
+def _refuse(text: str) -> object:
+    from imagevet.lock import _NotCanonical
+
+    raise _NotCanonical
+
+
+def _kept_as_read() -> str:
+    """A lock whose unreadable entries keep odd values (nulls, booleans, numbers, lists of
+    lists, escapes, characters beyond ASCII): written back as read by render_lock."""
+    odd = EXPECTED + (
+        '  - source: "docker.io/library/odd"\n'
+        '    target: "docker.io/acme/odd"\n'
+        "    tags:\n"
+        '      "1.0":\n'
+        "        digest: null\n"
+        "        media_type: true\n"
+        "        platforms:\n"
+        "          - 12\n"
+        "          - -3\n"
+        '          - "caf\\u00e9 \\"q\\" \\\\ \\t"\n'
+        "        referrers: {}\n"
+        '        resolved_at: "\\U0001f600"\n'
+    )
+    return render_lock(parse_lock(odd))
+
+
+def test_a_valid_lock_is_read_without_the_located_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``imagevet lock`` wrote is read by the fast reader; the located loader (ruamel's
+    pure-Python round trip: 10x the CPU) is never asked."""
+    import imagevet.lock as lock_module
+
+    def never(text: str, *, path: str) -> object:
+        raise AssertionError("the located loader read a valid lock")
+
+    monkeypatch.setattr(lock_module, "parse_yaml", never)
+    assert parse_lock(EXPECTED) == sample()
+    assert parse_lock(render_lock(Lock())) == Lock()
+
+
+def test_the_fast_reader_reads_what_the_located_loader_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagevet.lock import _canonical_data
+    from imagevet.policy.located import parse_yaml
+
+    kept = _kept_as_read()
+    assert "\\U0001f600" in kept and "caf\\u00e9" in kept  # written back in the writer's escapes
+    for text in (EXPECTED, kept, render_lock(Lock()), EXPECTED.replace("\n", "\n\n")):
+        try:
+            data = _canonical_data(text)
+        except Exception as e:  # \U escapes are left to the located loader
+            assert type(e).__name__ == "_NotCanonical" and "\\U" in text
+        else:
+            assert data == parse_yaml(text, path="imagevet.lock").data
+        assert parse_lock(text) == _located_only(text, monkeypatch)
+    odd = parse_lock(kept)
+    assert [u.key for u in odd.unreadable] == [EntryKey(Reference.parse("library/odd"), Reference.parse("acme/odd"))]
+    assert odd.unreadable[0].data["tags"]["1.0"]["platforms"] == [12, -3, 'café "q" \\ \t']
+
+
+NOT_CANONICAL = [
+    ("anchor and alias", EXPECTED.replace('    tags: {}\n', '    tags: &t {}\n    digests: *t\n')),
+    ("flow mapping", EXPECTED.replace("    tags: {}\n", '    tags: {"1": {digest: x}}\n')),
+    ("comment after a value", EXPECTED.replace('"docker.io/acme/nginx"', '"docker.io/acme/nginx"  # mirror')),
+    ("plain scalar", EXPECTED.replace('"docker.io/acme/nginx"', "docker.io/acme/nginx")),
+    ("single quotes", EXPECTED.replace('"docker.io/acme/nginx"', "'docker.io/acme/nginx'")),
+    ("indentless sequence", EXPECTED.replace("images:\n  - source", "images:\n- source").replace("\n    ", "\n  ")),
+    ("CRLF", EXPECTED.replace("\n", "\r\n")),
+    ("document marker", "---\n" + EXPECTED),
+    ("float", EXPECTED.replace("version: 1", "version: 1.0")),
+    ("surrogate pair", EXPECTED.replace('"docker.io/acme/nginx"', '"docker.io/acme/ng\\ud83d\\ude00"')),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", [n[1] for n in NOT_CANONICAL], ids=[n[0] for n in NOT_CANONICAL])
+def test_any_other_yaml_is_read_by_the_located_loader_alike(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock edited into another YAML style reads as before (or fails as before): the fast
+    reader declines it, the located loader reads it."""
+    from imagevet.lock import _canonical_data, _NotCanonical
+
+    with pytest.raises(_NotCanonical):
+        _canonical_data(text)
+
+    def outcome(read: object) -> object:
+        try:
+            return read()  # type: ignore[operator]
+        except PolicyErrors as e:
+            return [str(x) for x in e.errors]
+
+    assert outcome(lambda: parse_lock(text)) == outcome(lambda: _located_only(text, monkeypatch))
+
+
+def test_a_lock_deeper_than_the_fast_reader_follows_is_bounded_by_the_located_loader() -> None:
+    """An unreadable entry nested 100 levels deep in the writer's own block form: the fast
+    reader stops at its depth; the located loader refuses it past its own, with the line."""
+    from imagevet.lock import _CANONICAL_DEPTH, _canonical_data, _NotCanonical
+
+    lines = ["version: 1", "images:", '  - source: "docker.io/library/deep"', "    x:"]
+    lines += [f"{'  ' * (3 + i)}k{chr(97 + i % 26)}:" for i in range(100)]
+    lines.append(f"{'  ' * 103}leaf: 1")
+    text = "\n".join(lines) + "\n"
+    assert _CANONICAL_DEPTH < 100
+    with pytest.raises(_NotCanonical):
+        _canonical_data(text)
+    with pytest.raises(PolicyErrors) as info:
+        parse_lock(text)
+    assert any("nested more than" in e.message and e.line for e in info.value.errors), info.value
+
+
+def test_a_duplicate_key_is_reported_with_both_places() -> None:
+    text = EXPECTED.replace('    target: "docker.io/acme/nginx"\n', '    target: "docker.io/acme/nginx"\n    target: "docker.io/acme/other"\n')
+    with pytest.raises(PolicyErrors) as info:
+        parse_lock(text)
+    assert [(e.line, e.column) for e in info.value.errors] == [(31, 5)]
+    assert "duplicate key 'target' (first at line 30:5)" in info.value.errors[0].message

@@ -117,3 +117,34 @@ def test_option_values_reach_the_command_converted(tmp_path: Path) -> None:
     report = json.loads(out)
     assert report["summary"]["files"] == 1
     assert [r["reference"] for r in report["results"]] == ["docker.io/library/nginx:1.25"]
+
+
+_POLICY_ON_LOOPBACK = """\
+version: 1
+target:
+  registry: 127.0.0.1:1
+  namespace: mirror
+  naming: "{name}"
+defaults:
+  mode: follow
+  approval:
+    approved_by: security@acme.example
+    expires: 2099-12-31
+images:
+  - source: 127.0.0.1:1/upstream/app
+    tags:
+      tags: ["1"]
+    approval:
+      reason: startup probe
+      ticket: SEC-1
+"""
+
+
+@pytest.mark.parametrize("command", ["plan", "sync"])
+def test_plan_and_sync_to_a_registry_not_docker_hub_import_no_hub_client(tmp_path: Path, command: str) -> None:
+    # nothing listens on port 1: the command fails at its first request, after its imports
+    (tmp_path / "imagevet.yaml").write_text(_POLICY_ON_LOOPBACK)
+    code, modules, out = loaded_by([command, "--policy", str(tmp_path / "imagevet.yaml")], tmp_path)
+    assert "imagevet.registry.client" in modules, (code, out)  # it got as far as the registry client
+    assert "imagevet.cli._policy" in modules
+    assert not {m for m in modules if m == "imagevet.hub" or m.startswith("imagevet.hub.")}, (code, out)

@@ -133,8 +133,6 @@ async def hub_manager(policy: Policy) -> AsyncIterator[RepositoryManager | None]
     and registries that Docker Hub's API fronts); Hub credentials come from
     ``DOCKER_HUB_USERNAME``/``DOCKER_HUB_TOKEN``.
     """
-    from imagevet.hub import HubClient, HubRepositoryManager, hub_settings_from_env
-
     # an OCI layout target is never a Docker Hub namespace, whatever IMAGEVET_HUB_URL says
     on_hub = not policy.target.is_layout and (
         policy.target.is_docker_hub or bool(os.environ.get("IMAGEVET_HUB_URL"))
@@ -142,6 +140,9 @@ async def hub_manager(policy: Policy) -> AsyncIterator[RepositoryManager | None]
     if not on_hub:
         yield None
         return
+    # only now: a target that is not Docker Hub never loads the Hub client's modules
+    from imagevet.hub import HubClient, HubRepositoryManager, hub_settings_from_env
+
     url, credentials = hub_settings_from_env(os.environ)
     if credentials is None:
         err_console.print(

@@ -261,18 +261,28 @@ async def _observe_entry(
     manager: RepositoryManager | None,
     locked: LockEntry | None,
 ) -> _EntrySeen:
-    """One entry: its source selection, then its target (and the platform subsets it needs)."""
-    problems: list[EntryProblem] = []
-    try:
-        selected: SourceState | None = await upstream.select(entry)
-    except ImagevetError as e:
-        problems.append(EntryProblem(entry.name, str(entry.source), str(e), e))
-        selected = None
-    try:
-        state, warning = await _observe_target(target, entry, spec, manager, upstream.gate)
-    except ImagevetError as e:
-        problems.append(EntryProblem(entry.name, str(entry.target), str(e), e))
-        return _EntrySeen(selected, TargetState(error=str(e)), None, tuple(problems))
+    """One entry: its source selection and its target, read at the same time (the target's
+    listing does not depend on the source: behind latency that is one round trip of depth, not
+    two), then the platform subsets it needs (which do)."""
+
+    async def source_side() -> tuple[SourceState | None, EntryProblem | None]:
+        try:
+            return await upstream.select(entry), None
+        except ImagevetError as e:
+            return None, EntryProblem(entry.name, str(entry.source), str(e), e)
+
+    async def target_side() -> tuple[TargetState, str | None] | EntryProblem:
+        try:
+            return await _observe_target(target, entry, spec, manager, upstream.gate)
+        except ImagevetError as e:
+            return EntryProblem(entry.name, str(entry.target), str(e), e)
+
+    (selected, failed), observed = await asyncio.gather(source_side(), target_side())
+    problems = [failed] if failed is not None else []
+    if isinstance(observed, EntryProblem):
+        problems.append(observed)
+        return _EntrySeen(selected, TargetState(error=observed.message), None, tuple(problems))
+    state, warning = observed
     if entry.platforms is not None:
         wanted = desired_tags(entry, locked, selected)
         state, unverified = await _with_subsets(upstream, entry, state, wanted)

@@ -13,7 +13,9 @@ What "byte for byte" means here (and why ``docker pull`` + ``docker push`` is no
 
 Order makes a failed copy harmless: blobs before the manifest that lists them, children before
 their index, attachments after their subject, **the tag last**.  A copy that dies half way leaves
-no tag pointing at a partial image, and the next run resumes (what is there is skipped).
+no tag pointing at a partial image, and the next run resumes (what is there is skipped).  Only
+writes wait: the reads that find attachments (the source's tag listing, a referrers request per
+manifest of the image) go out while the image's blobs are copied, not after.
 
 Cost: when the target tag already holds the source digest the copy is a no-op made of HEAD
 requests only (no manifest or blob GET on the source, so no Docker Hub pull is spent).  Blobs

@@ -8,10 +8,12 @@ options and counts to them (:meth:`take`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Iterable
 from contextlib import AsyncExitStack, nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imagevet.digest import Digest
 from imagevet.engine.copy import attachments, graph
@@ -48,6 +50,11 @@ class ImageCopy:
         self.sparse: list[str] = []
         self.listed: set[Digest] = set()
         """Manifests listed by the indexes of this image and its attachments (``max_manifests``)."""
+        self._lookups: list[asyncio.Future[Any]] = []
+        self._referrers: dict[Digest, asyncio.Future[list[Descriptor]]] = {}
+        """Referrers requests sent ahead (:meth:`_discover`), each taken once by :meth:`source_referrers`."""
+        self._asked: set[Digest] = set()
+        """Subjects whose referrers this image asked for itself (never sent ahead again)."""
 
     def worker(self) -> ImageCopy:
         """A context for shared work: what it does must not depend on which image asked first."""
@@ -78,6 +85,8 @@ class ImageCopy:
             result = await self._run()
         except ImagevetError as e:
             raise CopyError(str(self.source), str(self.target), str(e), cause=e) from e
+        finally:
+            await self._drop_lookups()
         result.seconds = time.monotonic() - started
         return result
 
@@ -92,6 +101,8 @@ class ImageCopy:
     async def _run(self) -> CopyResult:
         opts = self.options
         src_digest, src_type = await self._resolve_source()
+        if opts.referrers:  # both paths list the source's tags to find digest tags: start now
+            self._ahead(self.session.source_tags(self.source))
         target_tag = self._target_tag()
         target = self.target.with_tag(target_tag) if target_tag else self.target.repo()
         result = CopyResult(self.source, target, src_digest, src_digest, media_type=src_type)
@@ -111,6 +122,8 @@ class ImageCopy:
             result.index_rewritten = top.digest != src_digest
             result.digest = top.digest
         result.platforms = top.platforms()
+        if opts.referrers:
+            self._ahead(self._discover({src_digest, top.digest} | {d.digest for d in top.children()}))
 
         # by digest, once per session: complete (children, blobs, itself) before any tag
         facts, mine = await graph.ensure_manifest(self, top.digest, graph.MAX_INDEX_DEPTH, top)
@@ -135,6 +148,39 @@ class ImageCopy:
             await attachments.sync_digest_tags_cheaply(self, src_digest)
             await attachments.sync_native_referrers(self, src_digest)
         return True
+
+    # -- looking for attachments ahead (reads only: every write still waits for its subject) ----
+
+    def _ahead(self, lookup: Awaitable[object]) -> None:
+        """Start ``lookup`` now; its answer is taken later (or dropped when the copy ends)."""
+        task = asyncio.ensure_future(lookup)
+        task.add_done_callback(_retrieved)
+        self._lookups.append(task)
+
+    async def _discover(self, subjects: Iterable[Digest]) -> None:
+        """Send the referrers requests the attachment walk will make for ``subjects`` (its first
+        level: the manifests of the image) while the walk of the image copies its blobs: one
+        per subject the source has no referrers fallback tag for (the walk asks the same).
+        Bounded: no more than the image may list (``max_manifests``), each a manifest slot."""
+        wanted = sorted(set(subjects), key=str)
+        if len(wanted) > self.options.max_manifests + 2:
+            return  # the walk refuses this image: send nothing ahead for it
+        tags = await self.session.source_tags(self.source)
+        for subject in wanted:
+            if subject.tag() not in tags and subject not in self._referrers and subject not in self._asked:
+                task = asyncio.ensure_future(self._source_referrers_now(subject))
+                task.add_done_callback(_retrieved)
+                self._referrers[subject] = task
+
+    async def _drop_lookups(self) -> None:
+        """Cancel what was sent ahead and not taken (the copy failed, or ended without it)."""
+        left = [*self._lookups, *self._referrers.values()]
+        self._lookups.clear()
+        self._referrers.clear()
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.gather(*left, return_exceptions=True)
 
     def _fill(self, result: CopyResult) -> None:
         self.counters.fill(result)
@@ -176,7 +222,15 @@ class ImageCopy:
             return await self.target_store.get_manifest(ref)
 
     async def source_referrers(self, subject: Digest) -> list[Descriptor]:
-        """The source's referrers of ``subject`` by its referrers API only (no manifest GET)."""
+        """The source's referrers of ``subject`` by its referrers API only (no manifest GET);
+        the answer to a request sent ahead (:meth:`_discover`) when there is one."""
+        ahead = self._referrers.pop(subject, None)
+        if ahead is not None:
+            return await ahead
+        self._asked.add(subject)
+        return await self._source_referrers_now(subject)
+
+    async def _source_referrers_now(self, subject: Digest) -> list[Descriptor]:
         async with self.session.manifest_slots:
             return list(
                 await self.source_store.referrers(self.source.repo(), subject, tag_schema=False)
@@ -203,3 +257,9 @@ class ImageCopy:
                 # a refusal keeps the registry's own code and detail (RegistryError shows both)
                 await self.target_store.put_manifest(ref, manifest)
         self.counters.manifests_pushed += 1
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a lookup's error as seen: whoever takes its answer gets it; nobody else must."""
+    if not task.cancelled():
+        task.exception()
