@@ -683,7 +683,7 @@ _CANONICAL_DEPTH = 12
 be deeper): beyond, the located loader reads the file (and bounds it)."""
 
 _JSON_STR = r'"(?:[ !#-\[\]-~]|\\["\\bfnrt]|\\u[0-9a-fA-F]{4})*"'
-_KEY = rf"(?P<key>[a-z_]+|{_JSON_STR})"
+_KEY = rf"(?P<key>(?!(?:null|true|false):)[a-z_]+|{_JSON_STR})"  # null:, true:, false: are not string keys in YAML
 _VALUE = rf"(?P<value>{_JSON_STR}|\[\]|\{{\}}|null|true|false|0|-?[1-9][0-9]{{0,17}})"
 _LINE = re.compile(rf"(?P<indent> *)(?P<dash>- )?(?:{_KEY}:(?: {_VALUE})?|{_VALUE.replace('value', 'item')})")
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

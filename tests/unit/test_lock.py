@@ -566,6 +566,8 @@ NOT_CANONICAL = [
     ("document marker", "---\n" + EXPECTED),
     ("float", EXPECTED.replace("version: 1", "version: 1.0")),
     ("surrogate pair", EXPECTED.replace('"docker.io/acme/nginx"', '"docker.io/acme/ng\\ud83d\\ude00"')),
+    ("plain null key", EXPECTED.replace("    tags: {}\n", "    tags:\n      null: {}\n")),
+    ("plain true key", EXPECTED.replace("    tags: {}\n", "    tags:\n      true: {}\n")),
 ]  # fmt: skip
 
 
