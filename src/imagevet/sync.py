@@ -324,6 +324,7 @@ def follow_lock(policy: Policy, lock: Lock, report: SyncReport, observed: Observ
                 tags[tag] = LockedImage(
                     digest, result.media_type, report.plan.now, tuple(result.source_platforms),
                     tuple(Digest.parse(a) for a in result.attachments if ":" in a),
+                    manifests=tuple(result.source_manifests.items()),
                 )
             elif previous is not None:
                 tags[tag] = previous

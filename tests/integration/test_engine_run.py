@@ -233,3 +233,28 @@ async def test_a_sync_into_a_hub_org_creates_the_repository_through_the_manager(
     assert [k for k, _ in ledger_kinds(state)] == ["run", "create-repo", "copy", "run"]
     assert hub.violations == []
     assert json.dumps(report.summary()).find(hub.seed.pat) == -1
+
+
+async def test_a_follow_entry_records_what_imagevet_lock_would_record(
+    plain_registry: RunningRegistry, registry_factory: Any, unique_repo: str, tmp_path: Path
+) -> None:
+    """A follow entry's lock record made from the copy (no extra request) is the record
+    ``imagevet lock`` makes: platforms and each platform manifest's digest (what ``check`` vets
+    a platform pin by), so the next ``imagevet lock`` has nothing to complete."""
+    target = registry_factory(auth="none")
+    image = make_multiarch(seed="engine-follow-platforms", platforms=("linux/amd64", "linux/arm64"))
+    await push_image(plain_registry, f"{unique_repo}/platforms", image, "2.0")
+    policy = write_policy(tmp_path, target.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/platforms\n    mode: follow\n    tags:\n      tags: ['2.0']\n"
+    ))
+    state = FileStateStore(tmp_path / ".imagevet")
+    async with RegistryClient() as client:
+        report = await run_sync(policy, Lock(), source=client, target=client, state=state, clock=_clock)
+        resolution = await resolve_lock(client, policy, Lock(), now=NOW)
+    assert report.ok and report.counts() == {"copy": 1}
+    (record,) = report.lock.entries
+    (want,) = resolution.lock.entries
+    assert record.tags["2.0"].by_platform == {
+        "linux/amd64": image.manifests[0].digest, "linux/arm64": image.manifests[1].digest
+    }
+    assert record.tags["2.0"].same_content(want.tags["2.0"])

@@ -33,6 +33,8 @@ class CopyResult:
     """Platforms the target now holds (attestation entries left out)."""
     source_platforms: list[str] = field(default_factory=list)
     """Platforms of the source image (differs from ``platforms`` for a subset)."""
+    source_manifests: dict[str, Digest] = field(default_factory=dict)
+    """The source index's platform manifests, platform -> digest (as the lock records them)."""
     attachments: list[str] = field(default_factory=list)
     """Referrer digests and digest tags copied with the image."""
     digest_tags: list[str] = field(default_factory=list)
