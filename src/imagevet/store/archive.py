@@ -38,13 +38,10 @@ from imagevet.digest import Digest
 from imagevet.errors import LayoutError
 from imagevet.manifest import Descriptor, RawManifest
 from imagevet.reference import Reference
-from imagevet.store.layout import (
-    CHUNK_SIZE,
-    BlobFile,
-    DirLayout,
-    Layout,
-    check_layout_file,
-)
+from imagevet.store.layout.files import CHUNK_SIZE, BlobFile
+from imagevet.store.layout.index import check_layout_file
+from imagevet.store.layout.reader import Layout
+from imagevet.store.layout.writer import DirLayout
 from imagevet.store.protocol import BlobReader, ManifestHead
 
 __all__ = ["MAX_MEMBERS", "ArchiveStore", "TarFiles"]
