@@ -85,7 +85,7 @@ from pydantic import (
 from imagevet import mediatype
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, InvalidReferenceError, PolicyError
-from imagevet.manifest import Platform, RawManifest
+from imagevet.manifest import Platform
 from imagevet.policy.located import (
     MAX_YAML_CHARS,
     Located,
@@ -114,7 +114,6 @@ __all__ = [
     "diff_locks",
     "lock_path_for",
     "parse_lock",
-    "platform_manifests",
     "read_lock",
     "render_lock",
     "valid_media_type",
@@ -179,19 +178,6 @@ def check_platform(value: str) -> str:
     return value
 
 
-def platform_manifests(manifest: RawManifest) -> dict[str, Digest]:
-    """Each platform an index lists (as :meth:`RawManifest.platforms` names it) -> the digest of
-    its platform manifest: the first child listed for that platform (an index may list two for
-    one platform, e.g. Windows images of two ``os.version``); empty for an image manifest."""
-    out: dict[str, Digest] = {}
-    for child in manifest.children():
-        platform = child.platform
-        if platform is None or platform.os == "unknown" or platform.problem is not None:
-            continue
-        out.setdefault(str(platform), child.digest)
-    return out
-
-
 def _check_manifests(platforms: Iterable[str], manifests: Mapping[str, object]) -> None:
     """LockRecordError unless ``manifests`` is empty or names each of ``platforms`` once."""
     if manifests and set(manifests) != set(platforms):
@@ -228,7 +214,7 @@ class LockedImage:
     """Digests of the referrers (signatures, SBOMs, attestations) of the image upstream."""
     manifests: tuple[tuple[str, Digest], ...] = ()
     """``(platform, digest)`` of each platform manifest of an index, sorted by platform: empty,
-    or one for each of ``platforms`` (see :func:`platform_manifests`).  Empty for an index when it was
+    or one for each of ``platforms`` (see :meth:`RawManifest.platform_manifests`).  Empty for an index when it was
     not recorded (see :attr:`lacks_manifests`)."""
 
     def __post_init__(self) -> None:

@@ -222,6 +222,18 @@ class RawManifest:
             and d.platform.problem is None
         ]
 
+    def platform_manifests(self) -> dict[str, Digest]:
+        """Each platform :meth:`platforms` names -> the digest of its platform manifest: the first
+        child listed for that platform (an index may list two for one platform, e.g. Windows
+        images of two ``os.version``); empty for an image manifest."""
+        out: dict[str, Digest] = {}
+        for child in self.children():
+            platform = child.platform
+            if platform is None or platform.os == "unknown" or platform.problem is not None:
+                continue
+            out.setdefault(str(platform), child.digest)
+        return out
+
     def blobs(self) -> list[Descriptor]:
         """The config and layers of an image manifest (empty for an index)."""
         if self.is_index:

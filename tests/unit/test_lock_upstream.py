@@ -20,7 +20,6 @@ from imagevet.lock import (
     LockEntry,
     UnreadableEntry,
     parse_lock,
-    platform_manifests,
     read_lock,
     render_lock,
     write_lock,
@@ -211,7 +210,7 @@ def test_what_the_writer_writes_the_reader_reads(
         image = LockedImage(
             manifest.digest, manifest.media_type, NOW, tuple(manifest.platforms()),
             tuple(Digest.of(r, algorithm) for r in referrers),
-            tuple(platform_manifests(manifest).items()),
+            tuple(manifest.platform_manifests().items()),
         )
         lock = Lock((
             LockEntry(*APP, tags={t: image for t in tags}, digests={image.digest: image}),

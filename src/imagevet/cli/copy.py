@@ -57,8 +57,8 @@ def register(app: typer.Typer) -> None:
 
 
 def copy_command(
-    source: str = typer.Argument(..., help="Source image: NAME[:TAG|@DIGEST], or a repository with --all-tags."),
-    target: str = typer.Argument(..., help="Target: NAME[:TAG], or a repository (the source tag is kept)."),
+    source: str = typer.Argument(..., help="Source image: NAME[:TAG|@DIGEST] (a registry), oci:DIR[:TAG|@DIGEST] (an OCI layout) or oci-archive:FILE[:TAG|@DIGEST]; a repository or layout with --all-tags."),
+    target: str = typer.Argument(..., help="Target: NAME[:TAG], oci:DIR[:TAG] or oci-archive:FILE[:TAG]; or a repository or layout (the source tag is kept)."),
     all_tags: bool = typer.Option(False, "--all-tags", help="Copy every tag of the source repository."),
     platform: list[str] = typer.Option(
         [], "--platform", help="Copy only this platform (repeatable); the index digest changes."

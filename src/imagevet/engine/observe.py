@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import ImagevetError, NotFoundError
-from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError, platform_manifests
+from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
@@ -156,7 +156,7 @@ class Upstream:
         listed = frozenset(await self.tags(repo))
         manifest = await self.store.get_manifest(repo.with_digest(digest))
         platforms = tuple(manifest.platforms())
-        children = tuple(platform_manifests(manifest).items())
+        children = tuple(manifest.platform_manifests().items())
         referrers: tuple[Digest, ...] = ()
         if entry.referrers:
             fallback = digest.tag() in listed  # else no manifest GET for it

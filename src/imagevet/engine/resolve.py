@@ -35,7 +35,6 @@ from imagevet.lock import (
     LockedImage,
     LockEntry,
     carry_resolved_at,
-    platform_manifests,
 )
 from imagevet.plan import EntryProblem, SourceState
 from imagevet.policy import Entry, Policy, missing_tags
@@ -94,7 +93,7 @@ async def _completed(upstream: Upstream, entry: Entry, previous: LockedImage) ->
         return replace(
             previous,
             platforms=tuple(manifest.platforms()),
-            manifests=tuple(platform_manifests(manifest).items()),
+            manifests=tuple(manifest.platform_manifests().items()),
         )
     except ImagevetError as e:
         log.warning(

@@ -20,7 +20,6 @@ from imagevet.engine.copy import attachments, graph
 from imagevet.engine.copy.options import CopyOptions
 from imagevet.engine.copy.results import CopyResult, Counters, Facts
 from imagevet.errors import CopyError, DigestMismatchError, ImagevetError, NotFoundError
-from imagevet.lock import platform_manifests
 from imagevet.manifest import Descriptor, ManifestFormatError, RawManifest, subset_index
 from imagevet.reference import Reference
 from imagevet.store import ManifestHead
@@ -117,7 +116,7 @@ class ImageCopy:
         top = await self.get_source(self.source.repo().with_digest(src_digest))
         result.media_type = top.media_type
         result.source_platforms = top.platforms()
-        result.source_manifests = platform_manifests(top)
+        result.source_manifests = top.platform_manifests()
         if opts.platforms is not None and top.is_index:
             result.source_index = top
             top = subset_index(top, opts.platforms)
