@@ -28,6 +28,7 @@ from tests.support.images import (
 )
 from tests.support.layouts import REALWORLD, Layout, load_layouts
 from tests.support.registry_process import RunningRegistry
+from tests.support.stores import chunks, put_image, read_blob
 
 KINDS = ["registry", "layout", "archive"]
 
@@ -97,31 +98,8 @@ async def side(
     await s.store.aclose()
 
 
-async def chunks(data: bytes, size: int = 64 << 10) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
-
-
 def blob_desc(data: bytes) -> Descriptor:
     return Descriptor("application/octet-stream", Digest.of(data), len(data))
-
-
-async def put_image(store: ImageStore, ref: Reference, image: Image) -> None:
-    """Blobs, then every manifest by digest (children first), then the top at ``ref.tag``."""
-    for digest, data in image.blobs.items():
-        await store.push_blob(ref, Descriptor("application/octet-stream", digest, len(data)), chunks(data))
-    for m in image.manifests:
-        await store.put_manifest(ref.repo().with_digest(m.digest), m)
-    if ref.tag is not None:
-        await store.put_manifest(ref, image.top)
-
-
-async def read_blob(store: ImageStore, ref: Reference, desc: Descriptor) -> bytes:
-    out = bytearray()
-    async with store.open_blob(ref, desc) as reader:
-        async for chunk in reader:
-            out += chunk
-    return bytes(out)
 
 
 async def written(side: Side, write: Callable[[ImageStore], Awaitable[None]]) -> None:

@@ -8,19 +8,19 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from imagevet.digest import Digest
-from imagevet.manifest import Descriptor, RawManifest
+from imagevet.manifest import RawManifest
 from imagevet.reference import Reference
 from imagevet.store import ArchiveStore, ImageStore, LayoutStore
 from tests.support.images import Image, make_image, make_multiarch
 from tests.support.layouts import REALWORLD, load_layout
 from tests.support.pusher import fetch_image, get_manifest_bytes, push_image
 from tests.support.registry_process import RunningRegistry
+from tests.support.stores import put_image
 
 
 def skopeo(*args: str) -> str:
@@ -38,19 +38,6 @@ def skopeo_copy(src: str, dst: str) -> None:
         "copy", "--all", "--preserve-digests", "--retry-times", "0",
         "--src-tls-verify=false", "--dest-tls-verify=false", src, dst,
     )
-
-
-async def chunks(data: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), 1 << 16):
-        yield data[i : i + (1 << 16)]
-
-
-async def put_image(store: ImageStore, ref: Reference, image: Image) -> None:
-    for digest, data in image.blobs.items():
-        await store.push_blob(ref, Descriptor("x", digest, len(data)), chunks(data))
-    for m in image.manifests:
-        await store.put_manifest(ref.repo().with_digest(m.digest), m)
-    await store.put_manifest(ref, image.top)
 
 
 async def read_all(store: ImageStore, ref: Reference, top: Digest) -> Image:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,9 @@ from imagevet.manifest import Descriptor
 from imagevet.reference import Reference
 from imagevet.store import ArchiveStore
 from imagevet.store import archive as archive_mod
-from tests.support.images import Image, make_image, make_multiarch
+from tests.support.images import make_image, make_multiarch
 from tests.support.layouts import REALWORLD, load_layout
-
-
-async def chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
-async def put_image(store: ArchiveStore, ref: Reference, image: Image) -> None:
-    for digest, data in image.blobs.items():
-        await store.push_blob(ref, Descriptor("x", digest, len(data)), chunks(data))
-    for m in image.manifests:
-        await store.put_manifest(ref.repo().with_digest(m.digest), m)
-    await store.put_manifest(ref, image.top)
-
-
-async def read(store: ArchiveStore, ref: Reference, d: Descriptor) -> bytes:
-    out = bytearray()
-    async with store.open_blob(ref, d) as reader:
-        async for chunk in reader:
-            out += chunk
-    return bytes(out)
+from tests.support.stores import put_image, read_blob
 
 
 def arc(path: Path, tag: str | None = None) -> Reference:
@@ -64,7 +44,7 @@ async def test_reads_realworld_archives_in_place(name: str) -> None:
         assert (head.digest if head else None) == (child.digest if data is not None else None)
         if data is not None:
             for b in (await store.get_manifest(ref.with_digest(child.digest))).blobs():
-                assert await read(store, ref, b) == expected.blob(b.digest)
+                assert await read_blob(store, ref, b) == expected.blob(b.digest)
     await store.aclose()
 
 
@@ -165,7 +145,7 @@ async def test_writing_keeps_what_the_archive_held(tmp_path: Path) -> None:
     got = await store.get_manifest(arc(path, "a"))
     assert got.data == a.top.data
     for digest, data in a.blobs.items():
-        assert await read(store, arc(path), Descriptor("x", digest, len(data))) == data
+        assert await read_blob(store, arc(path), Descriptor("x", digest, len(data))) == data
     await store.aclose()
 
 
@@ -207,5 +187,5 @@ async def test_a_corrupt_blob_inside_the_tar_is_a_digest_mismatch(tmp_path: Path
         f.seek(offset + 10)
         f.write(b"\0\1\2")
     with pytest.raises(DigestMismatchError):
-        await read(ArchiveStore(), arc(path), layer)
+        await read_blob(ArchiveStore(), arc(path), layer)
     assert Digest.of(image.blobs[layer.digest]) == layer.digest

@@ -19,32 +19,12 @@ from imagevet.manifest import Descriptor, RawManifest
 from imagevet.reference import Reference
 from imagevet.store import LayoutStore
 from imagevet.store.layout import MAX_INDEX_ENTRIES, REF_NAME
-from tests.support.images import Image, make_image, make_multiarch, random_blob
-
-
-async def chunks(data: bytes, size: int = 64 << 10) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
+from tests.support.images import make_image, make_multiarch, random_blob
+from tests.support.stores import chunks, put_image, read_blob
 
 
 def desc(data: bytes) -> Descriptor:
     return Descriptor("application/octet-stream", Digest.of(data), len(data))
-
-
-async def put_image(store: LayoutStore, ref: Reference, image: Image) -> None:
-    for digest, data in image.blobs.items():
-        await store.push_blob(ref, Descriptor("x", digest, len(data)), chunks(data))
-    for m in image.manifests:
-        await store.put_manifest(ref.repo().with_digest(m.digest), m)
-    await store.put_manifest(ref, image.top)
-
-
-async def read(store: LayoutStore, ref: Reference, d: Descriptor) -> bytes:
-    out = bytearray()
-    async with store.open_blob(ref, d) as reader:
-        async for chunk in reader:
-            out += chunk
-    return bytes(out)
 
 
 def oci(path: Path, tag: str | None = None) -> Reference:
@@ -121,7 +101,7 @@ async def test_sha512_blobs(tmp_path: Path) -> None:
     store = LayoutStore()
     await store.push_blob(oci(tmp_path), d, chunks(data))
     assert (tmp_path / "blobs" / "sha512" / d.digest.hex).read_bytes() == data
-    assert await read(store, oci(tmp_path), d) == data
+    assert await read_blob(store, oci(tmp_path), d) == data
 
 
 # -- absent --------------------------------------------------------------------------------------
@@ -139,7 +119,7 @@ async def test_reading_a_missing_layout_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         await store.get_manifest(ref)
     with pytest.raises(NotFoundError):
-        await read(store, ref, desc(b"x"))
+        await read_blob(store, ref, desc(b"x"))
     await store.ping(ref)  # creatable
     assert not root.exists()
     (tmp_path / "empty").mkdir()
@@ -213,7 +193,7 @@ async def test_a_symlink_out_of_the_layout_is_refused(tmp_path: Path) -> None:
     path.unlink()
     path.symlink_to(secret)
     with pytest.raises(LayoutError, match="outside the layout"):
-        await read(LayoutStore(), oci(root), config)
+        await read_blob(LayoutStore(), oci(root), config)
     with pytest.raises(LayoutError, match="outside the layout"):
         await LayoutStore().head_blob(oci(root), config.digest)
 
@@ -249,7 +229,7 @@ async def test_a_fifo_blob_is_refused_without_hanging(tmp_path: Path) -> None:
     d = desc(b"fifo")
     os.mkfifo(root / "blobs" / "sha256" / d.digest.hex)
     with pytest.raises(LayoutError, match="not a regular file"):
-        await asyncio.wait_for(read(LayoutStore(), oci(root), d), 5)
+        await asyncio.wait_for(read_blob(LayoutStore(), oci(root), d), 5)
 
 
 async def test_an_absurd_descriptor_size_is_refused_before_reading(tmp_path: Path) -> None:
@@ -257,7 +237,7 @@ async def test_an_absurd_descriptor_size_is_refused_before_reading(tmp_path: Pat
     store = LayoutStore()
     await store.push_blob(oci(tmp_path), desc(data), chunks(data))
     with pytest.raises(DigestMismatchError, match=str(1 << 62)):
-        await read(store, oci(tmp_path), Descriptor("x", Digest.of(data), 1 << 62))
+        await read_blob(store, oci(tmp_path), Descriptor("x", Digest.of(data), 1 << 62))
 
 
 async def test_a_manifest_too_large_is_refused(tmp_path: Path) -> None:
@@ -353,7 +333,7 @@ async def test_mount_between_layouts_links_the_blob(tmp_path: Path) -> None:
     store = LayoutStore()
     await store.push_blob(oci(tmp_path / "a"), desc(data), chunks(data))
     assert await store.mount_blob(oci(tmp_path / "b"), Digest.of(data), oci(tmp_path / "a"))
-    assert await read(store, oci(tmp_path / "b"), desc(data)) == data
+    assert await read_blob(store, oci(tmp_path / "b"), desc(data)) == data
     missing = Digest.of(b"not there")
     assert not await store.mount_blob(oci(tmp_path / "b"), missing, oci(tmp_path / "a"))
 
