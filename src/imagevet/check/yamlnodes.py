@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
@@ -168,20 +168,7 @@ def _remap_marks(roots: list[Node], kept: list[int], starts: list[int], size: in
         line = kept[mark.line]
         return StreamMark(mark.name, min(starts[line] + mark.column, size), line, mark.column)
 
-    seen: set[int] = set()
-    todo: list[Node] = list(roots)
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        node.start_mark = moved(node.start_mark)
-        node.end_mark = moved(node.end_mark)
-        if isinstance(node, MappingNode):
-            for key, value in node.value:
-                todo.extend((key, value))
-        elif isinstance(node, SequenceNode):
-            todo.extend(node.value)
+    _map_marks(roots, moved)
 
 
 def _load_error(
@@ -197,13 +184,15 @@ def _load_error(
     return _parse_error(text, index, source, offset, f"YAML: {problem}")
 
 
-def _moved(mark: StreamMark, start: int, lines: int) -> StreamMark:
-    return StreamMark(mark.name, mark.index + start, mark.line + lines, mark.column)
-
-
 def _move_marks(roots: list[Node], start: int, lines: int) -> None:
     """Shift every mark of the node graphs under ``roots`` by ``start`` characters and ``lines``
-    lines (each node once: an alias is the same node)."""
+    lines."""
+    _map_marks(roots, lambda m: StreamMark(m.name, m.index + start, m.line + lines, m.column))
+
+
+def _map_marks(roots: list[Node], moved: Callable[[StreamMark], StreamMark]) -> None:
+    """Replace every start and end mark of the node graphs under ``roots`` by ``moved(mark)``
+    (each node once: an alias is the same node)."""
     seen: set[int] = set()
     todo: list[Node] = list(roots)
     while todo:
@@ -211,8 +200,8 @@ def _move_marks(roots: list[Node], start: int, lines: int) -> None:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        node.start_mark = _moved(node.start_mark, start, lines)
-        node.end_mark = _moved(node.end_mark, start, lines)
+        node.start_mark = moved(node.start_mark)
+        node.end_mark = moved(node.end_mark)
         if isinstance(node, MappingNode):
             for key, value in node.value:
                 todo.extend((key, value))
