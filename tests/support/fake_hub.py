@@ -1032,6 +1032,12 @@ class FakeHub:
         if not body:
             self._violation(request, "empty PATCH body")
             raise HubHTTPError(400, "bad request")
+        return self._set_descriptions(request, who, body, ns, name)
+
+    def _set_descriptions(
+        self, request: web.Request, who: Principal | None, body: Any, ns: str, name: str
+    ) -> web.Response:
+        """The descriptions of a PATCH (either route): lengths checked as the Hub does, then set."""
         for key, limit in (("description", 100), ("full_description", 25000)):
             if len(body.get(key, "")) > limit:
                 self._violation(request, f"{key} longer than {limit}")
@@ -1078,19 +1084,7 @@ class FakeHub:
         )
         if not body:
             self._violation(request, "empty PATCH body")
-        for key, limit in (("description", 100), ("full_description", 25000)):
-            if len(body.get(key, "")) > limit:
-                self._violation(request, f"{key} longer than {limit}")
-                raise HubHTTPError(400, "bad request", fields={key: ["Too long."]}, text="Invalid")
-        with self._lock:
-            repo = self._repo_or_404(ns, name)
-            self._require(
-                who, ns, pat="repo:admin", roles=("owner", "editor"), oat=("scope-repository-edit",)
-            )
-            for key in ("description", "full_description"):
-                if key in body:
-                    repo[key] = body[key]
-            return web.json_response(self._repo_info(repo))
+        return self._set_descriptions(request, who, body, ns, name)
 
     async def _privacy(
         self, request: web.Request, who: Principal | None, body: Any, ns: str, name: str
