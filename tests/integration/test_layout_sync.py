@@ -222,3 +222,31 @@ def test_attachments_travel_through_a_layout(
         index = json.loads(get_manifest_bytes_sync(dest, unique_repo, referrers_tag(subject))[0])
         assert [m["digest"] for m in index["manifests"]] == [str(referrer.digest)]
         assert fetch_image_sync(dest, unique_repo, str(referrer.digest)).blobs == referrer.blobs
+
+
+def test_a_layout_target_never_gets_the_docker_hub_manager(
+    upstream: RunningRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``IMAGEVET_HUB_URL`` and Hub credentials in the environment do not make a layout target a
+    Docker Hub namespace: plan and sync never call the Hub (here an address where nothing
+    listens) and plan no repository to create."""
+    push_image_sync(upstream, "library/app", make_multiarch(seed="layout-no-hub"), "1.0")
+    (tmp_path / "imagevet.yaml").write_text(
+        "version: 1\n"
+        "target: {layout: mirror, namespace: acme}\n"
+        "defaults:\n  mode: follow\n"
+        "  approval: {approved_by: you@example.com, expires: 2027-12-31}\n"
+        "images:\n"
+        f"  - source: {upstream.host}/library/app\n    tags: {{tags: ['1.0']}}\n"
+    )
+    monkeypatch.setenv("IMAGEVET_HUB_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DOCKER_HUB_USERNAME", "someone")
+    monkeypatch.setenv("DOCKER_HUB_TOKEN", "dckr_pat_not_used")
+    policy = str(tmp_path / "imagevet.yaml")
+    planned = runner.invoke(app, ["plan", "-p", policy, "--json"])
+    assert planned.exit_code == 0, planned.output
+    kinds = [a["kind"] for a in json.loads(planned.stdout)["actions"]]
+    assert kinds == ["copy"], kinds
+    synced = runner.invoke(app, ["sync", "-p", policy, "--json"])
+    assert synced.exit_code == 0, synced.output
+    assert _layout_tags(tmp_path / "mirror" / "acme" / "app").keys() == {"1.0"}
