@@ -60,6 +60,7 @@ __all__ = [
     "RateLimitedError",
     "RegistryError",
     "SecurityError",
+    "SignatureError",
     "StoreError",
     "TransferTimeoutError",
     "TransportError",
@@ -346,6 +347,16 @@ class CopyError(ImagevetError):
         super().__init__(f"copy {source} -> {target}: {reason}")
         if cause is not None:
             self.__cause__ = cause
+
+
+class SignatureError(ImagevetError):
+    """A signature, certificate, attestation or key cannot be read or does not verify:
+    ``what`` names the image or file, ``reason`` says what is wrong (never key material)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
 
 
 class HubError(ImagevetError):

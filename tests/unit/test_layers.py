@@ -12,9 +12,10 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "imagevet"
 # layer of each top-level module or package of imagevet; a module may import its own layer or lower
 LAYERS: dict[str, int] = {
     "errors": 0, "digest": 0, "mediatype": 0, "reference": 0, "manifest": 0, "ratelimit": 0,
-    "category": 0, "repository_spec": 0, "policy": 0, "lock": 0, "plan": 0,
+    "category": 0, "repository_spec": 0, "policy": 0, "lock": 0, "plan": 0, "signature": 0,
     "registry": 1, "hub": 1, "store": 1,
     "engine": 2, "sync": 2, "check": 2, "ledger": 2, "manifest_cache": 2, "report": 2, "watch": 2,
+    "notify": 2,
     "cli": 3,
     "checkpoint": 2,
     "statefiles": 2,
