@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -417,4 +417,4 @@ def test_results_are_frozen(world: World, trust: TrustRoot, leaf: Leaf) -> None:
     with pytest.raises(AttributeError):
         got.subject = "x"  # type: ignore[misc]
     assert replace(got, subject="x").subject == "x"
-    assert got.integrated_time.tzinfo == timezone.utc
+    assert got.integrated_time.tzinfo == UTC

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,8 @@ def test_public_good_trust_root_is_read_offline_from_the_sigstore_package(public
     names = {c.subject.rfc4514_string() for ca in public_good.fulcio for c in ca.certificates}
     assert "CN=sigstore,O=sigstore.dev" in names
     # the first Fulcio CA was retired at the end of 2022; the trust root says so
-    ends = sorted((ca.valid.end for ca in public_good.fulcio), key=lambda e: e or datetime.max.replace(tzinfo=timezone.utc))
-    assert ends[0] == datetime(2022, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) and ends[-1] is None
+    ends = sorted((ca.valid.end for ca in public_good.fulcio), key=lambda e: e or datetime.max.replace(tzinfo=UTC))
+    assert ends[0] == datetime(2022, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) and ends[-1] is None
     assert len(public_good.ctlogs) >= 2 and len(public_good.tsas) >= 1
 
 
@@ -64,7 +64,7 @@ def test_real_cosign_bundle_dsse(public_good: TrustRoot) -> None:
                         identity=IdentityRule(subject="cody@soyland.com", issuer="https://github.com/login/oauth"),
                         predicate_type="https://cosign.sigstore.dev/attestation/v1")
     assert (got.subject, got.issuer, got.log_index) == ("cody@soyland.com", "https://github.com/login/oauth", 175508996)
-    assert got.integrated_time == datetime(2025, 2, 28, 19, 18, 11, tzinfo=timezone.utc)
+    assert got.integrated_time == datetime(2025, 2, 28, 19, 18, 11, tzinfo=UTC)
     assert got.certificate_sha256 == "dec0b1e2104dc7cbdcf47f1e05ee98850bec08dea46a4c5d5c18976e6c735dce"
 
 
@@ -87,7 +87,7 @@ def test_real_message_signature_bundle_from_github_actions(public_good: TrustRoo
     got = verify_bundle(read("sigstore-python-bundle_v3_github.whl.sigstore"), artifact_digest=WHEEL,
                         trust=public_good, identity=rule)
     assert (got.subject, got.issuer, got.log_index) == (WORKFLOW, GITHUB_ACTIONS, 79605083)
-    assert got.integrated_time == datetime(2024, 3, 19, 22, 41, 16, tzinfo=timezone.utc)
+    assert got.integrated_time == datetime(2024, 3, 19, 22, 41, 16, tzinfo=UTC)
 
 
 def test_real_bundle_wrong_identity_names_the_real_one(public_good: TrustRoot) -> None:
@@ -133,7 +133,7 @@ def test_real_legacy_keyless_sig_layer(public_good: TrustRoot) -> None:
     got = verify_keyless(**legacy_args(), trust=public_good, image_digest=SECUREBUILD,
                          identity=IdentityRule(subject=GSA, issuer="https://accounts.google.com"))
     assert (got.subject, got.issuer, got.log_index) == (GSA, "https://accounts.google.com", 18589865)
-    assert got.integrated_time == datetime(2023, 4, 21, 19, 13, 55, tzinfo=timezone.utc)
+    assert got.integrated_time == datetime(2023, 4, 21, 19, 13, 55, tzinfo=UTC)
 
 
 def test_real_legacy_signature_for_another_image(public_good: TrustRoot) -> None:
