@@ -56,6 +56,7 @@ __all__ = [
 MAX_REKOR_BUNDLE_BYTES = 256 * 1024
 MAX_BODY_BYTES = 128 * 1024
 _MAX_PROOF_HASHES = 64
+_MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: later times do not fit a datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,13 @@ class LogEntry:
         return datetime.fromtimestamp(self.integrated_time or 0, tz=UTC)
 
 
+def _time(value: Any, *, what: str, path: str) -> int:
+    seconds = integer(value, what=what, path=path)
+    if seconds > _MAX_TIME:
+        raise SignatureError(what, f"{path}: {seconds} is not a time")
+    return seconds
+
+
 def parse_cosign_rekor_bundle(data: bytes, *, what: str) -> LogEntry:
     """The entry in cosign's ``dev.sigstore.cosign/bundle`` annotation."""
     doc = load_json(data, what=what, limit=MAX_REKOR_BUNDLE_BYTES)
@@ -98,7 +106,7 @@ def parse_cosign_rekor_bundle(data: bytes, *, what: str) -> LogEntry:
     return LogEntry(
         body=body,
         body_b64=body_b64,
-        integrated_time=integer(payload.get("integratedTime"), what=what, path="Payload.integratedTime"),
+        integrated_time=_time(payload.get("integratedTime"), what=what, path="Payload.integratedTime"),
         log_index=integer(payload.get("logIndex"), what=what, path="Payload.logIndex"),
         log_id=log_id,
         promise=b64(doc.get("SignedEntryTimestamp"), what=what, path="SignedEntryTimestamp", limit=4096),
@@ -131,7 +139,8 @@ def parse_tlog_entry(value: Any, *, what: str, path: str) -> LogEntry:
     return LogEntry(
         body=body,
         body_b64=base64.b64encode(body).decode("ascii"),
-        integrated_time=integer(time_value, what=what, path=f"{path}.integratedTime") if time_value not in (None, "0", 0) else None,
+        integrated_time=(_time(time_value, what=what, path=f"{path}.integratedTime")
+                         if time_value not in (None, "0", 0) else None),
         log_index=integer(e.get("logIndex"), what=what, path=f"{path}.logIndex"),
         log_id=b64(obj(e.get("logId"), what=what, path=f"{path}.logId").get("keyId"), what=what,
                    path=f"{path}.logId.keyId", limit=128),

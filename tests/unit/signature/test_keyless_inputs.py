@@ -84,6 +84,7 @@ def test_legacy_rekor_bundle_fields(world: World, trust: TrustRoot) -> None:
         (("Payload", "logIndex"), -1, "Payload.logIndex: expected a non-negative integer"),
         (("Payload", "logIndex"), "9" * 5000, "Payload.logIndex: expected a non-negative integer"),
         (("Payload", "integratedTime"), True, "Payload.integratedTime: expected"),
+        (("Payload", "integratedTime"), 2**62, f"Payload.integratedTime: {2**62} is not a time"),
         (("Payload", "body"), base64.b64encode(b'{"kind":"rekord","apiVersion":"0.0.1","spec":{}}').decode(),
          "SignedEntryTimestamp does not verify"),
     ]:
@@ -127,6 +128,7 @@ def entry(doc: dict[str, Any]) -> dict[str, Any]:
     (lambda d: d["verificationMaterial"].update(tlogEntries=[{}] * 100), "too many"),
     (lambda d: entry(d)["inclusionProof"].update(hashes=["AAAA"] * 5000), "too many"),
     (lambda d: entry(d)["inclusionProof"].update(treeSize="0"), "inclusion proof does not lead"),
+    (lambda d: entry(d).update(integratedTime=str(2**63 - 1)), "integratedTime: 9223372036854775807 is not a time"),
     (lambda d: entry(d)["inclusionProof"].update(logIndex="99"), "inclusion proof does not lead"),
     (lambda d: entry(d)["inclusionProof"]["checkpoint"].update(envelope="garbage"), "checkpoint is not a signed note"),
     (lambda d: entry(d)["inclusionProof"]["checkpoint"].update(envelope="x\n" * 20_000), "too long"),
