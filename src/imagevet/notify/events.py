@@ -31,7 +31,6 @@ from imagevet.engine.run import RunReport
 from imagevet.plan import ActionKind
 from imagevet.plan.actions import Copy, Defer, Hold, Update
 from imagevet.policy import Policy
-from imagevet.policy.model import NOTIFY_EVENTS
 
 __all__ = ["CONDITIONS", "MAX_DEFERRED_LISTED", "Event", "EventKind", "collect_events"]
 
@@ -40,14 +39,14 @@ MAX_DEFERRED_LISTED = 20
 
 
 class EventKind(enum.StrEnum):
+    """The kinds, named as the policy's ``notify: events`` names them (``NOTIFY_EVENTS``)."""
+
     HELD_UPDATE = "held-update"
     SYNC_FAILURE = "sync-failure"
     APPROVAL_EXPIRING = "approval-expiring"
     APPROVAL_EXPIRED = "approval-expired"
     BUDGET_EXHAUSTED = "budget-exhausted"
 
-
-assert tuple(str(k) for k in EventKind) == NOTIFY_EVENTS  # the policy's names are these
 
 CONDITIONS = frozenset({EventKind.HELD_UPDATE, EventKind.SYNC_FAILURE, EventKind.BUDGET_EXHAUSTED})
 """Kinds that are states of a run: when one clears, its notice is forgotten, so it is sent

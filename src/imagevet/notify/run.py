@@ -149,9 +149,9 @@ async def notify_run(
         return NotifyOutcome()
     settings = settings or DeliverySettings()
     receivers, problems = resolve_receivers(policy.notify, env)
-    events = collect_events(report, policy, now=now)
-    if report.dry_run:
+    if report.dry_run:  # nothing was attempted: nothing to tell, nothing cleared
         return NotifyOutcome(problems=tuple(problems))
+    events = collect_events(report, policy, now=now)
     forgotten = 0
     try:
         notices = await asyncio.to_thread(state.notices)

@@ -343,6 +343,24 @@ async def test_a_dead_port_fails_and_is_retried_next_run(tmp_path: Path) -> None
     assert state.notices() == []
 
 
+async def test_a_huge_error_answer_is_read_bounded_and_shown_short(receiver: Receiver, tmp_path: Path) -> None:
+    state = FileStateStore(tmp_path / ".imagevet")
+    receiver.script("/hook", [(400, {}, "\x1b[31m" + "x" * (4 << 20))])
+    out = await run(report(held()), policy(HOOK), state, {"HOOK_URL": receiver.url("/hook")})
+    reason = out.failed[0].reason
+    assert reason.startswith("HTTP 400: \\x1b[31mxxx") and len(reason) <= 220
+
+
+async def test_an_unreadable_notified_file_sends_nothing_and_says_so(receiver: Receiver, tmp_path: Path) -> None:
+    (tmp_path / ".imagevet").mkdir()
+    (tmp_path / ".imagevet" / "notified.json").write_text("{not json")
+    state = FileStateStore(tmp_path / ".imagevet")
+    out = await run(report(held()), policy(HOOK), state, {"HOOK_URL": receiver.url("/hook")})
+    assert receiver.requests == [] and out.deliveries == ()
+    (problem,) = out.problems
+    assert problem.startswith("notifications not sent: ") and "notified.json: not JSON" in problem
+
+
 # -- configuration and secrets ----------------------------------------------------------------------------
 
 
