@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -29,6 +31,9 @@ from imagevet.cli.progress import TransferProgress
 from imagevet.engine.copy import DEFAULT_JOBS
 from imagevet.engine.run import RunOptions, RunReport, run_sync
 
+if TYPE_CHECKING:
+    from imagevet.notify import NotifyOutcome
+
 __all__ = ["register"]
 
 
@@ -48,6 +53,9 @@ def sync_command(
     ),
     insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    no_notify: bool = typer.Option(
+        False, "--no-notify", help="Send no notifications (the policy's notify: targets) after the run."
+    ),
 ) -> None:
     """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
     loaded = load(policy)
@@ -57,15 +65,23 @@ def sync_command(
     )
     show_progress = not as_json and not dry_run and err_console.is_terminal
 
+    notified: list[NotifyOutcome] = []
+
     async def _go() -> RunReport:
+        state = state_store(loaded.policy)
         async with make_store(insecure=insecure) as store, hub_manager(loaded.policy) as manager:
             with TransferProgress(err_console, enabled=show_progress) as progress:
-                return await run_sync(
-                    loaded.policy, loaded.lock, source=store, target=store, state=state_store(loaded.policy),
+                done = await run_sync(
+                    loaded.policy, loaded.lock, source=store, target=store, state=state,
                     manager=manager, audit=audit, options=options, clock=now_utc,
                     progress=progress, lock_problems=loaded.problems,
                     lock_path=loaded.lock_path, summary_file=report,
                 )
+        if loaded.policy.notify and not no_notify and not dry_run:
+            from imagevet.notify import notify_run  # only runs with targets import it
+
+            notified.append(await notify_run(done, loaded.policy, state, now=now_utc(), env=os.environ))
+        return done
 
     result = run(_go)
     if dry_run:
@@ -89,6 +105,8 @@ def sync_command(
             "[red]the run's records are not in the audit ledger[/]; they are in the run summary",
             highlight=False,
         )
+    for sent in notified:  # a failed notification is a warning: the exit code is the sync's
+        _print_notifications(sent, as_json=as_json)
     if as_json:
         print_json(result.summary())
     else:
@@ -101,6 +119,17 @@ def sync_command(
         console.print(_summary_line(result), highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _print_notifications(outcome: NotifyOutcome, *, as_json: bool) -> None:
+    """One line per notification sent or failed, and per target left out; on stderr with --json."""
+    out = err_console if as_json else console
+    for delivery in outcome.sent:
+        out.print(terminal_safe(delivery.describe()), highlight=False)
+    for delivery in outcome.failed:
+        err_console.print(f"[yellow]warning:[/] {terminal_safe(delivery.describe())}", highlight=False)
+    for problem in outcome.problems:
+        err_console.print(f"[yellow]warning:[/] notify: {terminal_safe(problem)}", highlight=False)
 
 
 def _summary_line(result: RunReport) -> str:

@@ -39,6 +39,7 @@ from imagevet.policy.model import (
     Entry,
     Location,
     Mode,
+    NotifyTarget,
     Policy,
     TagRules,
     Target,
@@ -49,6 +50,7 @@ from imagevet.policy.schema import (
     ApprovalModel,
     AuditModel,
     EntryModel,
+    NotifyModel,
     PolicyModel,
     SettingsModel,
     TagRulesModel,
@@ -81,6 +83,16 @@ _SECRET_VALUES = [
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
 ]
+_SECRET_URLS = [
+    (re.compile(r"(?i)https?://hooks\.slack\.com/(?:services|workflows|triggers)/\S+"),
+     "a Slack incoming-webhook URL"),
+    (re.compile(r"(?i)https?://[^/\s@]*discord(?:app)?\.com/api/webhooks/\S+"), "a Discord webhook URL"),
+    (re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s@:]+:[^/\s@]+@"), "a URL with a user:password"),
+]
+_URLS_ELSEWHERE = (
+    "webhook URLs and URL credentials are secrets and never live in the policy file: put the URL "
+    "in an environment variable and name it with notify: url_env (docs/notifications.md)"
+)
 _SECRETS_ELSEWHERE = (
     "secrets never live in the policy file: use `docker login`, a credential helper, "
     "or IMAGEVET_* environment variables"
@@ -201,6 +213,13 @@ def _find_secrets(
                     located.error(path, f"this value looks like {what}; {_SECRETS_ELSEWHERE}")
                 )
                 break
+        else:
+            for pattern, what in _SECRET_URLS:
+                if pattern.search(value):
+                    errors.append(
+                        located.error(path, f"this value looks like {what}; {_URLS_ELSEWHERE}")
+                    )
+                    break
 
 
 _Path = tuple[str | int, ...]
@@ -277,7 +296,36 @@ class _Builder:
         return Policy(
             path=self.path, target=target, entries=entries, version=self.pieces.version,
             audit=_audit(self.located.data.get("audit")),
+            notify=self._notify(errors),
         )
+
+    def _notify(self, errors: list[PolicyError]) -> tuple[NotifyTarget, ...]:
+        """The ``notify`` section (its schema errors were reported with the whole model); one
+        target per ``url_env``: notices are kept per target, named by that variable."""
+        items = self.located.data.get("notify")
+        out: list[NotifyTarget] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                model = NotifyModel.model_validate(item)
+            except ValidationError:
+                continue
+            first = seen.setdefault(model.url_env, index)
+            if first != index:
+                errors.append(self.located.error(
+                    ("notify", index, "url_env"),
+                    f"{model.url_env} is already the target of notify[{first}] "
+                    f"({self.located.location(('notify', first))}); one target per URL variable",
+                ))
+                continue
+            span = self.located.span(("notify", index))
+            out.append(NotifyTarget(
+                type=model.type, url_env=model.url_env, secret_env=model.secret_env,
+                events=frozenset(model.events) if model.events is not None else None,
+                expiring_within=model.expiring_within,
+                location=Location(self.located.path, span.line, span.column),
+            ))
+        return tuple(out)
 
     def _entry(
         self, target: Target, entry: EntryModel, index: int, errors: list[PolicyError]

@@ -35,6 +35,8 @@ __all__ = [
     "Location",
     "Mode",
     "NAMING_FIELDS",
+    "NOTIFY_EVENTS",
+    "NotifyTarget",
     "Policy",
     "TagRules",
     "Target",
@@ -231,6 +233,34 @@ class Audit:
     """The organization's Ed25519 verifier key (``<name>+<key id>+<base64>``, from ``audit keygen``)."""
 
 
+NOTIFY_EVENTS = (
+    "held-update", "sync-failure", "approval-expiring", "approval-expired", "budget-exhausted",
+)
+"""The event kinds a notification target can subscribe to (``imagevet.notify.EventKind``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyTarget:
+    """One notification target of the ``notify:`` section (docs/notifications.md).
+
+    The policy names where the secrets are, never the secrets: ``url_env`` is the environment
+    variable holding the webhook URL, ``secret_env`` the one holding the HMAC key.
+    """
+
+    type: str
+    """``webhook`` (imagevet's JSON body) or ``slack`` (an incoming webhook)."""
+    url_env: str
+    secret_env: str | None = None
+    events: frozenset[str] | None = None
+    """The event kinds sent there (None: every kind in :data:`NOTIFY_EVENTS`)."""
+    expiring_within: int = 14
+    """Days before an approval's ``expires`` date that ``approval-expiring`` is sent."""
+    location: Location | None = None
+
+    def wants(self, kind: str) -> bool:
+        return self.events is None or kind in self.events
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A loaded, valid policy file."""
@@ -240,6 +270,8 @@ class Policy:
     entries: tuple[Entry, ...]
     version: int = 1
     audit: Audit = field(default_factory=Audit)
+    notify: tuple[NotifyTarget, ...] = ()
+    """Where notifications go (none by default: nothing is sent)."""
 
     @property
     def checkpoint_ref(self) -> Reference:

@@ -40,6 +40,7 @@ __all__ = [
     "AuditModel",
     "EntryModel",
     "HINTS",
+    "NotifyModel",
     "PolicyModel",
     "SettingsModel",
     "TagRulesModel",
@@ -83,6 +84,12 @@ HINTS: dict[str, str] = {
     "policy.audit": "a mapping with checkpoint, public_key",
     "policy.audit.checkpoint": "a repository[:tag] for the ledger checkpoint, e.g. registry.example.com/acme/imagevet-audit:checkpoint",
     "policy.audit.public_key": "the public key printed by imagevet audit keygen: <name>+<8 hex>+<base64>",
+    "policy.notify": "a list of targets, each a mapping with type, url_env (docs/notifications.md)",
+    "policy.notify.type": "webhook or slack",
+    "policy.notify.url_env": "the name of the environment variable holding the webhook URL, e.g. SLACK_WEBHOOK_URL",
+    "policy.notify.secret_env": "the name of the environment variable holding the HMAC secret",
+    "policy.notify.events": "a list of held-update, sync-failure, approval-expiring, approval-expired, budget-exhausted",
+    "policy.notify.expiring_within": "a number of days such as 14d",
 }
 
 
@@ -333,9 +340,61 @@ class AuditModel(_Model):
     public_key: Annotated[StrictStr, AfterValidator(_verifier_key)] | None = None
 
 
+# -- notify: notification targets (docs/notifications.md) ----------------------------------------
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+_DAYS_RE = re.compile(r"^(\d{1,3})d\Z")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME_RE.match(value):  # never echo the value: it may be the URL itself
+        raise ValueError(
+            "expected the name of an environment variable (letters, digits, '_'), e.g. "
+            "SLACK_WEBHOOK_URL; the value itself never goes in the policy"
+        )
+    return value
+
+
+def _no_literal_url(value: str) -> str:
+    raise ValueError(
+        "a webhook URL is a secret (its path or query is the credential): put it in an "
+        "environment variable and name that variable with url_env"
+    )
+
+
+def _days(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of days such as 14d")
+    if isinstance(value, int):
+        days = value
+    elif isinstance(value, str) and _DAYS_RE.match(value):
+        days = int(value[:-1])
+    else:
+        raise ValueError(f"expected a number of days such as 14d, got {str(value)[:40]!r}")
+    if not 0 <= days <= 366:
+        raise ValueError(f"expected 0d to 366d, got {days}d")
+    return days
+
+
+NotifyEvent = Literal[
+    "held-update", "sync-failure", "approval-expiring", "approval-expired", "budget-exhausted"
+]
+
+
+class NotifyModel(_Model):
+    type: Literal["webhook", "slack"]
+    url_env: Annotated[StrictStr, AfterValidator(_env_name)]
+    secret_env: Annotated[StrictStr, AfterValidator(_env_name)] | None = None
+    events: Annotated[list[NotifyEvent], Field(min_length=1)] | None = None
+    expiring_within: Annotated[int, BeforeValidator(_days)] = 14
+    url: Annotated[StrictStr, AfterValidator(_no_literal_url)] | None = None
+    """Never valid: here to refuse a literal URL with a message that says what to do instead."""
+
+
 class PolicyModel(_Model):
     version: Literal[1]
     target: TargetModel
     defaults: SettingsModel | None = None
     images: list[EntryModel]
     audit: AuditModel | None = None
+    notify: list[NotifyModel] | None = None
