@@ -90,18 +90,22 @@ class _Outcome:
 
 def approve_command(
     entry: str = typer.Argument(..., help="The policy entry (its name)."),
-    tags: list[str] = typer.Argument(None, help="The tags to approve (default: every held tag of ENTRY)."),
+    tag: list[str] = typer.Argument(None, help="The tags to approve (default: every held tag of the entry)."),
     policy: Path = POLICY_OPTION,
-    reason: str = typer.Option(..., "--reason", help="Why (recorded in the lock and the audit ledger)."),
-    by: str | None = typer.Option(None, "--by", help=f"Who approves (default: ${APPROVER_ENV}, then git config)."),
+    reason: str = typer.Option(
+        ..., "--reason", metavar="TEXT", help="Why (recorded in the lock and the audit ledger)."
+    ),
+    by: str | None = typer.Option(
+        None, "--by", metavar="NAME", help=f"Who approves (default: ${APPROVER_ENV}, then git config)."
+    ),
     digest: list[str] = typer.Option(
         [], "--digest", help="Approve only if upstream points the tags at this digest (repeatable)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the lock diff; write nothing."),
     insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
 ) -> None:
-    """Move the lock to what upstream points the held tags of ENTRY at now (after review), with
-    who approved, why and when; print the lock diff.  The next sync copies it."""
+    """Move the lock to what upstream points the held tags of the entry NAME at now (after
+    review), with who approved, why and when; print the lock diff.  The next sync copies it."""
     wanted: list[Digest] = []
     for text in digest:
         try:
@@ -133,7 +137,7 @@ def approve_command(
     async def _go() -> tuple[Approval, _Outcome]:
         async with make_store(insecure=insecure) as store:
             approval = await prepare_approval(
-                store, chosen, loaded.lock, held, tags or [], by=who, reason=reason, now=now,
+                store, chosen, loaded.lock, held, tag or [], by=who, reason=reason, now=now,
                 digests=wanted,
             )
             outcome = _Outcome()
