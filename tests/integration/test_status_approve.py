@@ -7,16 +7,21 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from imagevet.engine.resolve import resolve_lock
+from imagevet.engine.run import run_sync
 from imagevet.engine.state import FileStateStore
 from imagevet.ledger import read_ledger
-from imagevet.lock import read_lock
+from imagevet.lock import Lock, read_lock, write_lock
+from imagevet.policy import load_policy
 from imagevet.policy.model import EntryKey
 from imagevet.reference import Reference
+from imagevet.registry import RegistryClient
 from tests.integration.test_sync import imagevet, seed, write_policy
 from tests.support.images import Image, make_image, make_multiarch
 from tests.support.pusher import fetch_image, get_manifest_bytes
@@ -297,3 +302,29 @@ async def test_hostile_reason_text_is_stored_exactly_and_printed_escaped(
 
     status = imagevet("status", policy=policy)
     assert "\x1b" not in status.stdout
+
+
+async def test_run_sync_reports_what_it_newly_held(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path,
+) -> None:
+    """The library call a watch service makes: ``RunReport.newly_held`` once per update."""
+    now = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
+    old, new = make_image(seed="lib-old"), make_image(seed="lib-new")
+    await seed(plain_registry, f"{unique_repo}/app", {"1": old})
+    path = write_policy(tmp_path, target.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/app\n    name: app\n    tags:\n      tags: ['1']\n"
+    ))
+    policy = load_policy(path, env={}, today=now.date())
+    async with RegistryClient() as client:
+        lock = (await resolve_lock(client, policy, Lock(), now=now)).lock
+        write_lock(path.with_suffix(".lock"), lock)
+        first = await run_sync(policy, lock, source=client, target=client, state=state(tmp_path), clock=lambda: now)
+        assert first.ok and first.newly_held == ()
+        await seed(plain_registry, f"{unique_repo}/app", {"1": new})
+        moved = await run_sync(policy, lock, source=client, target=client, state=state(tmp_path), clock=lambda: now)
+        later = await run_sync(policy, lock, source=client, target=client, state=state(tmp_path),
+                               clock=lambda: now.replace(hour=11))
+    assert [(h.entry, h.tag, h.digest, h.since) for h in moved.newly_held] == [("app", "1", str(new.digest), now)]
+    assert moved.ok and moved.summary()["pull_budget"] == {"remaining": {}, "reserve": 0, "deferred": 0}
+    assert later.newly_held == () and [(h.tag, h.since) for h in later.holds.kept] == [("1", now)]
+    assert [(h.tag, h.since) for h in state(tmp_path).held()] == [("1", now)]
