@@ -168,6 +168,12 @@ def approve_command(
         except UpstreamMovedError as e:
             fail(str(e), EXIT_FAILURE)
     _report(approval, outcome, loaded.lock_path, dry_run=dry_run)
+    if approval.approved and chosen.approval.expired(now) and chosen.approval.expires is not None:
+        err_console.print(
+            f"[yellow]note:[/] the approval of {terminal_safe(chosen.name)} expired on "
+            f"{chosen.approval.expires.isoformat()}: sync holds its new digests until approval.expires "
+            "is renewed in the policy", highlight=False,
+        )
     if outcome.ledger_error is not None:
         raise typer.Exit(EXIT_FAILURE)
 
