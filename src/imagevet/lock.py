@@ -19,6 +19,10 @@ Format: YAML written by this module, never by a generic dumper::
               "linux/arm64": "sha256:…"
             referrers: []
             resolved_at: "2026-05-01T10:00:00Z"
+            approval:       # only for a tag `imagevet approve` moved
+              by: "Alice <alice@acme.example>"
+              reason: "CVE-2026-1234 fixed upstream"
+              at: "2026-05-02T09:00:00Z"
         digests:            # only when the policy lists explicit digests
           "sha256:…":
             media_type: …
@@ -59,6 +63,13 @@ nothing else.
 the old time of every tag whose digest did not change, so re-locking with no upstream change
 rewrites identical bytes.  :func:`write_lock` replaces the file atomically (temporary file in the
 same directory, fsync, rename).
+
+``approval`` (optional, tags only) says who moved a tag to its digest with ``imagevet approve``,
+why and when (:class:`TagApproval`).  A record without it renders exactly as before, so a lock
+with no approval is byte-identical to one written before the field existed.  It belongs to the
+tag at that digest: :func:`carry_resolved_at` keeps it while the tag stays at the same digest,
+a re-pointed tag loses it, and :meth:`LockEntry.find_digest` (which may find another tag's
+record of the same digest) returns records without it, so it is never copied to another tag.
 """
 
 from __future__ import annotations
@@ -106,6 +117,7 @@ __all__ = [
     "LockEntry",
     "LockRecordError",
     "LockedImage",
+    "TagApproval",
     "UnreadableEntry",
     "carry_resolved_at",
     "check_media_type",
@@ -199,6 +211,41 @@ def lock_path_for(policy_path: Path) -> Path:
     return policy_path.with_suffix(".lock")
 
 
+APPROVAL_BY_MAX = 256
+"""Longest ``approval.by`` a record holds (characters)."""
+APPROVAL_REASON_MAX = 4096
+"""Longest ``approval.reason`` a record holds (characters)."""
+
+
+def _check_approval_text(name: str, value: str, limit: int) -> str:
+    if not value.strip():
+        raise LockRecordError(f"approval {name}: must not be empty")
+    if len(value) > limit:
+        raise LockRecordError(f"approval {name}: {len(value)} characters, at most {limit}")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise LockRecordError(f"approval {name}: not valid Unicode text (a lone surrogate)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TagApproval:
+    """Who moved a tag to its digest with ``imagevet approve``, why and when (UTC, whole seconds).
+
+    ``by`` and ``reason`` are any text (written escaped, one line each), not empty, at most
+    :data:`APPROVAL_BY_MAX` and :data:`APPROVAL_REASON_MAX` characters."""
+
+    by: str
+    reason: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError("approval at must be timezone-aware")
+        _check_approval_text("by", self.by, APPROVAL_BY_MAX)
+        _check_approval_text("reason", self.reason, APPROVAL_REASON_MAX)
+        object.__setattr__(self, "at", self.at.astimezone(UTC).replace(microsecond=0))
+
+
 @dataclass(frozen=True, slots=True)
 class LockedImage:
     """What one tag (or explicit digest) resolved to upstream."""
@@ -216,6 +263,8 @@ class LockedImage:
     """``(platform, digest)`` of each platform manifest of an index, sorted by platform: empty,
     or one for each of ``platforms`` (see :meth:`RawManifest.platform_manifests`).  Empty for an index when it was
     not recorded (see :attr:`lacks_manifests`)."""
+    approval: TagApproval | None = None
+    """Who moved the tag to ``digest`` with ``imagevet approve`` (tags only; None: not recorded)."""
 
     def __post_init__(self) -> None:
         """Check every value as the reader does (LockRecordError), then normalise the order."""
@@ -277,6 +326,8 @@ class LockEntry:
         for d, image in self.digests.items():
             if image.digest != d:
                 raise ValueError(f"digests[{d}] holds {image.digest}")
+            if image.approval is not None:
+                raise LockRecordError(f"digests[{d}]: an explicit digest carries no approval record")
 
     @property
     def key(self) -> EntryKey:
@@ -286,7 +337,9 @@ class LockEntry:
         """A record of ``digest`` under any tag or explicit digest (to reuse its platforms)."""
         if digest in self.digests:
             return self.digests[digest]
-        return next((i for i in self.tags.values() if i.digest == digest), None)
+        found = next((i for i in self.tags.values() if i.digest == digest), None)
+        # an approval belongs to its own tag: never handed on to another tag of the same digest
+        return replace(found, approval=None) if found is not None and found.approval else found
 
 
 def _key_text(key: EntryKey) -> tuple[str, str]:
@@ -357,7 +410,8 @@ class Lock:
 
 
 def carry_resolved_at(new: Lock, old: Lock) -> Lock:
-    """``new`` with the ``resolved_at`` of ``old`` for every tag or digest still at the same digest."""
+    """``new`` with the ``resolved_at`` of ``old`` for every tag or digest still at the same digest
+    (and, for a tag, its ``approval`` record when ``new`` has none)."""
     entries = []
     for entry in new.entries:
         before = old.entry(entry.key)
@@ -367,7 +421,9 @@ def carry_resolved_at(new: Lock, old: Lock) -> Lock:
 
         def keep(image: LockedImage, previous: LockedImage | None) -> LockedImage:
             if previous is not None and previous.digest == image.digest:
-                return replace(image, resolved_at=previous.resolved_at)
+                # the tag's approval stays with it while it stays at the approved digest
+                approval = image.approval or previous.approval
+                return replace(image, resolved_at=previous.resolved_at, approval=approval)
             return image
 
         tags = {t: keep(i, before.tags.get(t)) for t, i in entry.tags.items()}
@@ -471,6 +527,11 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
             lines.append(f"{indent}manifests:")
             lines.extend(f"{indent}  {_q(p)}: {_q(str(d))}" for p, d in image.manifests)
     lines.append(f"{indent}resolved_at: {_q(image.resolved_at.strftime(_TIME_FORMAT))}")
+    if image.approval is not None:  # only when recorded: a lock without approvals stays as it was
+        lines.append(f"{indent}approval:")
+        lines.append(f"{indent}  by: {_q(image.approval.by)}")
+        lines.append(f"{indent}  reason: {_q(image.approval.reason)}")
+        lines.append(f"{indent}  at: {_q(image.approval.at.strftime(_TIME_FORMAT))}")
     return lines
 
 
@@ -566,8 +627,25 @@ class _DigestRecord(_Model):
         return self
 
 
+def _approval_text(limit: int, name: str) -> Any:
+    def run(value: str) -> str:
+        try:
+            return _check_approval_text(name, value, limit)
+        except LockRecordError as e:
+            raise ValueError(str(e)) from None
+
+    return AfterValidator(run)
+
+
+class _ApprovalRecord(_Model):
+    by: Annotated[StrictStr, _approval_text(APPROVAL_BY_MAX, "by")]
+    reason: Annotated[StrictStr, _approval_text(APPROVAL_REASON_MAX, "reason")]
+    at: _Time
+
+
 class _TagRecord(_DigestRecord):
     digest: DigestText
+    approval: _ApprovalRecord | None = None
 
 
 class _EntryModel(_Model):
@@ -592,12 +670,13 @@ class _FileModel(_Model):
 _HINTS = {
     "policy.version": str(LOCK_VERSION),
     "policy.images": "a list of {source, target, tags, digests}",
-    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, resolved_at}",
+    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, resolved_at, approval}",
     "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, resolved_at}",
 }
 
 
 def _image(record: _DigestRecord, digest: str) -> LockedImage:
+    approval = record.approval if isinstance(record, _TagRecord) else None
     return LockedImage(
         digest=Digest.parse(digest),
         media_type=record.media_type,
@@ -605,6 +684,14 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
         referrers=tuple(Digest.parse(r) for r in record.referrers),
         manifests=tuple((p, Digest.parse(d)) for p, d in record.manifests.items()),
         resolved_at=datetime.strptime(record.resolved_at, _TIME_FORMAT).replace(tzinfo=UTC),
+        approval=(
+            TagApproval(
+                approval.by, approval.reason,
+                datetime.strptime(approval.at, _TIME_FORMAT).replace(tzinfo=UTC),
+            )
+            if approval is not None
+            else None
+        ),
     )
 
 

@@ -77,6 +77,12 @@ def test_check_offline_imports_no_http_client_nor_crypto(tmp_path: Path) -> None
     assert not modules & {"aiohttp", "cryptography", "stamina"}, sorted(modules)
 
 
+def test_status_imports_no_http_client_nor_crypto(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["status", "--policy", str(EXAMPLE_POLICY), "--within", "0d"], tmp_path)
+    assert code in (0, 3) and "status:" in out, out
+    assert not modules & {"aiohttp", "cryptography", "stamina", "asyncio"}, sorted(modules)
+
+
 def test_copy_imports_no_policy_yaml_or_crypto_library(tmp_path: Path) -> None:
     # nothing listens on port 1: the copy fails at its first request, after every import it needs
     code, modules, out = loaded_by(["copy", "--jobs", "2", "127.0.0.1:1/a/b:1", "127.0.0.1:1/c/d:1"], tmp_path)

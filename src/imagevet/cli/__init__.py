@@ -37,6 +37,8 @@ COMMANDS: dict[str, str] = {
     "classify": "Classify images as Docker Hub's Image Access Management does.",
     "doctor": "Check the org: IAM settings, the token's abilities, the policy's entries.",
     "audit": "Check and read the audit ledger.",
+    "status": "What needs a person: held updates, new tags, expiring approvals, failures, pull budget.",
+    "approve": "Move the lock to the observed digest of held tags; record who approved and why.",
 }
 """Command name -> one-line help; the module ``imagevet.cli.<name>`` implements it."""
 

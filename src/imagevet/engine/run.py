@@ -7,6 +7,7 @@ The sequence, the same for ``imagevet sync``, ``imagevet plan`` and a future ``w
     apply                                     sync.apply_plan (repositories, then images)
     follow entries' new lock                  sync.follow_lock
     records: run summary, lock file, ledger   state store, write_lock, ledger.record_events
+    held updates (pinned, waiting for a person) engine.holds.record_holds
 
 Everything comes in as arguments: the loaded policy and lock, the source and target image stores
 (a registry client, an OCI layout store, or one ``StoreRouter`` serving both ends), the optional
@@ -28,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from imagevet.engine.copy import DEFAULT_JOBS, CopyProgress
-from imagevet.engine.observe import plan_policy
-from imagevet.engine.state import StateStore
+from imagevet.engine.holds import HoldChanges, record_holds
+from imagevet.engine.observe import plan_policy, pulls_left
+from imagevet.engine.state import HeldUpdate, StateStore
 from imagevet.errors import ImagevetError
 from imagevet.ledger import AuditSetup, Recorded, record_events
 from imagevet.lock import Lock, diff_locks, write_lock
-from imagevet.plan import EntryProblem, Observed, Plan
+from imagevet.plan import ActionKind, EntryProblem, Observed, Plan
 from imagevet.policy import Policy
 from imagevet.repository_spec import RepositoryManager, RepoSpec
 from imagevet.statefiles import write_state_file
@@ -136,6 +138,18 @@ class RunReport:
     ledger_error: str | None = None
     errors: tuple[str, ...] = field(default=())
     """Every record error, in the order they happened."""
+    holds: HoldChanges = field(default=HoldChanges())
+    """What the run did to the held updates (empty for a dry run): ``holds.new`` is what was
+    newly held (see :mod:`imagevet.engine.holds`)."""
+    holds_error: str | None = None
+    pull_budget: Mapping[str, Any] = field(default_factory=dict)
+    """``{"remaining": {registry: pulls}, "reserve": n, "deferred": n}`` as the run ended: pulls
+    left per registry that reports them, the reserve asked for, copies deferred for the budget."""
+
+    @property
+    def newly_held(self) -> tuple[HeldUpdate, ...]:
+        """Updates held for the first time (or at a new upstream digest) by this run."""
+        return self.holds.new
 
     @property
     def plan(self) -> Plan:
@@ -180,11 +194,14 @@ class RunReport:
     @property
     def ok(self) -> bool:
         """Every action and entry went through, and everything was recorded."""
-        return self.sync.ok and self.records_written and self.lock_error is None
+        return (
+            self.sync.ok and self.records_written and self.lock_error is None
+            and self.holds_error is None
+        )
 
     def summary(self) -> dict[str, Any]:
-        """The run summary (``last-sync.json``)."""
-        return self.sync.to_json()
+        """The run summary (``last-sync.json``): the sync's, with ``pull_budget``."""
+        return {**self.sync.to_json(), "pull_budget": dict(self.pull_budget)}
 
 
 async def run_sync(
@@ -213,7 +230,9 @@ async def run_sync(
     there (its directory followed as the user named it) instead of into ``state``.
 
     Records are written in this order, each whatever happened to the one before: the run
-    summary, the lock, the ledger.  A dry run records nothing and leaves the lock as it was.
+    summary, the lock, the held updates (:func:`imagevet.engine.holds.record_holds`; what was
+    newly held is ``RunReport.newly_held``), the ledger.  A dry run records nothing and leaves
+    the lock as it was.
     Raises only what stops a run before it starts (an error from the registry client's setup);
     an image, an entry or a record that fails is in the report.
     """
@@ -224,7 +243,8 @@ async def run_sync(
     problems = (*lock_problems, *planned.problems)
     if options.dry_run:
         report = SyncReport(planned.plan, problems=problems, requests=summarize_requests(source, target))
-        return RunReport(report, lock, lock_changed=False, dry_run=True)
+        return RunReport(report, lock, lock_changed=False, dry_run=True,
+                         pull_budget=_pull_budget(planned.plan, options, source, target))
 
     applied = await apply_plan(
         source, target, planned.plan, planned.observed, manager=manager, specs=planned.specs,
@@ -236,9 +256,10 @@ async def run_sync(
         planned.plan, applied.outcomes, problems, applied.seconds, summarize_requests(source, target)
     )
     errors: list[str] = []
+    budget = _pull_budget(planned.plan, options, source, target)
 
     summary_error: str | None = None
-    summary = report.to_json()
+    summary = {**report.to_json(), "pull_budget": budget}
     try:
         if summary_file is not None:  # atomic, never through a symlink; the directory is the user's
             await asyncio.to_thread(
@@ -261,6 +282,14 @@ async def run_sync(
             lock_error = f"cannot write {lock_path}: {e.strerror}" if isinstance(e, OSError) else str(e)
             errors.append(lock_error)
 
+    holds = HoldChanges()
+    holds_error: str | None = None
+    try:  # what waits for a person: kept whatever happened to the other records
+        holds = await asyncio.to_thread(record_holds, state, planned.plan, problems)
+    except ImagevetError as e:
+        holds_error = f"held updates not recorded: {e}"
+        errors.append(holds_error)
+
     setup = audit or AuditSetup(state.ledger)
     recorded: Recorded | None = None
     ledger_error: str | None = None
@@ -276,7 +305,18 @@ async def run_sync(
         report, new_lock, lock_changed=changed, summary_written=summary_error is None,
         lock_written=lock_written, recorded=recorded, summary_error=summary_error,
         lock_error=lock_error, ledger_error=ledger_error, errors=tuple(errors),
+        holds=holds, holds_error=holds_error, pull_budget=budget,
     )
+
+
+def _pull_budget(plan: Plan, options: RunOptions, *stores: ImageStore) -> dict[str, Any]:
+    """The run summary's ``pull_budget``: pulls left per registry as last seen, the reserve, and
+    how many copies the budget deferred."""
+    return {
+        "remaining": dict(sorted(pulls_left(*stores).items())),
+        "reserve": options.budget_reserve,
+        "deferred": len(plan.of_kind(ActionKind.DEFER)),
+    }
 
 
 def _summary_bytes(summary: Mapping[str, Any]) -> bytes:
