@@ -188,3 +188,47 @@ def test_the_comment_of_the_same_sync_says_the_same(catalog: Catalog) -> None:
     assert f"docker pull {catalog.mirror}@{catalog.web['1.1'].digest}" in catalog.comment
     assert "| web-frontend |" in catalog.comment and "1 held" in catalog.comment
     assert f"**expires {catalog.expires.isoformat()}** (in 5 days)" in catalog.comment
+
+
+async def test_hostile_and_long_values_stay_text_and_never_widen_the_phone_page(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    from imagevet.digest import Digest
+    from imagevet.lock import Lock, LockedImage, LockEntry, render_lock
+    from imagevet.reference import Reference
+
+    long = "x" * 400
+    (tmp_path / "imagevet.yaml").write_text(
+        "version: 1\ntarget:\n  registry: registry.example.com\n  namespace: acme\nimages:\n"
+        "  - source: docker.io/library/web\n"
+        f"    name: \"<script>document.title='owned'</script>{long}\"\n"
+        "    tags:\n      tags: ['1.0']\n"
+        "    approval:\n      approved_by: a@example.com\n"
+        f"      reason: \"<img src=x onerror=alert(1)> \\e[31m {'https://example.com/' + long}\"\n"
+    )
+    image = LockedImage(Digest.of(b"web"), "application/vnd.oci.image.index.v1+json",
+                        datetime(2026, 11, 1, tzinfo=UTC), platforms=("linux/amd64",))
+    lock = Lock((LockEntry(Reference.parse("docker.io/library/web"), Reference.parse("registry.example.com/acme/web"),
+                           tags={"1.0": image}),))
+    (tmp_path / "imagevet.lock").write_text(render_lock(lock))
+    done = imagevet("report", "--html", str(tmp_path / "site"), policy=tmp_path / "imagevet.yaml")
+    assert done.returncode == 0, done.stderr
+    (page_name,) = [p.name for p in (tmp_path / "site").glob("*.html") if p.name != "index.html"]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+            headless=True, java_script_enabled=False, viewport=PHONE,
+        )
+        try:
+            page = await browser.new_page()
+            with serve(tmp_path / "site") as base:
+                for name in ("index.html", page_name):
+                    await page.goto(f"{base}/{name}")
+                    text = await page.inner_text("body")
+                    assert "<script>document.title='owned'</script>" + long in text
+                    assert await page.locator("script, img").count() == 0
+                    assert await page.title() != "owned"
+                    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+                assert "<img src=x onerror=alert(1)> \\x1b[31m https://example.com/" in text
+        finally:
+            await browser.close()

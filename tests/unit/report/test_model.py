@@ -138,3 +138,36 @@ def test_a_held_update_of_an_entry_no_longer_in_the_policy_is_a_problem(tmp_path
     FileStateStore(tmp_path / ".imagevet").hold(HeldUpdate("gone", "1", "sha256:" + "a" * 64, "moved", NOW))
     report = build_report(s.policy, s.lock, s.state, now=NOW)
     assert report.problems == ("a held update of 'gone', which the policy no longer lists",)
+
+
+def test_a_layout_target_shows_oci_references_not_docker_pull(tmp_path: Path) -> None:
+    text = POLICY_LAYOUT
+    s = make_setup(tmp_path, text, lock=Lock())
+    entry = s.policy.entries[0]
+    d = digest("layout")
+    lock = Lock((LockEntry(entry.source, entry.target, tags={"1.0": LockedImage(d, INDEX, WHEN)}),))
+    image = build_report(s.policy, lock, None, now=NOW).images[0]
+    assert image.pullable is False and image.mirror.startswith("oci:") and image.mirror.endswith("/acme/web")
+    assert image.pull_ref(image.tags[0], by_digest=False) == f"{image.mirror}:1.0"
+    from imagevet.report import render_markdown
+    from imagevet.report.html import render_site
+
+    report = build_report(s.policy, lock, None, now=NOW)
+    assert "docker pull" not in render_markdown(report)
+    page = render_site(report)["web.html"].decode()
+    assert f"<pre>{image.mirror}@{d}</pre>" in page and "docker pull" not in page
+
+
+POLICY_LAYOUT = """\
+version: 1
+target:
+  layout: mirror
+  namespace: acme
+images:
+  - source: docker.io/library/web
+    name: web
+    tags:
+      tags: ["1.0"]
+    approval:
+      approved_by: a@example.com
+"""
