@@ -66,7 +66,8 @@ def _approval(image: ImageView) -> str:
             out += f", **expired {a.expires.isoformat()}**"
         elif a.status == "expiring":
             left = a.days_left or 0
-            out += f", **expires {a.expires.isoformat()}** (in {left} day{'' if left == 1 else 's'})"
+            when = "today" if left == 0 else f"in {left} day{'' if left == 1 else 's'}"
+            out += f", **expires {a.expires.isoformat()}** ({when})"
         else:
             out += f", expires {a.expires.isoformat()}"
     return out

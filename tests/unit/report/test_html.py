@@ -104,3 +104,32 @@ def test_refuses_a_file_name_that_is_not_a_page(tmp_path: Path) -> None:
         write_site(tmp_path / "site", {"../x.html": b"", "index.html": b""})
     assert not (tmp_path / "site").exists() and not (tmp_path / "x.html").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_evidence_recorded_for_a_digest_shows_escaped_in_both_forms(setup: Setup) -> None:
+    from imagevet.digest import Digest
+    from imagevet.report import Evidence, render_markdown
+    from tests.unit.report.conftest import digest
+
+    def evidence(d: Digest) -> list[Evidence]:
+        if d != digest("redis-7.4.1"):
+            return []
+        return [Evidence("signature", "verified: key <acme>", str(digest("sig"))),
+                Evidence("sbom", "spdx | 120 packages")]
+
+    report = build_report(setup.policy, setup.lock, setup.state, now=NOW, evidence=evidence)
+    assert [len(t.evidence) for t in report.images[0].tags] == [0, 2, 0, 2]  # 7.4.1 and latest
+    page = render_site(report)["redis.html"].decode()
+    assert f"signature: verified: key &lt;acme&gt; <code>{digest('sig')}</code>" in page
+    assert "sbom: spdx | 120 packages" in page
+    assert "<br>signature: verified: key &lt;acme&gt;<br>sbom: spdx \\| 120 packages" in render_markdown(report)
+
+
+def test_an_approval_expiring_today_says_today(tmp_path: Path) -> None:
+    from imagevet.report import render_markdown
+
+    s = make_setup(tmp_path)
+    report = build_report(s.policy, s.lock, None, now=NOW.replace(day=10, month=12))
+    assert report.images[0].approval.days_left == 0 and report.images[0].approval.status == "expiring"
+    assert "approval expires today" in render_site(report)["index.html"].decode()
+    assert "**expires 2026-12-10** (today)" in render_markdown(report)
