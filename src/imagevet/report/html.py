@@ -35,11 +35,13 @@ MANIFEST = ".imagevet-report.json"
 _VALUE_MAX = 4000
 
 
-def _finalize(value: Any) -> Any:
-    import markupsafe
-
-    if isinstance(value, markupsafe.Markup) or not isinstance(value, str):
-        return "" if value is None else value
+def _shown(value: Any, markup: type) -> Any:
+    """What ``{{ value }}`` prints before escaping: text made visible and cut (see the module
+    docstring); markup the templates made (macros) as it is; None as nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, markup) or not isinstance(value, str):
+        return value
     return clip(visible(value), _VALUE_MAX)
 
 
@@ -58,6 +60,7 @@ def _short(value: object) -> str:
 
 def _environment() -> Any:
     import jinja2  # only the report command loads it
+    import markupsafe
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("imagevet.report", "templates"),
@@ -66,7 +69,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        finalize=_finalize,
+        finalize=lambda value: _shown(value, markupsafe.Markup),
     )
     env.filters.update(when=_when, day=_day, short=_short)
     return env
