@@ -154,3 +154,17 @@ def test_plan_and_sync_to_a_registry_not_docker_hub_import_no_hub_client(tmp_pat
     assert "imagevet.registry.client" in modules, (code, out)  # it got as far as the registry client
     assert "imagevet.cli._policy" in modules
     assert not {m for m in modules if m == "imagevet.hub" or m.startswith("imagevet.hub.")}, (code, out)
+
+
+def test_report_reads_only_local_files_and_loads_jinja2_only_for_html(tmp_path: Path) -> None:
+    (tmp_path / "imagevet.yaml").write_text(_POLICY_ON_LOOPBACK)
+    policy = str(tmp_path / "imagevet.yaml")
+    code, modules, out = loaded_by(["report", "--policy", policy, "--markdown", "-"], tmp_path)
+    assert code == 0 and "## imagevet catalog" in out, out
+    assert not modules & {"aiohttp", "cryptography", "stamina", "jinja2"}, sorted(modules & HEAVY)
+    code, modules, out = loaded_by(["report", "--policy", policy, "--html", str(tmp_path / "site")], tmp_path)
+    assert code == 0 and (tmp_path / "site" / "index.html").is_file(), out
+    assert "jinja2" in modules and not modules & {"aiohttp", "cryptography", "stamina"}
+    code, modules, out = loaded_by(["report", "--help"], tmp_path)
+    assert code == 0 and "--html DIR" in out and "--markdown FILE" in out
+    assert not modules & {"jinja2", "aiohttp", "cryptography"}, sorted(modules & HEAVY)

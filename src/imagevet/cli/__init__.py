@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "audit": "Check and read the audit ledger.",
     "status": "What needs a person: held updates, new tags, expiring approvals, failures, pull budget.",
     "approve": "Move the lock to the observed digest of held tags; record who approved and why.",
+    "report": "Write the catalog of vetted images: a static site and a pull-request comment.",
 }
 """Command name -> one-line help; the module ``imagevet.cli.<name>`` implements it."""
 

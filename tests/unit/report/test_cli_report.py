@@ -1,0 +1,62 @@
+"""``imagevet report`` as a user runs it: exit codes, files, what it prints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from imagevet.lock import render_lock
+from tests.unit.report.conftest import POLICY, SUMMARY, make_setup, small_lock
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def imagevet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), environ.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "imagevet.cli", "report", *args], capture_output=True,
+                          text=True, timeout=120, env={**environ, **(env or {})})
+
+
+def test_a_damaged_lock_entry_shows_on_its_page_and_the_report_exits_0(tmp_path: Path) -> None:
+    s = make_setup(tmp_path)
+    head, _, tail = render_lock(small_lock()).rpartition('"linux/arm64"\n')  # mailhog's record
+    (tmp_path / "imagevet.lock").write_text(head + '"not a platform"\n' + tail)
+    s.state.write_run_summary(SUMMARY)
+    done = imagevet("-p", str(tmp_path / "imagevet.yaml"), "--html", str(tmp_path / "site"),
+                    "--markdown", str(tmp_path / "comment.md"))
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {tmp_path / 'site' / 'index.html'} and 2 image pages" in done.stdout
+    assert "warning: mailhog: lock records damaged" in done.stderr
+    page = (tmp_path / "site" / "mailhog.html").read_text()
+    assert "Lock damaged" in page and "imagevet.lock:" in page and "not a platform" in page
+    redis = (tmp_path / "site" / "redis.html").read_text()
+    assert "docker pull registry.example.com/acme/redis:7.4.1" in redis
+    comment = (tmp_path / "comment.md").read_text()
+    assert "**The lock records of this image are damaged**" in comment and "### redis" in comment
+
+
+def test_markdown_to_stdout_and_source_date_epoch_make_the_same_bytes(tmp_path: Path) -> None:
+    (tmp_path / "imagevet.yaml").write_text(POLICY)
+    (tmp_path / "imagevet.lock").write_text(render_lock(small_lock()))
+    env = {"SOURCE_DATE_EPOCH": "1796040000"}  # 2026-11-30 12:00 UTC
+    one = imagevet("-p", str(tmp_path / "imagevet.yaml"), "--markdown", "-", "--html", str(tmp_path / "a"), env=env)
+    two = imagevet("-p", str(tmp_path / "imagevet.yaml"), "--markdown", "-", "--html", str(tmp_path / "b"), env=env)
+    assert one.returncode == two.returncode == 0, one.stderr
+    assert one.stdout == two.stdout and one.stdout.startswith("## imagevet catalog\n")
+    assert "Generated 2026-11-30 12:00 UTC." in one.stdout and "wrote" in one.stderr
+    for name in ("index.html", "redis.html", "mailhog.html"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert not (tmp_path / ".imagevet").exists()
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "imagevet.yaml").write_text(POLICY)
+    nothing = imagevet("-p", str(tmp_path / "imagevet.yaml"))
+    assert nothing.returncode == 2 and "nothing to write" in nothing.stderr
+    bad = imagevet("-p", str(tmp_path / "imagevet.yaml"), "--markdown", "-", env={"SOURCE_DATE_EPOCH": "soon"})
+    assert bad.returncode == 2 and "SOURCE_DATE_EPOCH" in bad.stderr
+    missing = imagevet("-p", str(tmp_path / "nope.yaml"), "--markdown", "-")
+    assert missing.returncode == 2
