@@ -174,6 +174,7 @@ async def test_index_and_image_page_read_well_in_chromium(
                 assert "alice@acme.example" in text and "serves the shop <b>front</b>" in text
                 assert "SEC-7" in text and c.expires.isoformat() in text and "expires soon" in text
                 assert "Held updates" in text and str(c.moved.digest) in text
+                assert "Since" in text  # sync recorded the hold in held.json, with its first time
                 assert "linux/amd64, linux/arm64" in text and "1 referrer upstream" in text
                 assert str(c.sbom.digest) in text and f"docker pull {c.mirror}@{c.web['1.0'].digest}" in text
                 shot = await page.screenshot(path=str(tmp_path / f"web-{name}.png"), full_page=True)

@@ -1,7 +1,7 @@
 """``imagevet report``: the catalog people read, as a static site and as a pull-request comment.
 
-Reads the policy, its lock and the state directory (``.imagevet/``: the last run summary, held
-updates, the source-index cache); never a registry.  A damaged lock entry is shown as damaged on
+Reads the policy, its lock and the state directory (``.imagevet/``, or ``IMAGEVET_STATE_DIR``:
+the last run summary, held updates, the source-index cache); never a registry.  A damaged lock entry is shown as damaged on
 its image's page and the report still exits 0.  ``SOURCE_DATE_EPOCH`` (seconds) fixes the time
 the report is made at (shown in it, and what approval expiry is judged against), for
 reproducible output.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from imagevet.cli._policy import POLICY_OPTION, load, now_utc
+from imagevet.cli._policy import POLICY_OPTION, load, now_utc, state_store
 from imagevet.cli.common import EXIT_USAGE, console, err_console, fail, handle_errors, terminal_safe
 
 __all__ = ["register"]
@@ -55,11 +55,10 @@ def report_command(
         fail("nothing to write: give --html DIR and/or --markdown FILE ('-' for stdout)", EXIT_USAGE)
     loaded = load(policy)
     now = _report_time()
-    from imagevet.engine.state import FileStateStore, state_dir_for
     from imagevet.report import build_report, render_markdown
 
     declared = loaded.every_entry
-    state = FileStateStore(state_dir_for(declared.path))
+    state = state_store(declared)  # .imagevet/ next to the policy, or IMAGEVET_STATE_DIR
     report = build_report(declared, loaded.lock, state, now=now)
     say = err_console if markdown == "-" else console
     with handle_errors():

@@ -2,8 +2,9 @@
 
 Pages come from the Jinja2 templates of ``templates/`` with autoescape on; every value printed
 goes through one ``finalize`` step first: hidden characters (ANSI escapes, bidi overrides) made
-visible and at most 4000 characters kept, then HTML-escaped.  The CSS is inline, there is no
-JavaScript, and the layout is one column that wraps long digests inside their box on a phone.
+visible (newlines and tabs kept: HTML shows them as spaces) and at most 4000 characters kept,
+then HTML-escaped.  The CSS is inline, there is no JavaScript, and the layout is one column that
+wraps long digests inside their box on a phone.
 
 Rendering is a pure function of the :class:`Report` (the generation time is the report's), so
 the same inputs give the same bytes.  :func:`write_site` writes into the directory only: each
@@ -42,7 +43,7 @@ def _shown(value: Any, markup: type) -> Any:
         return ""
     if isinstance(value, markup) or not isinstance(value, str):
         return value
-    return clip(visible(value), _VALUE_MAX)
+    return clip(visible(value, keep="\n\t"), _VALUE_MAX)  # white space in HTML text
 
 
 def _when(value: datetime) -> str:

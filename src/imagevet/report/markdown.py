@@ -137,8 +137,13 @@ def _tag_table(image: ImageView) -> str:
             mirror = "<br>mirror digest not known yet"
         platforms = ", ".join(t.platforms) or "—"
         evidence = "".join(f"<br>{md(e.kind)}: {md(e.detail)}" for e in t.evidence)
+        approved = ""
+        if t.approved is not None:
+            approved = (f"<br>approved by {md(t.approved.by)} on {t.approved.at.date().isoformat()}: "
+                        f"{md(t.approved.reason, limit=120)}")
         out += (f"| {code(t.tag) if t.tag is not None else '(digest)'} | {code(t.digest)}{mirror} | "
-                f"{md(platforms)} | {len(t.referrers)}{evidence} | {t.resolved_at.date().isoformat()} |\n")
+                f"{md(platforms)} | {len(t.referrers)}{evidence} | {t.resolved_at.date().isoformat()}"
+                f"{approved} |\n")
     return out
 
 

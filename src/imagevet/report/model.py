@@ -24,7 +24,7 @@ from typing import Any, Literal
 from imagevet.digest import Digest
 from imagevet.engine.state import HeldUpdate, StateStore
 from imagevet.errors import ImagevetError
-from imagevet.lock import Lock, LockedImage
+from imagevet.lock import Lock, LockedImage, TagApproval
 from imagevet.manifest import RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import EXPIRY_WARNING_DAYS
@@ -97,6 +97,9 @@ class TagView:
     referrers: tuple[Digest, ...]
     resolved_at: datetime
     evidence: tuple[Evidence, ...] = ()
+    approved: TagApproval | None = None
+    """Who moved the tag to this digest with ``imagevet approve``, why and when (the lock's
+    record); None when the tag was locked as first resolved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +264,7 @@ def _tags(
         return TagView(
             tag, image.digest, _mirror_digest(entry, image, cache), image.media_type,
             image.platforms, image.manifests, image.referrers, image.resolved_at,
-            tuple(evidence(image.digest)) if evidence is not None else (),
+            tuple(evidence(image.digest)) if evidence is not None else (), image.approval,
         )
 
     out = [view(t, tags[t]) for t in newest_first(tags)]

@@ -20,9 +20,10 @@ def visible_char(ch: str) -> str | None:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def visible(text: str) -> str:
-    """``text`` with every hidden character shown as its escape (see :func:`visible_char`)."""
-    return "".join(visible_char(ch) or ch for ch in text)
+def visible(text: str, *, keep: str = "") -> str:
+    """``text`` with every hidden character but those of ``keep`` shown as its escape (see
+    :func:`visible_char`)."""
+    return "".join(ch if ch in keep else visible_char(ch) or ch for ch in text)
 
 
 def clip(text: str, limit: int) -> str:

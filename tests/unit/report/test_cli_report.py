@@ -60,3 +60,20 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "SOURCE_DATE_EPOCH" in bad.stderr
     missing = imagevet("-p", str(tmp_path / "nope.yaml"), "--markdown", "-")
     assert missing.returncode == 2
+
+
+def test_the_state_directory_named_by_imagevet_state_dir_is_the_one_read(tmp_path: Path) -> None:
+    from imagevet.engine.state import FileStateStore, HeldUpdate
+    from tests.unit.report.conftest import NOW, digest
+
+    (tmp_path / "policy").mkdir()
+    make_setup(tmp_path / "policy")
+    (tmp_path / "policy" / "imagevet.lock").write_text(render_lock(small_lock()))
+    state = FileStateStore(tmp_path / "volume" / "state")  # a deployment's own volume
+    state.write_run_summary(SUMMARY)
+    state.hold(HeldUpdate("redis", "7.4.0", str(digest("redis-7.4.0-new")), "upstream moved", NOW))
+    done = imagevet("-p", str(tmp_path / "policy" / "imagevet.yaml"), "--markdown", "-",
+                    env={"IMAGEVET_STATE_DIR": str(tmp_path / "volume" / "state")})
+    assert done.returncode == 0, done.stderr
+    assert "Last sync 2026-11-30 09:00 UTC: **failed**" in done.stdout
+    assert "upstream moved" in done.stdout and "**approval expiring**, 1 held" in done.stdout

@@ -133,3 +133,26 @@ def test_an_approval_expiring_today_says_today(tmp_path: Path) -> None:
     assert report.images[0].approval.days_left == 0 and report.images[0].approval.status == "expiring"
     assert "approval expires today" in render_site(report)["index.html"].decode()
     assert "**expires 2026-12-10** (today)" in render_markdown(report)
+
+
+def test_a_tag_moved_by_imagevet_approve_shows_who_why_and_when(tmp_path: Path) -> None:
+    from dataclasses import replace as copy_with
+    from datetime import UTC, datetime
+
+    from imagevet.lock import Lock, TagApproval
+    from imagevet.report import render_markdown
+    from tests.unit.report.conftest import small_lock
+
+    lock = small_lock()
+    redis = lock.entries[0]
+    moved = copy_with(redis.tags["7.4.0"], approval=TagApproval(
+        "carol <carol@acme.example>", "rebuilt | CVE-2026-1 fixed\nsee `SEC-9`", datetime(2026, 11, 29, 10, 30, tzinfo=UTC)))
+    lock = Lock((copy_with(redis, tags={**redis.tags, "7.4.0": moved}), lock.entries[1]))
+    s = make_setup(tmp_path, lock=lock)
+    report = build_report(s.policy, s.lock, None, now=NOW)
+    assert [t.approved is not None for t in report.images[0].tags] == [False, False, True, False]
+    page = render_site(report)["redis.html"].decode()
+    assert ("<dt>Update approved</dt><dd>by carol &lt;carol@acme.example&gt; on 2026-11-29 10:30 UTC: "
+            "rebuilt | CVE-2026-1 fixed\nsee `SEC-9`</dd>") in page
+    assert ("2026-11-01<br>approved by carol &lt;carol@acme.example&gt; on 2026-11-29: "
+            "rebuilt \\| CVE-2026-1 fixed see \\`SEC-9\\` |") in render_markdown(report)
