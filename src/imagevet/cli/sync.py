@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,6 +20,7 @@ from imagevet.cli.common import (
     EXIT_FAILURE,
     console,
     err_console,
+    handle_errors,
     make_store,
     print_json,
     redact,
@@ -28,6 +30,11 @@ from imagevet.cli.common import (
 from imagevet.cli.progress import TransferProgress
 from imagevet.engine.copy import DEFAULT_JOBS
 from imagevet.engine.run import RunOptions, RunReport, run_sync
+from imagevet.engine.state import state_dir_for
+
+if TYPE_CHECKING:
+    from imagevet.engine.runlock import RunLock
+    from imagevet.policy import Policy
 
 __all__ = ["register"]
 
@@ -67,7 +74,12 @@ def sync_command(
                     lock_path=loaded.lock_path, summary_file=report,
                 )
 
-    result = run(_go)
+    held = None if dry_run else take_run_lock(loaded.policy)  # never two runs at once (watch too)
+    try:
+        result = run(_go)
+    finally:
+        if held is not None:
+            held.release()
     if dry_run:
         print_plan_report(result.plan, result.problems, as_json=as_json)
         raise typer.Exit(EXIT_FAILURE if result.problems else 0)
@@ -101,6 +113,21 @@ def sync_command(
         console.print(_summary_line(result), highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def take_run_lock(policy: Policy) -> RunLock:
+    """The run lock of the policy's state directory (``imagevet watch`` takes the same); exit 1
+    naming the holder when another run has it, a note when a killed run's record was cleared."""
+    from imagevet.engine.runlock import acquire_run_lock
+
+    with handle_errors():
+        held = acquire_run_lock(state_dir_for(policy.path), command="sync")
+    if held.stale is not None:
+        err_console.print(
+            f"[yellow]note:[/] cleared a stale run lock left by {terminal_safe(held.stale.describe())} "
+            "(that process is gone)", highlight=False,
+        )
+    return held
 
 
 def _summary_line(result: RunReport) -> str:
