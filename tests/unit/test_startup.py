@@ -148,3 +148,14 @@ def test_plan_and_sync_to_a_registry_not_docker_hub_import_no_hub_client(tmp_pat
     assert "imagevet.registry.client" in modules, (code, out)  # it got as far as the registry client
     assert "imagevet.cli._policy" in modules
     assert not {m for m in modules if m == "imagevet.hub" or m.startswith("imagevet.hub.")}, (code, out)
+
+
+def test_watch_loads_its_libraries_only_when_it_runs(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["watch", "--help"], tmp_path)
+    assert code == 0 and "--interval" in out
+    assert not modules & {"aiohttp", "prometheus_client", "cronsim", "cryptography"}, sorted(modules)
+    assert not {m for m in modules if m.startswith("imagevet.watch")}
+    # a bad schedule is refused before the registry client or the metrics load
+    code, modules, out = loaded_by(["watch", "--interval", "15x", "--policy", str(EXAMPLE_POLICY)], tmp_path)
+    assert code == 2 and "--interval: '15x' is not a duration" in out
+    assert not modules & {"aiohttp", "prometheus_client"}, sorted(modules & {"aiohttp", "prometheus_client"})

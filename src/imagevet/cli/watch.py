@@ -109,6 +109,9 @@ def watch_command(
     address = None if no_listen or once else parse_listen(listen)
     with handle_errors():
         first = _load_policy(policy)
+    from imagevet.cli.audit import sync_setup
+
+    sync_setup(first)  # a bad signing key is exit 2 at start, as for sync (each run checks it again)
     _show_info_lines()
 
     from imagevet.engine.run import RunOptions, run_sync
