@@ -34,10 +34,12 @@ pytestmark = pytest.mark.slow
 _counter = itertools.count()
 
 
-def imagevet(*args: str, policy: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def imagevet(
+    *args: str, policy: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imagevet.cli", *args, "--policy", str(policy)],
-        capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
 
 
@@ -418,6 +420,14 @@ def test_a_policy_that_does_not_load_at_start_is_a_usage_error(tmp_path: Path) -
     policy.write_text("version: 1\ntarget: 5\n")
     done = imagevet("watch", policy=policy, timeout=60)
     assert done.returncode == 2 and f"{policy}:2:" in done.stderr
+
+
+def test_a_bad_signing_key_stops_it_at_start(tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "registry: 127.0.0.1:1", entry("127.0.0.1:1/up/app", "1"))
+    done = imagevet("watch", policy=policy, timeout=60, env={"IMAGEVET_LEDGER_KEY": "not-a-key"})
+    assert done.returncode == 2 and "IMAGEVET_LEDGER_KEY" in done.stderr
+    assert "not-a-key" not in done.stderr
+    assert not (tmp_path / ".imagevet" / "run.lock").exists()  # nothing ran
 
 
 # -- the pull budget -------------------------------------------------------------------------------

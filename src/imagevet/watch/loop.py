@@ -212,6 +212,8 @@ class Watcher:
             "watching %s: %s%s", self.policy_path, self.options.schedule.describe(),
             f", jitter up to {int(self.options.jitter.total_seconds())}s" if self.options.jitter else "",
         )
+        if self.options.once and self.options.jitter:  # cron-style: many hosts do not start at once
+            await self._sleep_until(self._clock() + self.options.jitter * min(max(self._rng(), 0.0), 1.0))
         while not self.stopping:
             code = await self.cycle()
             if self.options.once:

@@ -242,3 +242,24 @@ async def test_deferred_work_schedules_the_next_run_at_the_budget_reset(policy_f
                        options=WatchOptions(schedule=daily, poll=0.05))
     await watcher.cycle()
     assert watcher.next_due == datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+
+
+async def test_once_waits_its_jitter_before_the_run(policy_file: Path) -> None:
+    clock = FakeClock()
+    started: list[datetime] = []
+
+    async def run(policy: Policy) -> CycleResult:
+        started.append(clock.now)
+        return CycleResult(_report())
+
+    async def tick() -> None:
+        while not started:
+            await asyncio.sleep(0.01)
+            clock.now += timedelta(seconds=1)
+
+    watcher = _watcher(policy_file, run, clock=clock, rng=lambda: 0.5, options=WatchOptions(
+        schedule=Interval(timedelta(minutes=5)), jitter=timedelta(seconds=40), once=True, poll=0.005))
+    ticking = asyncio.ensure_future(tick())
+    assert await asyncio.wait_for(watcher.serve(), 10) == 0
+    await ticking
+    assert started and T0 + timedelta(seconds=20) <= started[0] <= T0 + timedelta(seconds=22)
