@@ -23,7 +23,7 @@ from imagevet.engine.copy import DEFAULT_JOBS
 if TYPE_CHECKING:
     from imagevet.engine.runlock import RunLock
     from imagevet.policy import Policy
-    from imagevet.watch.loop import CycleResult, ReportHook
+    from imagevet.watch.loop import CycleResult
     from imagevet.watch.schedule import Schedule
 
 __all__ = ["parse_listen", "register"]
@@ -146,13 +146,13 @@ def watch_command(
         from imagevet.watch.metrics import WatchMetrics
 
         metrics = WatchMetrics() if address is not None else None
-        hooks: list[ReportHook] = []
         watcher = Watcher(
-            policy, first, load=_load_policy, run=run_cycle, acquire=_acquire, hooks=hooks, metrics=metrics,
+            policy, first, load=_load_policy, run=run_cycle, acquire=_acquire, metrics=metrics,
             options=WatchOptions(schedule=schedule, jitter=spread, once=once, grace=float(grace), poll=1.0),
         )
-        # after-run hooks, each `async (RunReport) -> None`; notifications go here:
-        # hooks.append(lambda report: notify_run(report, watcher.policy, state_store(watcher.policy), now=now_utc()))
+        # after-run hooks, each `async (RunReport) -> None`, called in order after every finished run
+        # (watcher.policy is the policy in force); notifications are wired here:
+        # watcher.hooks.append(lambda report: notify_run(report, watcher.policy, state_store(watcher.policy), now=now_utc()))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, watcher.request_stop)
