@@ -44,7 +44,7 @@ from imagevet.errors import ImagevetError
 from imagevet.policy import Policy
 from imagevet.policy.located import read_yaml_file
 from imagevet.watch.metrics import WatchMetrics, held_updates
-from imagevet.watch.schedule import Schedule, budget_reset, next_run
+from imagevet.watch.schedule import Schedule, budget_reset, next_run, rate_limited_reset
 
 if TYPE_CHECKING:
     from imagevet.engine.run import RunReport
@@ -231,7 +231,11 @@ class Watcher:
         finished = self._clock()
         retry_at = None
         if result is not None:
-            retry_at = budget_reset(result.report.plan, result.ratelimits, finished)
+            waits = [
+                budget_reset(result.report.plan, result.ratelimits, finished),
+                rate_limited_reset(result.report.failed, result.ratelimits, finished),
+            ]
+            retry_at = min((w for w in waits if w is not None), default=None)
         self.next_due = next_run(
             self.options.schedule, finished, jitter=self.options.jitter, random=self._rng(),
             retry_at=retry_at,

@@ -15,13 +15,17 @@ them the same way.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from imagevet.errors import PolicyError
-from imagevet.plan import Defer, Plan
+from imagevet.errors import CopyError, PolicyError, RateLimitedError
+from imagevet.plan import Copy, Defer, Plan, Update
 from imagevet.ratelimit import RateLimit
+
+if TYPE_CHECKING:
+    from imagevet.sync import ActionOutcome
 
 __all__ = [
     "MAX_DURATION",
@@ -33,6 +37,7 @@ __all__ = [
     "next_run",
     "parse_cron",
     "parse_duration",
+    "rate_limited_reset",
 ]
 
 MAX_DURATION = timedelta(days=31)
@@ -137,6 +142,26 @@ def budget_reset(plan: Plan, ratelimits: Mapping[str, RateLimit], observed: date
         ]
         if windows:
             times.append(observed + timedelta(seconds=max(w for w in windows if w)))
+    return min(times) if times else None
+
+
+def rate_limited_reset(
+    failed: Iterable[ActionOutcome], ratelimits: Mapping[str, RateLimit], observed: datetime
+) -> datetime | None:
+    """When copies that failed on a 429 (the pull budget ran out during the run) may be tried
+    again: the registry's ``Retry-After`` when it sent one (at most a day), else its window
+    (:func:`budget_reset`); None when no copy failed so."""
+    times: list[datetime] = []
+    for outcome in failed:
+        error = outcome.error.cause if isinstance(outcome.error, CopyError) else outcome.error
+        if not isinstance(error, RateLimitedError):
+            continue
+        if error.retry_after:
+            times.append(observed + timedelta(seconds=min(error.retry_after, 86400.0)))
+        elif isinstance(outcome.action, Copy | Update):
+            limit = ratelimits.get(outcome.action.source.registry)
+            if limit is not None and limit.window:
+                times.append(observed + timedelta(seconds=limit.window))
     return min(times) if times else None
 
 

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imagevet.digest import Digest
+from imagevet.errors import CopyError, NotFoundError, RateLimitedError
 from imagevet.plan import Copy, Defer, Hold, Noop, Plan
 from imagevet.ratelimit import RateLimit
 from imagevet.reference import Reference
+from imagevet.sync import ActionOutcome
 from imagevet.watch.schedule import (
     Cron,
     Interval,
@@ -18,6 +20,7 @@ from imagevet.watch.schedule import (
     next_run,
     parse_cron,
     parse_duration,
+    rate_limited_reset,
 )
 
 T0 = datetime(2026, 11, 30, 13, 7, 30, tzinfo=UTC)
@@ -101,3 +104,22 @@ def test_no_deferred_work_or_no_window_leaves_the_schedule_alone() -> None:
 
 def test_a_reset_already_passed_means_now() -> None:
     assert next_run(Cron("0 3 * * *"), T0, retry_at=T0 - timedelta(minutes=1)) == T0
+
+
+def test_copies_failed_on_429_are_retried_at_retry_after_or_the_window() -> None:
+    copy = _defer().action
+    limits = {"docker.io": RateLimit(100, 0, 3600)}
+
+    def failed(error: Exception) -> ActionOutcome:
+        return ActionOutcome(copy, "failed", str(error), error=error)  # type: ignore[arg-type]
+
+    url = "https://registry-1.docker.io/v2/library/redis/manifests/7"
+    told = CopyError("redis:7", "x", "429", cause=RateLimitedError(429, "GET", url, retry_after=120))
+    assert rate_limited_reset([failed(told)], limits, T0) == T0 + timedelta(seconds=120)
+    silent = CopyError("redis:7", "x", "429", cause=RateLimitedError(429, "GET", url))
+    assert rate_limited_reset([failed(silent)], limits, T0) == T0 + timedelta(hours=1)
+    assert rate_limited_reset([failed(silent)], {}, T0) is None
+    other = CopyError("redis:7", "x", "404", cause=NotFoundError(404, "GET", url))
+    assert rate_limited_reset([failed(other)], limits, T0) is None
+    forever = CopyError("redis:7", "x", "429", cause=RateLimitedError(429, "GET", url, retry_after=10**9))
+    assert rate_limited_reset([failed(forever)], limits, T0) == T0 + timedelta(days=1)
