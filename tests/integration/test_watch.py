@@ -279,7 +279,7 @@ async def test_sigkill_leaves_a_stale_lock_that_the_next_start_clears(
     image = make_image(seed=f"{unique_repo}-k", layer_sizes=(200_000,))
     await push_image(plain_registry, f"{unique_repo}/app", image, "1.0")
     source = fault_proxy(plain_registry)
-    slow = source.drip("/blobs/", nbytes=8192, interval=0.1)
+    slow = source.drip("/blobs/", nbytes=2048, interval=0.1)  # ~10 s: still copying when sync starts
     policy = write_policy(tmp_path, f"registry: {target.host}", entry(f"{source.host}/{unique_repo}/app", "1.0", mode="follow"))
     w = Watch(policy, "--interval", "1h", "--no-listen")
     watches.append(w)
