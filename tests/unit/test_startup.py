@@ -168,3 +168,14 @@ def test_report_reads_only_local_files_and_loads_jinja2_only_for_html(tmp_path: 
     code, modules, out = loaded_by(["report", "--help"], tmp_path)
     assert code == 0 and "--html DIR" in out and "--markdown FILE" in out
     assert not modules & {"jinja2", "aiohttp", "cryptography"}, sorted(modules & HEAVY)
+
+
+def test_watch_loads_its_libraries_only_when_it_runs(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["watch", "--help"], tmp_path)
+    assert code == 0 and "--interval" in out
+    assert not modules & {"aiohttp", "prometheus_client", "cronsim", "cryptography"}, sorted(modules)
+    assert not {m for m in modules if m.startswith("imagevet.watch")}
+    # a bad schedule is refused before the registry client or the metrics load
+    code, modules, out = loaded_by(["watch", "--interval", "15x", "--policy", str(EXAMPLE_POLICY)], tmp_path)
+    assert code == 2 and "--interval: '15x' is not a duration" in out
+    assert not modules & {"aiohttp", "prometheus_client"}, sorted(modules & {"aiohttp", "prometheus_client"})

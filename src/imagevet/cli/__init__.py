@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "status": "What needs a person: held updates, new tags, expiring approvals, failures, pull budget.",
     "approve": "Move the lock to the observed digest of held tags; record who approved and why.",
     "report": "Write the catalog of vetted images: a static site and a pull-request comment.",
+    "watch": "Sync on a schedule as a service: metrics, health checks, clean stops.",
 }
 """Command name -> one-line help; the module ``imagevet.cli.<name>`` implements it."""
 

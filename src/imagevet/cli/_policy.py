@@ -127,8 +127,13 @@ def state_store(policy: Policy) -> FileStateStore:
 
     Plan and sync never read the ledger: what a mirror must hold is derived from source bytes.
     """
+    return FileStateStore(state_dir(policy))
+
+
+def state_dir(policy: Policy) -> Path:
+    """The state directory of :func:`state_store` (where the run lock is taken too)."""
     named = os.environ.get(STATE_DIR_ENV, "")
-    return FileStateStore(Path(named) if named else state_dir_for(policy.path))
+    return Path(named) if named else state_dir_for(policy.path)
 
 
 @asynccontextmanager

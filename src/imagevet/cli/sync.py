@@ -14,6 +14,7 @@ from imagevet.cli._policy import (
     load,
     now_utc,
     print_plan_report,
+    state_dir,
     state_store,
 )
 from imagevet.cli.audit import KEY_ENV, KEY_FILE_ENV, sync_setup
@@ -21,6 +22,7 @@ from imagevet.cli.common import (
     EXIT_FAILURE,
     console,
     err_console,
+    handle_errors,
     make_store,
     print_json,
     redact,
@@ -30,6 +32,10 @@ from imagevet.cli.common import (
 from imagevet.cli.progress import TransferProgress
 from imagevet.engine.copy import DEFAULT_JOBS
 from imagevet.engine.run import RunOptions, RunReport, run_sync
+
+if TYPE_CHECKING:
+    from imagevet.engine.runlock import RunLock
+    from imagevet.policy import Policy
 
 if TYPE_CHECKING:
     from imagevet.notify import NotifyOutcome
@@ -83,7 +89,12 @@ def sync_command(
             notified.append(await notify_run(done, loaded.policy, state, now=now_utc(), env=os.environ))
         return done
 
-    result = run(_go)
+    held = None if dry_run else take_run_lock(loaded.policy)  # never two runs at once (watch too)
+    try:
+        result = run(_go)
+    finally:
+        if held is not None:
+            held.release()
     if dry_run:
         print_plan_report(result.plan, result.problems, as_json=as_json)
         raise typer.Exit(EXIT_FAILURE if result.problems else 0)
@@ -130,6 +141,21 @@ def _print_notifications(outcome: NotifyOutcome, *, as_json: bool) -> None:
         err_console.print(f"[yellow]warning:[/] {terminal_safe(delivery.describe())}", highlight=False)
     for problem in outcome.problems:
         err_console.print(f"[yellow]warning:[/] notify: {terminal_safe(problem)}", highlight=False)
+
+
+def take_run_lock(policy: Policy) -> RunLock:
+    """The run lock of the policy's state directory (``imagevet watch`` takes the same); exit 1
+    naming the holder when another run has it, a note when a killed run's record was cleared."""
+    from imagevet.engine.runlock import acquire_run_lock
+
+    with handle_errors():
+        held = acquire_run_lock(state_dir(policy), command="sync")
+    if held.stale is not None:
+        err_console.print(
+            f"[yellow]note:[/] cleared a stale run lock left by {terminal_safe(held.stale.describe())} "
+            "(that process is gone)", highlight=False,
+        )
+    return held
 
 
 def _summary_line(result: RunReport) -> str:
