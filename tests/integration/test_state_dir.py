@@ -70,3 +70,32 @@ def test_without_the_variable_state_stays_beside_the_policy(tmp_path: Path, monk
     assert state_store(load_policy(policy, env={})).location == str(tmp_path / ".imagevet")
     monkeypatch.setenv("IMAGEVET_STATE_DIR", "relative/state")
     assert state_store(load_policy(policy, env={})).location == os.path.join("relative", "state")
+
+
+def test_the_run_lock_is_taken_in_imagevet_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs never overlap on one state directory, wherever IMAGEVET_STATE_DIR puts it; the
+    policy's own directory (read-only here) is never written."""
+    from imagevet.engine.runlock import acquire_run_lock
+
+    config = tmp_path / "config"
+    config.mkdir()
+    policy = config / "imagevet.yaml"
+    policy.write_text("version: 1\ntarget: {layout: mirror, namespace: acme}\nimages: []\n")
+    config.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    state = tmp_path / "state"
+    monkeypatch.setenv("IMAGEVET_STATE_DIR", str(state))
+    try:
+        held = acquire_run_lock(state, command="watch")
+        try:
+            out = runner.invoke(app, ["sync", "-p", str(policy)])
+            assert out.exit_code == 1, out.output
+            assert "another imagevet run holds" in out.output and "(watch)" in out.output
+        finally:
+            held.release()
+        out = runner.invoke(app, ["sync", "-p", str(policy)])
+        assert out.exit_code == 0, out.output
+        assert not (config / ".imagevet").exists()
+    finally:
+        config.chmod(stat.S_IRWXU)
