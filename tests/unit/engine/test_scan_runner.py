@@ -4,6 +4,7 @@ result is a report or a ScanError with the reason, in bounded time and memory.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -88,10 +89,8 @@ def _gone(pid: int) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        try:  # a zombie of an exited child is not running: reap it if it is ours
+        with contextlib.suppress(ChildProcessError):  # a zombie of ours: reap it
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         with open(f"/proc/{pid}/stat") as f:
             if f.read().split(")")[-1].split()[0] == "Z":
                 return
