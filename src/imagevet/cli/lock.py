@@ -126,9 +126,9 @@ def lock_command(
         console.print(_summary(loaded.lock_path, total, list(failed), changed=changed or write,
                                written=write, check=check, exists=exists),
                       highlight=False, markup=False)
+    if keeper is not None:  # the files the lock on disk will name (a damaged one is repaired)
+        _write_evidence(keeper, new if write else loaded.lock)
     if write:
-        if keeper is not None:
-            _write_evidence(keeper, new)
         write_lock(loaded.lock_path, new)
         if keeper is not None:
             from imagevet.engine.evidence import lock_evidence, prune_evidence
