@@ -225,13 +225,13 @@ class Evidence:
     """Why the scanner gave no verdict (it failed, timed out, printed no report)."""
 
     def __post_init__(self) -> None:
+        if self.omitted < 0:
+            raise ValueError("omitted must not be negative")
         unique = {i.sort_key(): i for i in self.items}
         items = [unique[k] for k in sorted(unique)]
         omitted = self.omitted + max(0, len(items) - MAX_ITEMS)
         object.__setattr__(self, "items", tuple(items[:MAX_ITEMS]))
         object.__setattr__(self, "omitted", omitted)
-        if self.omitted < 0:
-            raise ValueError("omitted must not be negative")
         if self.scan is not None and self.scan_error is not None:
             raise ValueError("a scan has a report or an error, not both")
         if self.scan_error is not None:
