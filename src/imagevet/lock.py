@@ -59,6 +59,11 @@ as it did, and ``imagevet lock`` fills it in once, with one manifest GET for eac
 (:meth:`LockedImage.lacks_manifests`).  When present it names every platform of ``platforms``,
 nothing else.
 
+``evidence`` (optional) is the digest of the evidence file kept beside the lock for that digest
+(``imagevet.evidence/sha256-<hex>.json``, see :mod:`imagevet.evidence` and docs/evidence.md):
+the SBOMs, attestations and signatures found upstream and the scan.  It is written only when
+there is evidence, so a record without it renders as it always did.
+
 ``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
 the old time of every tag whose digest did not change, so re-locking with no upstream change
 rewrites identical bytes.  :func:`write_lock` replaces the file atomically (temporary file in the
@@ -265,6 +270,8 @@ class LockedImage:
     not recorded (see :attr:`lacks_manifests`)."""
     approval: TagApproval | None = None
     """Who moved the tag to ``digest`` with ``imagevet approve`` (tags only; None: not recorded)."""
+    evidence: Digest | None = None
+    """The digest of the evidence file kept for this digest (None: no evidence recorded)."""
 
     def __post_init__(self) -> None:
         """Check every value as the reader does (LockRecordError), then normalise the order."""
@@ -523,6 +530,8 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
             lines.extend(f"{indent}  - {_q(v)}" for v in values)
         else:
             lines.append(f"{indent}{name}: []")
+        if name == "referrers" and image.evidence is not None:  # only when recorded
+            lines.append(f"{indent}evidence: {_q(str(image.evidence))}")
         if name == "platforms" and image.manifests:  # only when recorded: old locks stay as they are
             lines.append(f"{indent}manifests:")
             lines.extend(f"{indent}  {_q(p)}: {_q(str(d))}" for p, d in image.manifests)
@@ -616,6 +625,7 @@ class _DigestRecord(_Model):
     platforms: list[_Platform] = []
     manifests: dict[_Platform, DigestText] = {}
     referrers: list[DigestText] = []
+    evidence: DigestText | None = None
     resolved_at: _Time
 
     @model_validator(mode="after")
@@ -670,8 +680,8 @@ class _FileModel(_Model):
 _HINTS = {
     "policy.version": str(LOCK_VERSION),
     "policy.images": "a list of {source, target, tags, digests}",
-    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, resolved_at, approval}",
-    "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, resolved_at}",
+    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, evidence, resolved_at, approval}",
+    "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, evidence, resolved_at}",
 }
 
 
@@ -692,6 +702,7 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
             if approval is not None
             else None
         ),
+        evidence=Digest.parse(record.evidence) if record.evidence is not None else None,
     )
 
 
@@ -1042,11 +1053,17 @@ class LockDiff:
     """Those of ``unchanged`` whose record gained (or changed) its platform manifests' digests:
     nothing moved upstream, but the lock should be written again (``imagevet lock`` does,
     ``--check`` does not fail on it)."""
+    evidence_changed: tuple[LockChange, ...] = ()
+    """Same digest and referrers, other evidence (a new scan, evidence recorded for the first
+    time): the approval's record changed."""
 
     @property
     def has_changes(self) -> bool:
         """Whether the lock's content changed (``imagevet lock --check`` fails on it)."""
-        return bool(self.added or self.removed or self.repointed or self.referrers_changed)
+        return bool(
+            self.added or self.removed or self.repointed or self.referrers_changed
+            or self.evidence_changed
+        )
 
     @property
     def needs_write(self) -> bool:
@@ -1060,6 +1077,7 @@ class LockDiff:
             ("+", self.added),
             ("~", self.repointed),
             ("*", self.referrers_changed),
+            ("!", self.evidence_changed),
             ("-", self.removed),
         ]
         for order, (mark, changes) in enumerate(marks):
@@ -1068,6 +1086,8 @@ class LockDiff:
                     text = f"  + {c.name}  {_short(c.new)}"
                 elif mark == "-":
                     text = f"  - {c.name}  {_short(c.old)}"
+                elif mark == "!":
+                    text = f"  ! {c.name}  {_short(c.new)}  evidence changed"
                 elif mark == "~":
                     text = (
                         f"  ~ {c.name}  {_short(c.old)} -> {_short(c.new)}  (re-pointed upstream)"
@@ -1086,6 +1106,8 @@ class LockDiff:
             f"{len(self.added)} added, {len(self.removed)} removed, {len(self.repointed)} re-pointed, "
             f"{len(self.referrers_changed)} with new referrers, {len(self.unchanged)} unchanged"
         )
+        if self.evidence_changed:
+            summary += f", {len(self.evidence_changed)} with new evidence"
         if not self.has_changes:
             more = (
                 f", {len(self.completed)} given their platform manifests' digests"
@@ -1103,6 +1125,7 @@ class LockDiff:
             "referrers_changed": [c.to_json() for c in self.referrers_changed],
             "unchanged": len(self.unchanged),
             "completed": len(self.completed),
+            "evidence_changed": [c.to_json() for c in self.evidence_changed],
         }
 
 
@@ -1125,6 +1148,7 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
     referrers: list[LockChange] = []
     unchanged: list[LockChange] = []
     completed: list[LockChange] = []
+    evidence: list[LockChange] = []
     keys = sorted({e.key for e in old.entries} | {e.key for e in new.entries}, key=_key_text)
     for key in keys:
         before, after = _items(old.entry(key)), _items(new.entry(key))
@@ -1143,6 +1167,8 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
                     plus = tuple(sorted(set(now.referrers) - set(was.referrers)))
                     minus = tuple(sorted(set(was.referrers) - set(now.referrers)))
                     referrers.append(LockChange(key, tag, was.digest, now.digest, plus, minus))
+                elif was.evidence != now.evidence:
+                    evidence.append(LockChange(key, tag, was.digest, now.digest))
                 else:
                     unchanged.append(LockChange(key, tag, was.digest, now.digest))
                     if was.manifests != now.manifests:
@@ -1154,4 +1180,5 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
         tuple(referrers),
         tuple(unchanged),
         tuple(completed),
+        tuple(evidence),
     )

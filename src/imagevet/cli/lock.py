@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,9 +19,13 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.engine.resolve import Resolution, resolve_lock
-from imagevet.lock import diff_locks, write_lock
+from imagevet.errors import StateError
+from imagevet.lock import Lock, diff_locks, write_lock
 from imagevet.plan import EntryProblem
 from imagevet.sync import entries_by_name
+
+if TYPE_CHECKING:
+    from imagevet.engine.evidence import EvidenceKeeper
 
 __all__ = ["register"]
 
@@ -37,6 +42,9 @@ def lock_command(
     entry: list[str] = typer.Option([], "--entry", "-e", help="Only these entries (repeatable)."),
     insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
     as_json: bool = typer.Option(False, "--json"),
+    rescan: bool = typer.Option(
+        False, "--rescan", help="Run the scan of entries with scan: again for every locked digest."
+    ),
 ) -> None:
     """Resolve every entry's tags (tag listing + HEAD) and write the lock; print the diff.
 
@@ -51,10 +59,16 @@ def lock_command(
         err_console.print(f"[red]error:[/] no policy entry called {terminal_safe(repr(e.args[0]))}")
         raise typer.Exit(2) from None
 
+    # evidence kept beside the lock (docs/evidence.md); --check writes nothing, so reads none
+    from imagevet.engine.evidence import EvidenceKeeper, evidence_dir
+    from imagevet.engine.scan import run_scanner
+
+    keeper = None if check else EvidenceKeeper(evidence_dir(loaded.lock_path), run_scanner, rescan=rescan)
+
     async def _go() -> Resolution:
         async with make_store(insecure=insecure) as store:
             return await resolve_lock(store, declared, loaded.lock, now=now_utc(), entries=chosen,
-                                      complete=not check)
+                                      complete=not check, evidence=keeper)
 
     resolution = run(_go)
     new = resolution.lock.only(e.key for e in declared.entries)
@@ -83,6 +97,8 @@ def lock_command(
             "repaired": [x.name for x in repaired],
             "problems": [{"entry": p.entry, "source": p.source, "message": p.message}
                          for p in failed.values()],
+            "evidence_problems": keeper.problems if keeper is not None else [],
+            "scans": [{"ref": ref, "result": said} for ref, said in keeper.scanned] if keeper else [],
         })
     else:
         if diff.has_changes:
@@ -99,6 +115,10 @@ def lock_command(
             )
         for p in failed.values():
             err_console.print(f"[red]failed:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+        for ref, said in keeper.scanned if keeper is not None else ():
+            console.print(f"scan {terminal_safe(ref)}: {terminal_safe(said)}", highlight=False, markup=False)
+        for problem in keeper.problems if keeper is not None else ():
+            err_console.print(f"[yellow]warning:[/] evidence: {terminal_safe(problem)}", highlight=False)
         total = len({x.name for x in chosen} | set(failed))
         if diff.completed and not diff.has_changes and not check:
             console.print(terminal_safe(diff.render(), markup=False, multiline=True), highlight=False,
@@ -106,12 +126,34 @@ def lock_command(
         console.print(_summary(loaded.lock_path, total, list(failed), changed=changed or write,
                                written=write, check=check, exists=exists),
                       highlight=False, markup=False)
+    if keeper is not None:  # the files the lock on disk will name (a damaged one is repaired)
+        _write_evidence(keeper, new if write else loaded.lock)
     if write:
         write_lock(loaded.lock_path, new)
+        if keeper is not None:
+            from imagevet.engine.evidence import lock_evidence, prune_evidence
+
+            prune_evidence(keeper.directory, lock_evidence(new))
     if failed:
         raise typer.Exit(EXIT_FAILURE)
     if check and changed:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _write_evidence(keeper: EvidenceKeeper, new: Lock) -> None:
+    """Write the evidence files the new lock names, before the lock (it never names a file
+    that is not there); a failure leaves the lock as it was (exit 1)."""
+    from imagevet.engine.evidence import lock_evidence
+
+    try:
+        keeper.write(lock_evidence(new))
+    except (StateError, OSError) as e:
+        err_console.print(
+            f"[red]error:[/] cannot write the evidence files in {terminal_safe(str(keeper.directory))}: "
+            f"{terminal_safe(str(e))}; the lock is left as it was",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_FAILURE) from None
 
 
 def _summary(

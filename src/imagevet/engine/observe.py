@@ -28,9 +28,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from imagevet.digest import Digest, is_digest_tag
+from imagevet.engine.evidence import scan_verdicts_for
 from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError
-from imagevet.manifest import RawManifest, subset_index
+from imagevet.manifest import Descriptor, RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
     EntryProblem,
@@ -46,7 +47,7 @@ from imagevet.reference import Reference, is_valid_tag
 from imagevet.repository_spec import RepositoryManager, RepoSpec
 from imagevet.store import ImageStore, RateLimited
 
-__all__ = ["HEAD_CONCURRENCY", "Upstream", "observe", "plan_policy", "pulls_left", "valid_tags"]
+__all__ = ["HEAD_CONCURRENCY", "Inspected", "Upstream", "observe", "plan_policy", "pulls_left", "valid_tags"]
 
 HEAD_CONCURRENCY = 16
 """Manifest HEADs in flight at once, across all entries."""
@@ -152,20 +153,36 @@ class Upstream:
     async def describe(self, entry: Entry, digest: Digest, now: datetime) -> LockedImage:
         """Read a digest never seen before: media type, platforms and the digest of each
         platform's manifest (one GET), referrers."""
+        return (await self.inspect(entry, digest, now)).image
+
+    async def inspect(self, entry: Entry, digest: Digest, now: datetime) -> Inspected:
+        """What :meth:`describe` reads, with the manifest, the referrers' descriptors and the
+        repository's tags it was read from (for the evidence kept with the lock)."""
         repo = entry.source
         listed = frozenset(await self.tags(repo))
         manifest = await self.store.get_manifest(repo.with_digest(digest))
         platforms = tuple(manifest.platforms())
         children = tuple(manifest.platform_manifests().items())
-        referrers: tuple[Digest, ...] = ()
+        found: list[Descriptor] = []
         if entry.referrers:
             fallback = digest.tag() in listed  # else no manifest GET for it
             found = await self.store.referrers(repo, digest, tag_schema=fallback)
-            referrers = tuple(d.digest for d in found)
+        referrers = tuple(d.digest for d in found)
         try:
-            return LockedImage(digest, manifest.media_type, now, platforms, referrers, children)
+            image = LockedImage(digest, manifest.media_type, now, platforms, referrers, children)
         except LockRecordError as e:
             raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from e
+        return Inspected(image, manifest, tuple(found), listed)
+
+
+@dataclass(frozen=True, slots=True)
+class Inspected:
+    """A digest read upstream: its lock record, manifest, referrers and the repository's tags."""
+
+    image: LockedImage
+    manifest: RawManifest
+    referrers: tuple[Descriptor, ...]
+    listed: frozenset[str]
 
 
 async def _observe_target(
@@ -352,5 +369,6 @@ async def plan_policy(
     observed, problems = await observe(
         source, target, policy, lock=lock, specs=specs, manager=manager, cache=cache
     )
-    plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve)
+    scans = await asyncio.to_thread(scan_verdicts_for, policy, lock)  # None: no entry scans
+    plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve, scans=scans)
     return plan, observed, problems

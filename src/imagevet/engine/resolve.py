@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from imagevet.digest import Digest
-from imagevet.engine.observe import HEAD_CONCURRENCY, Upstream
+from imagevet.engine.evidence import EvidenceKeeper, collect_evidence
+from imagevet.engine.observe import HEAD_CONCURRENCY, Inspected, Upstream
 from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import (
     Lock,
@@ -57,11 +58,14 @@ class Resolution:
 
 async def _resolve_entry(
     upstream: Upstream, entry: Entry, old: LockEntry | None, now: datetime, complete: bool,
+    keeper: EvidenceKeeper | None = None,
 ) -> tuple[LockEntry, SourceState]:
     state = await upstream.select(entry)
     known: dict[Digest, LockedImage] = {}
+    inspected: dict[Digest, Inspected] = {}
+    kept: dict[Digest, LockedImage] = {}
 
-    async def image(digest: Digest) -> LockedImage:
+    async def record(digest: Digest) -> LockedImage:
         previous = old.find_digest(digest) if old is not None else None
         if previous is not None and complete and previous.lacks_manifests:
             return await _completed(upstream, entry, previous)
@@ -69,8 +73,20 @@ async def _resolve_entry(
             return previous
         if digest not in known:
             async with upstream.gate:
-                known[digest] = await upstream.describe(entry, digest, now)
+                if keeper is None:
+                    known[digest] = await upstream.describe(entry, digest, now)
+                else:  # the same reads, kept for the evidence
+                    inspected[digest] = await upstream.inspect(entry, digest, now)
+                    known[digest] = inspected[digest].image
         return known[digest]
+
+    async def image(digest: Digest) -> LockedImage:
+        if keeper is None:
+            return await record(digest)
+        if digest not in kept:
+            kept[digest] = await _with_evidence(upstream, entry, await record(digest),
+                                                inspected.get(digest), keeper, now)
+        return kept[digest]
 
     tags = {tag: await image(d) for tag, d in sorted(state.tags.items())}
     digests: dict[Digest, LockedImage] = {}
@@ -81,6 +97,29 @@ async def _resolve_entry(
             log.warning("%s: digest %s is not at %s", entry.name, digest, entry.source)
     images = {i.digest: i for i in (*tags.values(), *digests.values())}
     return LockEntry(entry.source, entry.target, tags, digests), SourceState(state.tags, images)
+
+
+async def _with_evidence(
+    upstream: Upstream, entry: Entry, image: LockedImage, inspected: Inspected | None,
+    keeper: EvidenceKeeper, now: datetime,
+) -> LockedImage:
+    """``image`` naming its evidence (:class:`~imagevet.engine.evidence.EvidenceKeeper`):
+    collected from what was just read for a new digest, or read again (one GET) when the lock
+    names an evidence file that is missing or damaged; scanned when the entry asks for it."""
+    if inspected is None and keeper.needs_collecting(image):
+        try:
+            async with upstream.gate:
+                inspected = await upstream.inspect(entry, image.digest, now)
+        except ImagevetError as e:
+            keeper.problems.append(f"{entry.name}: cannot collect the evidence of {image.digest}: {e}")
+            return image
+    found = None
+    if inspected is not None:
+        found = await collect_evidence(
+            upstream.store, entry.source, inspected.manifest, inspected.referrers,
+            inspected.listed, gate=upstream.gate,
+        )
+    return await keeper.keep(entry, image, found)
 
 
 async def _completed(upstream: Upstream, entry: Entry, previous: LockedImage) -> LockedImage:
@@ -110,11 +149,18 @@ async def resolve_lock(
     now: datetime,
     entries: Sequence[Entry] | None = None,
     complete: bool = True,
+    evidence: EvidenceKeeper | None = None,
 ) -> Resolution:
     """Resolve every entry (or only ``entries``) against upstream; see the module docstring.
 
     ``complete=False`` leaves old records without their platform manifests' digests as they are
-    (no GET): for a run that writes nothing (``imagevet lock --check``)."""
+    (no GET): for a run that writes nothing (``imagevet lock --check``).
+
+    ``evidence``: keep the evidence of each record (see :mod:`imagevet.engine.evidence`): new
+    digests' evidence is collected from the reads above (plus at most a few small manifest
+    GETs), old records keep their files, and entries with ``scan`` are scanned once per digest;
+    the new files wait in the keeper until the caller writes the lock.  None: no evidence is
+    touched (records keep what they name)."""
     upstream = Upstream(source, asyncio.Semaphore(HEAD_CONCURRENCY), None)
     chosen = list(entries) if entries is not None else list(policy.entries)
 
@@ -123,7 +169,7 @@ async def resolve_lock(
     ) -> tuple[Entry, LockEntry | None, SourceState | None, ImagevetError | None]:
         try:
             locked, state = await _resolve_entry(
-                upstream, entry, old.entry(entry.key), now, complete
+                upstream, entry, old.entry(entry.key), now, complete, evidence
             )
             return entry, locked, state, None
         except ImagevetError as e:

@@ -34,6 +34,7 @@ from imagevet.policy.located import (
 from imagevet.policy.model import (
     DEFAULT_BACKUP_TAG,
     DEFAULT_DESCRIPTION,
+    DEFAULT_SCAN_TIMEOUT,
     Approval,
     Audit,
     Entry,
@@ -41,6 +42,7 @@ from imagevet.policy.model import (
     Mode,
     NotifyTarget,
     Policy,
+    Scan,
     TagRules,
     Target,
     render_template,
@@ -52,9 +54,11 @@ from imagevet.policy.schema import (
     EntryModel,
     NotifyModel,
     PolicyModel,
+    ScanModel,
     SettingsModel,
     TagRulesModel,
     TargetModel,
+    duration_seconds,
 )
 from imagevet.policy.versions import VersionRange
 from imagevet.reference import DOCKER_HUB, Reference
@@ -366,6 +370,7 @@ class _Builder:
 
         tags = self._tag_rules(entry, index, errors)
         approval = self._approval(entry, index, errors)
+        scan = self._scan(entry, index, errors)
         mode, _ = self._pick(entry, index, "mode")
         platforms_text, _ = self._pick(entry, index, "platforms")
         platforms = (
@@ -409,6 +414,7 @@ class _Builder:
             description=description,
             teams=teams,
             location=Location(self.located.path, span.line, span.column),
+            scan=scan,
         )
 
     def _tag_rules(
@@ -480,6 +486,31 @@ class _Builder:
             ticket=merged.get("ticket", (None, ()))[0],
             approved_on=approved_on,
             expires=expires,
+        )
+
+    def _scan(self, entry: EntryModel, index: int, errors: list[PolicyError]) -> Scan | None:
+        """The entry's scanner hook: ``defaults.scan`` merged with its own, key by key; None
+        when neither sets one.  ``command`` and ``fail_on`` must be given (here or in defaults)."""
+        if entry.scan is None and self.defaults.scan is None:
+            return None
+        merged = self._merged(entry, index, "scan", ScanModel)
+        where: _Path = ("images", index, "scan") if entry.scan is not None else ("defaults", "scan")
+        missing = [k for k in ("command", "fail_on") if k not in merged]
+        if missing:
+            errors.append(
+                self.located.error(
+                    where,
+                    f"scan.{missing[0]} is required (here or in defaults.scan): "
+                    + ("the scanner's arguments with {ref}" if missing[0] == "command"
+                       else "critical, high, medium or low"),
+                )
+            )
+            return None
+        timeout = merged.get("timeout", (None, ()))[0]
+        return Scan(
+            command=tuple(merged["command"][0]),
+            fail_on=merged["fail_on"][0],
+            timeout=duration_seconds(timeout) if timeout is not None else DEFAULT_SCAN_TIMEOUT,
         )
 
     def _check_unique(self, built: list[tuple[int, Entry]], errors: list[PolicyError]) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_BACKUP_TAG",
     "DEFAULT_DESCRIPTION",
     "DEFAULT_NAMING",
+    "DEFAULT_SCAN_TIMEOUT",
     "DESCRIPTION_FIELDS",
     "Entry",
     "EntryKey",
@@ -38,6 +39,7 @@ __all__ = [
     "NOTIFY_EVENTS",
     "NotifyTarget",
     "Policy",
+    "Scan",
     "TagRules",
     "Target",
     "backup_tag_pattern",
@@ -134,6 +136,25 @@ class Approval:
         return out
 
 
+DEFAULT_SCAN_TIMEOUT = 600
+"""Seconds a scanner may run (``scan.timeout``, default 10m)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """The vulnerability scanner an entry's digests are scanned with (docs/evidence.md):
+    ``command`` with ``{ref}`` for the pinned source reference, the severity at or above which
+    a tag is held, and how long the scanner may run."""
+
+    command: tuple[str, ...]
+    fail_on: str
+    timeout: int = DEFAULT_SCAN_TIMEOUT
+
+    def argv(self, ref: str) -> list[str]:
+        """The command with ``{ref}`` replaced by ``ref`` in every argument (no shell)."""
+        return [arg.replace("{ref}", ref) for arg in self.command]
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where every mirror goes: ``registry/namespace/<name>``, with ``naming`` giving ``<name>``;
@@ -184,6 +205,8 @@ class Entry:
     description: str = ""
     teams: Mapping[str, TeamPermission] = field(default_factory=dict)
     location: Location | None = None
+    scan: Scan | None = None
+    """The scanner hook; None: no scan (the default)."""
 
     @property
     def key(self) -> EntryKey:

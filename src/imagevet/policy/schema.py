@@ -42,6 +42,7 @@ __all__ = [
     "HINTS",
     "NotifyModel",
     "PolicyModel",
+    "ScanModel",
     "SettingsModel",
     "TagRulesModel",
     "TargetModel",
@@ -82,6 +83,10 @@ HINTS: dict[str, str] = {
     "tags.tags": 'a list of tag names (quote numbers: "1.10")',
     "tags.digests": "a list of digests such as sha256:<64 hex>",
     "policy.audit": "a mapping with checkpoint, public_key",
+    "scan": "a mapping with command (a list with {ref}), fail_on, timeout",
+    "scan.command": "the scanner's arguments as a list, one of them with {ref}, e.g. [trivy, image, --format, json, '{ref}']",
+    "scan.fail_on": "critical, high, medium or low",
+    "scan.timeout": "a duration such as 90s, 10m or 1h (at most 24h)",
     "policy.audit.checkpoint": "a repository[:tag] for the ledger checkpoint, e.g. registry.example.com/acme/imagevet-audit:checkpoint",
     "policy.audit.public_key": "the public key printed by imagevet audit keygen: <name>+<8 hex>+<base64>",
     "policy.notify": "a list of targets, each a mapping with type, url_env (docs/notifications.md)",
@@ -313,6 +318,45 @@ class TargetModel(_Model):
     naming: Annotated[StrictStr, _template(NAMING_FIELDS)] = "{name}"
 
 
+_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})(s|m|h)\Z")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+SCAN_TIMEOUT_MAX = 24 * 3600
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration ``90s``, ``10m``, ``1h`` (checked by the schema first)."""
+    m = _DURATION_RE.match(value)
+    assert m is not None
+    return int(m[1]) * _DURATION_UNITS[m[2]]
+
+
+def _duration(value: str) -> str:
+    m = _DURATION_RE.match(value)
+    if m is None:
+        raise ValueError(f"invalid duration {value[:40]!r}: a whole number and s, m or h, e.g. 90s or 10m")
+    if duration_seconds(value) > SCAN_TIMEOUT_MAX:
+        raise ValueError(f"{value!r} is longer than 24h")
+    return value
+
+
+def _scan_command(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("empty command: give the scanner and its arguments, e.g. [trivy, image, --format, json, '{ref}']")
+    if not any("{ref}" in arg for arg in value):
+        raise ValueError("no argument holds {ref}, the pinned reference (repo@sha256:...) to scan")
+    if any("\x00" in arg for arg in value):
+        raise ValueError("an argument holds a NUL character")
+    return value
+
+
+class ScanModel(_Model):
+    """The vulnerability scanner hook (see docs/evidence.md)."""
+
+    command: Annotated[list[StrictStr], AfterValidator(_scan_command)] | None = None
+    fail_on: Literal["critical", "high", "medium", "low"] | None = None
+    timeout: Annotated[StrictStr, AfterValidator(_duration)] | None = None
+
+
 class SettingsModel(_Model):
     """What ``defaults`` sets for every entry and an entry may override."""
 
@@ -327,6 +371,7 @@ class SettingsModel(_Model):
     private: StrictBool | None = None
     description: Annotated[StrictStr, _template(DESCRIPTION_FIELDS)] | None = None
     teams: dict[NonEmpty, Permission] | None = None
+    scan: ScanModel | None = None
 
 
 class EntryModel(SettingsModel):

@@ -123,3 +123,20 @@ def test_an_approval_stays_with_its_tag_at_its_digest_only() -> None:
     moved = carry_resolved_at(Lock((entry({"1": image(D2, when=T1)}),)), old)
     assert moved.entries[0].tags["1"].approval is None
 
+
+
+def test_an_approved_tag_with_evidence_keeps_both_records_in_their_places() -> None:
+    """Both optional records of a tag (the evidence file's digest, the approval) render where each
+    belongs and read back equal, in the writer's form and through the located loader."""
+    evidence = Digest.of(b"evidence")
+    approved = LockedImage(
+        D1, OCI_MANIFEST, T0, approval=TagApproval("alice", "reviewed", T1), evidence=evidence
+    )
+    lock = Lock((entry({"1": approved}),))
+    text = render_lock(lock)
+    assert (
+        f'        referrers: []\n        evidence: "{evidence}"\n        resolved_at: "2026-05-01T10:00:00Z"\n'
+        '        approval:\n          by: "alice"\n'
+    ) in text
+    assert parse_lock(text) == lock
+    assert parse_lock(text.replace("version: 1\n", "# a comment\nversion: 1\n")) == lock
