@@ -59,7 +59,10 @@ def report_command(
 
     declared = loaded.every_entry
     state = state_store(declared)  # .imagevet/ next to the policy, or IMAGEVET_STATE_DIR
-    report = build_report(declared, loaded.lock, state, now=now)
+    from imagevet.report.evidence import lock_evidence_source
+
+    evidence = lock_evidence_source(loaded.lock, loaded.lock_path)  # files beside the lock
+    report = build_report(declared, loaded.lock, state, now=now, evidence=evidence)
     say = err_console if markdown == "-" else console
     with handle_errors():
         if html is not None:

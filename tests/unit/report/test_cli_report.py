@@ -77,3 +77,39 @@ def test_the_state_directory_named_by_imagevet_state_dir_is_the_one_read(tmp_pat
     assert done.returncode == 0, done.stderr
     assert "Last sync 2026-11-30 09:00 UTC: **failed**" in done.stdout
     assert "upstream moved" in done.stdout and "**approval expiring**, 1 held" in done.stdout
+
+
+def test_the_evidence_the_lock_names_shows_on_the_page_and_in_the_comment(tmp_path: Path) -> None:
+    """What ``imagevet lock`` kept beside the lock (items found upstream, the scan) is on the
+    image's page; an evidence file that went missing says so and the report still exits 0."""
+    from dataclasses import replace
+
+    from imagevet.digest import Digest
+    from imagevet.engine.evidence import evidence_dir, write_evidence
+    from imagevet.evidence import Evidence, EvidenceItem
+    from imagevet.lock import Lock
+    from imagevet.scanreport import ScanReport
+
+    (tmp_path / "imagevet.yaml").write_text(POLICY)
+    lock = small_lock()
+    redis, mailhog = lock.entries
+    sbom = Digest.of(b"sbom manifest")
+    kept = Evidence(
+        redis.tags["7.4.1"].digest,
+        (EvidenceItem("sbom", "https://spdx.dev/Document", sbom, "referrer"),),
+        scan=ScanReport("trivy", {"critical": 0, "high": 2}, "0.58.0"),
+    )
+    named = write_evidence(evidence_dir(tmp_path / "imagevet.lock"), kept.to_bytes())
+    gone = Digest.of(b"an evidence file nobody kept")
+    redis = replace(redis, tags={**redis.tags, "7.4.1": replace(redis.tags["7.4.1"], evidence=named)})
+    mailhog = replace(mailhog, tags={"v1.0.1": replace(mailhog.tags["v1.0.1"], evidence=gone)})
+    (tmp_path / "imagevet.lock").write_text(render_lock(Lock((redis, mailhog))))
+
+    done = imagevet("-p", str(tmp_path / "imagevet.yaml"), "--html", str(tmp_path / "site"), "--markdown", "-")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "site" / "redis.html").read_text()
+    assert "https://spdx.dev/Document (found by referrer)" in page and str(sbom) in page
+    assert "trivy 0.58.0: 2 high" in page
+    assert "https://spdx.dev/Document (found by referrer)" in done.stdout
+    missing = (tmp_path / "site" / "mailhog.html").read_text()
+    assert "evidence file unreadable" in missing and "missing (the lock names it)" in missing
