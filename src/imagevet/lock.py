@@ -55,6 +55,11 @@ as it did, and ``imagevet lock`` fills it in once, with one manifest GET for eac
 (:meth:`LockedImage.lacks_manifests`).  When present it names every platform of ``platforms``,
 nothing else.
 
+``verified`` (only for an entry with a ``verify:`` rule, so other locks read and render as they
+always did) names the cosign signature that verified the digest when ``imagevet lock`` resolved
+it: ``signature`` (the signature manifest's digest) and ``key`` (the key's id); see
+docs/verify.md.
+
 ``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
 the old time of every tag whose digest did not change, so re-locking with no upstream change
 rewrites identical bytes.  :func:`write_lock` replaces the file atomically (temporary file in the
@@ -107,6 +112,7 @@ __all__ = [
     "LockRecordError",
     "LockedImage",
     "UnreadableEntry",
+    "Verified",
     "carry_resolved_at",
     "check_media_type",
     "check_platform",
@@ -200,6 +206,22 @@ def lock_path_for(policy_path: Path) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class Verified:
+    """Which signature verified a digest (the digest of the cosign signature manifest holding
+    it) and whose key it carries (``sha256:`` of the key's DER SubjectPublicKeyInfo); written
+    as the record's ``verified`` mapping, only for entries with a ``verify:`` rule."""
+
+    signature: Digest
+    key: str
+
+    def __post_init__(self) -> None:
+        try:
+            Digest.parse(self.key)
+        except ValueError:
+            raise LockRecordError(f"invalid key id {self.key[:80]!r}: expected sha256:<64 hex>") from None
+
+
+@dataclass(frozen=True, slots=True)
 class LockedImage:
     """What one tag (or explicit digest) resolved to upstream."""
 
@@ -216,6 +238,9 @@ class LockedImage:
     """``(platform, digest)`` of each platform manifest of an index, sorted by platform: empty,
     or one for each of ``platforms`` (see :meth:`RawManifest.platform_manifests`).  Empty for an index when it was
     not recorded (see :attr:`lacks_manifests`)."""
+    verified: Verified | None = None
+    """The signature that verified this digest under the entry's ``verify:`` rule (None: not
+    verified, or no rule)."""
 
     def __post_init__(self) -> None:
         """Check every value as the reader does (LockRecordError), then normalise the order."""
@@ -470,6 +495,10 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
         if name == "platforms" and image.manifests:  # only when recorded: old locks stay as they are
             lines.append(f"{indent}manifests:")
             lines.extend(f"{indent}  {_q(p)}: {_q(str(d))}" for p, d in image.manifests)
+    if image.verified is not None:  # only with a verify: rule: other locks stay as they are
+        lines.append(f"{indent}verified:")
+        lines.append(f"{indent}  signature: {_q(str(image.verified.signature))}")
+        lines.append(f"{indent}  key: {_q(image.verified.key)}")
     lines.append(f"{indent}resolved_at: {_q(image.resolved_at.strftime(_TIME_FORMAT))}")
     return lines
 
@@ -550,11 +579,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _VerifiedRecord(_Model):
+    signature: DigestText
+    key: DigestText
+
+
 class _DigestRecord(_Model):
     media_type: _MediaType
     platforms: list[_Platform] = []
     manifests: dict[_Platform, DigestText] = {}
     referrers: list[DigestText] = []
+    verified: _VerifiedRecord | None = None
     resolved_at: _Time
 
     @model_validator(mode="after")
@@ -592,7 +627,7 @@ class _FileModel(_Model):
 _HINTS = {
     "policy.version": str(LOCK_VERSION),
     "policy.images": "a list of {source, target, tags, digests}",
-    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, resolved_at}",
+    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, verified, resolved_at}",
     "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, resolved_at}",
 }
 
@@ -605,6 +640,10 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
         referrers=tuple(Digest.parse(r) for r in record.referrers),
         manifests=tuple((p, Digest.parse(d)) for p, d in record.manifests.items()),
         resolved_at=datetime.strptime(record.resolved_at, _TIME_FORMAT).replace(tzinfo=UTC),
+        verified=(
+            Verified(Digest.parse(record.verified.signature), record.verified.key)
+            if record.verified is not None else None
+        ),
     )
 
 
@@ -955,6 +994,9 @@ class LockDiff:
     """Those of ``unchanged`` whose record gained (or changed) its platform manifests' digests:
     nothing moved upstream, but the lock should be written again (``imagevet lock`` does,
     ``--check`` does not fail on it)."""
+    verified: tuple[LockChange, ...] = ()
+    """Those of ``unchanged`` whose ``verified`` record was added or changed (a signature
+    verified under the entry's ``verify:`` rule): written, never a ``--check`` failure."""
 
     @property
     def has_changes(self) -> bool:
@@ -964,7 +1006,7 @@ class LockDiff:
     @property
     def needs_write(self) -> bool:
         """Whether the new lock says more than the old one (changes, or records completed)."""
-        return self.has_changes or bool(self.completed)
+        return self.has_changes or bool(self.completed) or bool(self.verified)
 
     def render(self) -> str:
         """A human summary: per entry, ``+`` added, ``-`` removed, ``~`` re-pointed, ``*`` referrers."""
@@ -1038,6 +1080,7 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
     referrers: list[LockChange] = []
     unchanged: list[LockChange] = []
     completed: list[LockChange] = []
+    verified: list[LockChange] = []
     keys = sorted({e.key for e in old.entries} | {e.key for e in new.entries}, key=_key_text)
     for key in keys:
         before, after = _items(old.entry(key)), _items(new.entry(key))
@@ -1060,6 +1103,8 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
                     unchanged.append(LockChange(key, tag, was.digest, now.digest))
                     if was.manifests != now.manifests:
                         completed.append(unchanged[-1])
+                    if was.verified != now.verified:
+                        verified.append(unchanged[-1])
     return LockDiff(
         tuple(added),
         tuple(removed),
@@ -1067,4 +1112,5 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
         tuple(referrers),
         tuple(unchanged),
         tuple(completed),
+        tuple(verified),
     )

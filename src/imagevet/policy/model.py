@@ -32,12 +32,14 @@ __all__ = [
     "DESCRIPTION_FIELDS",
     "Entry",
     "EntryKey",
+    "KeySource",
     "Location",
     "Mode",
     "NAMING_FIELDS",
     "Policy",
     "TagRules",
     "Target",
+    "VerifyRule",
     "backup_tag_pattern",
     "render_template",
     "template_fields",
@@ -133,6 +135,31 @@ class Approval:
 
 
 @dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where a public key comes from: a PEM file (resolved from the policy file's directory) or
+    an environment variable holding the PEM.  The CLI reads it; nothing below it does."""
+
+    path: str | None = None
+    env: str | None = None
+    location: Location | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        return f"${self.env}" if self.env is not None else str(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRule:
+    """An entry's ``verify:``: each digest it mirrors needs a valid cosign signature by one of
+    ``keys`` (docs/verify.md)."""
+
+    keys: tuple[KeySource, ...]
+    location: Location | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        return "key " + ", ".join(k.describe() for k in self.keys)
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """Where every mirror goes: ``registry/namespace/<name>``, with ``naming`` giving ``<name>``;
     or, with ``layout`` (then ``registry`` is ``""``), the OCI image layout directory
@@ -182,6 +209,8 @@ class Entry:
     description: str = ""
     teams: Mapping[str, TeamPermission] = field(default_factory=dict)
     location: Location | None = None
+    verify: VerifyRule | None = None
+    """The signature each mirrored digest must carry; None: none is checked."""
 
     @property
     def key(self) -> EntryKey:
