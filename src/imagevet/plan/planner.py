@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import InvalidReferenceError
-from imagevet.lock import Lock, LockedImage, LockEntry
+from imagevet.lock import Lock, LockedImage, LockEntry, Verified
 from imagevet.manifest import Platform
 from imagevet.plan.actions import (
     Action,
@@ -101,6 +101,7 @@ class _EntryPlanner:
         self.target = observed.target(entry.target)
         self.now = now
         self.expired = entry.approval.expired(now)
+        self.observed = observed
 
     def plan(self) -> list[Action]:
         if self.target.error:
@@ -146,7 +147,25 @@ class _EntryPlanner:
     def tag_action(self, tag: str | None, want: Digest) -> Action:
         """Noop, Hold, Copy or Update for ``tag`` (None: the explicit digest ``want``)."""
         slot = self.slot(tag, want)
-        return self.unchanged(slot) or self.transfer(slot)
+        return self.signature_hold(slot, self.unchanged(slot) or self.transfer(slot))
+
+    def signature_hold(self, s: _Slot, action: Action) -> Action:
+        """Under a ``verify:`` rule, a Copy or Update goes ahead only for a digest whose cosign
+        signature verified (``Observed.verdicts``); else it is a Hold with the reason, and the
+        target keeps what it holds."""
+        if self.entry.verify is None or not isinstance(action, Copy | Update):
+            return action
+        verdict = self.observed.verdict(self.entry, s.want)
+        if isinstance(verdict, Verified):
+            return action
+        return Hold(
+            self.entry.name,
+            s.target,
+            f"{short_digest(s.want)} {verdict}",
+            wanted=s.want,
+            current=s.current,
+            upstream=s.upstream if s.upstream != s.want else None,
+        )
 
     def slot(self, tag: str | None, want: Digest) -> _Slot:
         e = self.entry
