@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "classify": "Classify images as Docker Hub's Image Access Management does.",
     "doctor": "Check the org: IAM settings, the token's abilities, the policy's entries.",
     "audit": "Check and read the audit ledger.",
+    "verify": "Check an image's cosign signature (a key, or the policy's verify: rule).",
 }
 """Command name -> one-line help; the module ``imagevet.cli.<name>`` implements it."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -17,6 +18,7 @@ from imagevet.cli.common import (
     run,
     terminal_safe,
 )
+from imagevet.cli.verify import policy_verifiers
 from imagevet.engine.resolve import Resolution, resolve_lock
 from imagevet.lock import diff_locks, write_lock
 from imagevet.plan import EntryProblem
@@ -41,10 +43,13 @@ def lock_command(
     """Resolve every entry's tags (tag listing + HEAD) and write the lock; print the diff.
 
     An entry that fails keeps its previous records and is reported with its reason (exit 1);
-    an entry whose lock records cannot be read is resolved again from upstream.
+    an entry whose lock records cannot be read is resolved again from upstream.  Under a
+    verify: rule, a digest whose cosign signature does not verify is held (not locked; the tag
+    keeps its previous digest) and reported with the reason (exit 1).
     """
     loaded = load(policy)
     declared = loaded.every_entry
+    verifiers = policy_verifiers(declared)  # a key that cannot be read stops here (exit 2)
     try:
         chosen = entries_by_name(declared, entry)
     except KeyError as e:
@@ -54,7 +59,7 @@ def lock_command(
     async def _go() -> Resolution:
         async with make_store(insecure=insecure) as store:
             return await resolve_lock(store, declared, loaded.lock, now=now_utc(), entries=chosen,
-                                      complete=not check)
+                                      complete=not check, verifiers=verifiers)
 
     resolution = run(_go)
     new = resolution.lock.only(e.key for e in declared.entries)
@@ -73,7 +78,7 @@ def lock_command(
     changed = diff.has_changes or new.unreadable != loaded.lock.unreadable
     exists = loaded.lock_path.exists()
     # records that only gained their platform manifests' digests: written, never a --check failure
-    write = not check and (changed or bool(diff.completed) or (not exists and not failed))
+    write = not check and (changed or bool(diff.completed) or bool(diff.verified) or (not exists and not failed))
     if as_json:
         print_json({
             "lock": str(loaded.lock_path),
@@ -83,6 +88,7 @@ def lock_command(
             "repaired": [x.name for x in repaired],
             "problems": [{"entry": p.entry, "source": p.source, "message": p.message}
                          for p in failed.values()],
+            **_held_json(resolution),
         })
     else:
         if diff.has_changes:
@@ -99,6 +105,8 @@ def lock_command(
             )
         for p in failed.values():
             err_console.print(f"[red]failed:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+        for h in resolution.held:
+            err_console.print(f"[magenta]held:[/] {terminal_safe(h.describe())}", highlight=False)
         total = len({x.name for x in chosen} | set(failed))
         if diff.completed and not diff.has_changes and not check:
             console.print(terminal_safe(diff.render(), markup=False, multiline=True), highlight=False,
@@ -108,10 +116,22 @@ def lock_command(
                       highlight=False, markup=False)
     if write:
         write_lock(loaded.lock_path, new)
-    if failed:
+    if failed or resolution.held:
         raise typer.Exit(EXIT_FAILURE)
     if check and changed:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _held_json(resolution: Resolution) -> dict[str, Any]:
+    """``held``: the digests not locked because their signature did not verify (only with a
+    verify: rule, so other locks' JSON stays as it was)."""
+    if not resolution.held:
+        return {}
+    return {"held": [
+        {"entry": h.entry, "tag": h.tag, "digest": str(h.digest), "reason": h.reason,
+         "kept": str(h.kept) if h.kept is not None else None}
+        for h in resolution.held
+    ]}
 
 
 def _summary(
