@@ -148,3 +148,21 @@ def test_plan_and_sync_to_a_registry_not_docker_hub_import_no_hub_client(tmp_pat
     assert "imagevet.registry.client" in modules, (code, out)  # it got as far as the registry client
     assert "imagevet.cli._policy" in modules
     assert not {m for m in modules if m == "imagevet.hub" or m.startswith("imagevet.hub.")}, (code, out)
+
+
+def test_verify_help_imports_no_http_client_crypto_nor_policy(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["verify", "--help"], tmp_path)
+    assert code == 0 and "Usage:" in out and "--key-env" in out
+    assert not modules & {"aiohttp", "cryptography", "stamina", "pydantic"}, sorted(modules)
+
+
+def test_a_policy_without_verify_reads_no_key_and_loads_no_crypto(tmp_path: Path) -> None:
+    """plan on a layout target (no registry needed): the verify: machinery costs nothing unused."""
+    policy = tmp_path / "imagevet.yaml"
+    policy.write_text(
+        "version: 1\ntarget: {layout: mirror, namespace: acme}\n"
+        "defaults: {approval: {approved_by: a}}\nimages: []\n"
+    )
+    code, modules, out = loaded_by(["plan", "--policy", str(policy)], tmp_path)
+    assert code == 0, out
+    assert "cryptography" not in modules, sorted(modules)
