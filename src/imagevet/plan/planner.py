@@ -22,6 +22,10 @@ With a platform subset, a target tag holding anything but the index derived from
 index's bytes (``TargetState.subsets``) is updated, and one whose expected digest could not be
 derived is held.
 
+With a ``verify:`` rule, a Copy or Update goes ahead only for a digest whose cosign signature
+verified (``Observed.verdicts``: the lock's ``verified`` record under ``pinned``, the signature
+checked now under ``follow``); else it is a :class:`Hold` with the reason (docs/verify.md).
+
 Then, per tag: already there -> :class:`Noop`; approval expired -> :class:`Hold` (digests already
 mirrored stay, nothing new goes in); not at the target -> :class:`Copy`; at another digest ->
 :class:`Update`.  A target tag that nothing selects is a :class:`Prune` *candidate* (backup tags
