@@ -187,6 +187,8 @@ class RawManifest:
             obj = json.loads(self.data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ManifestFormatError(f"manifest {self.digest} is not JSON: {e}") from None
+        except RecursionError:
+            raise ManifestFormatError(f"manifest {self.digest} nests too deep") from None
         if not isinstance(obj, dict):
             raise ManifestFormatError(f"manifest {self.digest} is not a JSON object")
         return obj

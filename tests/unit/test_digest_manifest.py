@@ -140,3 +140,11 @@ def test_descriptor_with_annotations_that_are_not_a_mapping_is_a_format_error(an
     with pytest.raises(ManifestFormatError, match="annotations"):
         Descriptor.from_json({"mediaType": "x", "digest": str(Digest.of(b"a")), "size": 1,
                               "annotations": annotations})
+
+
+def test_a_manifest_nested_too_deep_is_a_format_error() -> None:
+    """A registry's manifest of 50,000 nested arrays raised RecursionError from json.loads (no
+    ImagevetError: a hostile source could crash a whole run instead of failing one image)."""
+    data = b"[" * 50_000 + b"]" * 50_000
+    with pytest.raises(ManifestFormatError, match="nests too deep"):
+        _ = RawManifest(mediatype.OCI_MANIFEST, data, Digest.of(data)).json
