@@ -37,7 +37,7 @@ from typing import Literal
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, NotFoundError, SignatureError
 from imagevet.lock import LockedImage, LockEntry, Verified
-from imagevet.manifest import Descriptor, RawManifest
+from imagevet.manifest import Descriptor, ManifestFormatError, RawManifest
 from imagevet.policy.model import Entry, Mode, VerifyRule
 from imagevet.reference import Reference
 from imagevet.signature.cosign import (
@@ -72,6 +72,14 @@ _SHOWN_REASONS = 3
 
 def _short(digest: Digest) -> str:
     return f"{digest.algorithm}:{digest.hex[:12]}"
+
+
+def _fields(manifest: RawManifest) -> Mapping[str, object]:
+    """The manifest's JSON object; empty when its bytes are not one (a hostile registry)."""
+    try:
+        return manifest.json
+    except (ManifestFormatError, RecursionError):
+        return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +230,7 @@ class _Search:
         if len(self.seen) > self.limits.manifests:
             self.reasons.append(f"{where}: not examined (at most {self.limits.manifests} signature manifests are)")
             return None
-        artifact = manifest.json.get("artifactType") if isinstance(manifest.json, Mapping) else None
+        artifact = _fields(manifest).get("artifactType")
         try:
             if artifact in BUNDLE_MEDIA_TYPES:
                 found = await self._bundles(manifest, found_by)
@@ -261,7 +269,7 @@ class _Search:
         return None
 
     async def _bundles(self, manifest: RawManifest, found_by: str) -> VerifyResult | None:
-        layers = manifest.json.get("layers")
+        layers = _fields(manifest).get("layers")
         items = layers if isinstance(layers, list) else []
         for i, item in enumerate(items[:self.limits.candidates]):
             where = f"{found_by} {_short(manifest.digest)} layer {i}"
@@ -335,7 +343,7 @@ async def verify_digest(
         except ImagevetError as e:
             search.reasons.append(f"referrer {_short(desc.digest)}: cannot read it: {e}")
             continue
-        subject = manifest.json.get("subject") if isinstance(manifest.json, Mapping) else None
+        subject = _fields(manifest).get("subject")
         if not isinstance(subject, Mapping) or subject.get("digest") != str(digest):
             search.reasons.append(f"referrer {_short(desc.digest)}: its subject is not {_short(digest)}")
             continue

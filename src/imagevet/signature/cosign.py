@@ -258,8 +258,8 @@ def signature_layers(manifest: RawManifest, *, what: str) -> list[SignatureLayer
     skipped); SignatureError when it is not an image manifest or has more than MAX_LAYERS."""
     try:
         obj = manifest.json
-    except (ManifestFormatError, ValueError):
-        raise _what(what, "the signature manifest is not JSON") from None
+    except (ManifestFormatError, ValueError, RecursionError):
+        raise _what(what, "the signature manifest is not a JSON object") from None
     if not isinstance(obj, Mapping) or not mediatype.is_manifest(manifest.media_type):
         raise _what(what, f"not an image manifest ({manifest.media_type[:80]})")
     layers = obj.get("layers")

@@ -248,3 +248,18 @@ async def test_an_unsigned_new_digest_keeps_the_previous_one_in_the_lock(repo: R
         Checker(store), entry, LockEntry(repo, entry.target, {"1": fresh}), None, {RULE: verifier(key)},
     )
     assert not none and signed.tags["1"].verified is not None and signed.tags["1"].verified.key == key.public.key_id
+
+
+@pytest.mark.parametrize("data", [b"not json at all", b"[1, 2]", b"[" * 50_000 + b"]" * 50_000])
+async def test_a_signature_manifest_that_is_not_a_json_object_is_a_reason(repo: Reference, data: bytes) -> None:
+    from imagevet.mediatype import OCI_MANIFEST
+    from imagevet.manifest import RawManifest
+
+    store, key = LayoutStore(), generate()
+    image = make_image(seed="odd-sig")
+    await put(store, repo, image, "1")
+    odd = RawManifest(OCI_MANIFEST, data, Digest.of(data))
+    await store.put_manifest(repo.with_tag(cosign_tag(image.digest)), odd)
+    result = await verify_digest(store, repo, image.digest, verifier(key))
+    assert not result.ok
+    assert f"tag {cosign_tag(image.digest)} {odd.digest.algorithm}:{odd.digest.hex[:12]}: the signature manifest is not a JSON object" in result.reason
