@@ -252,8 +252,8 @@ async def test_an_unsigned_new_digest_keeps_the_previous_one_in_the_lock(repo: R
 
 @pytest.mark.parametrize("data", [b"not json at all", b"[1, 2]", b"[" * 50_000 + b"]" * 50_000])
 async def test_a_signature_manifest_that_is_not_a_json_object_is_a_reason(repo: Reference, data: bytes) -> None:
-    from imagevet.mediatype import OCI_MANIFEST
     from imagevet.manifest import RawManifest
+    from imagevet.mediatype import OCI_MANIFEST
 
     store, key = LayoutStore(), generate()
     image = make_image(seed="odd-sig")
