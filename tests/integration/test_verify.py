@@ -222,6 +222,7 @@ async def test_pinned_lock_records_the_signature_and_holds_an_unsigned_repoint(
     assert held.returncode == 1, held.stdout + held.stderr
     assert "held:" in held.stderr and "not verified: no cosign signature" in held.stderr
     assert f"the lock keeps {v1.digest.algorithm}:{v1.digest.hex[:12]}" in held.stderr
+    assert "up to date" not in held.stdout and "1 digest held, not verified" in held.stdout, held.stdout
     assert _lock_image(policy, src, f"{target.host}/acme/app", "1").digest == v1.digest
     plan = imagevet("plan", policy=policy)
     assert plan.returncode == 0 and "hold" in plan.stdout and "upstream moved" in plan.stdout, plan.stdout

@@ -111,9 +111,13 @@ def lock_command(
         if diff.completed and not diff.has_changes and not check:
             console.print(terminal_safe(diff.render(), markup=False, multiline=True), highlight=False,
                           markup=False, end="")
-        console.print(_summary(loaded.lock_path, total, list(failed), changed=changed or write,
-                               written=write, check=check, exists=exists),
-                      highlight=False, markup=False)
+        line = _summary(loaded.lock_path, total, list(failed), changed=changed or write,
+                        written=write, check=check, exists=exists)
+        if resolution.held:  # "up to date" only when it is true: upstream has what the lock refused
+            n = len(resolution.held)
+            line = (line.replace(": up to date", ": unchanged")
+                    + f"; {n} digest{'s' if n != 1 else ''} held, not verified (see held: above)")
+        console.print(line, highlight=False, markup=False)
     if write:
         write_lock(loaded.lock_path, new)
     if failed or resolution.held:
