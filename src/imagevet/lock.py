@@ -63,6 +63,10 @@ nothing else.
 (``imagevet.evidence/sha256-<hex>.json``, see :mod:`imagevet.evidence` and docs/evidence.md):
 the SBOMs, attestations and signatures found upstream and the scan.  It is written only when
 there is evidence, so a record without it renders as it always did.
+``verified`` (only for an entry with a ``verify:`` rule, so other locks read and render as they
+always did) names the cosign signature that verified the digest when ``imagevet lock`` resolved
+it: ``signature`` (the signature manifest's digest) and ``key`` (the key's id); see
+docs/verify.md.
 
 ``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
 the old time of every tag whose digest did not change, so re-locking with no upstream change
@@ -124,6 +128,7 @@ __all__ = [
     "LockedImage",
     "TagApproval",
     "UnreadableEntry",
+    "Verified",
     "carry_resolved_at",
     "check_media_type",
     "check_platform",
@@ -252,6 +257,22 @@ class TagApproval:
 
 
 @dataclass(frozen=True, slots=True)
+class Verified:
+    """Which signature verified a digest (the digest of the cosign signature manifest holding
+    it) and whose key it carries (``sha256:`` of the key's DER SubjectPublicKeyInfo); written
+    as the record's ``verified`` mapping, only for entries with a ``verify:`` rule."""
+
+    signature: Digest
+    key: str
+
+    def __post_init__(self) -> None:
+        try:
+            Digest.parse(self.key)
+        except ValueError:
+            raise LockRecordError(f"invalid key id {self.key[:80]!r}: expected sha256:<64 hex>") from None
+
+
+@dataclass(frozen=True, slots=True)
 class LockedImage:
     """What one tag (or explicit digest) resolved to upstream."""
 
@@ -272,6 +293,9 @@ class LockedImage:
     """Who moved the tag to ``digest`` with ``imagevet approve`` (tags only; None: not recorded)."""
     evidence: Digest | None = None
     """The digest of the evidence file kept for this digest (None: no evidence recorded)."""
+    verified: Verified | None = None
+    """The signature that verified this digest under the entry's ``verify:`` rule (None: not
+    verified, or no rule)."""
 
     def __post_init__(self) -> None:
         """Check every value as the reader does (LockRecordError), then normalise the order."""
@@ -535,6 +559,10 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
         if name == "platforms" and image.manifests:  # only when recorded: old locks stay as they are
             lines.append(f"{indent}manifests:")
             lines.extend(f"{indent}  {_q(p)}: {_q(str(d))}" for p, d in image.manifests)
+    if image.verified is not None:  # only with a verify: rule: other locks stay as they are
+        lines.append(f"{indent}verified:")
+        lines.append(f"{indent}  signature: {_q(str(image.verified.signature))}")
+        lines.append(f"{indent}  key: {_q(image.verified.key)}")
     lines.append(f"{indent}resolved_at: {_q(image.resolved_at.strftime(_TIME_FORMAT))}")
     if image.approval is not None:  # only when recorded: a lock without approvals stays as it was
         lines.append(f"{indent}approval:")
@@ -620,12 +648,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _VerifiedRecord(_Model):
+    signature: DigestText
+    key: DigestText
+
+
 class _DigestRecord(_Model):
     media_type: _MediaType
     platforms: list[_Platform] = []
     manifests: dict[_Platform, DigestText] = {}
     referrers: list[DigestText] = []
     evidence: DigestText | None = None
+    verified: _VerifiedRecord | None = None
     resolved_at: _Time
 
     @model_validator(mode="after")
@@ -680,8 +714,8 @@ class _FileModel(_Model):
 _HINTS = {
     "policy.version": str(LOCK_VERSION),
     "policy.images": "a list of {source, target, tags, digests}",
-    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, evidence, resolved_at, approval}",
-    "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, evidence, resolved_at}",
+    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, evidence, verified, resolved_at, approval}",
+    "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, evidence, verified, resolved_at}",
 }
 
 
@@ -703,6 +737,10 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
             else None
         ),
         evidence=Digest.parse(record.evidence) if record.evidence is not None else None,
+        verified=(
+            Verified(Digest.parse(record.verified.signature), record.verified.key)
+            if record.verified is not None else None
+        ),
     )
 
 
@@ -1056,6 +1094,9 @@ class LockDiff:
     evidence_changed: tuple[LockChange, ...] = ()
     """Same digest and referrers, other evidence (a new scan, evidence recorded for the first
     time): the approval's record changed."""
+    verified: tuple[LockChange, ...] = ()
+    """Those of ``unchanged`` whose ``verified`` record was added or changed (a signature
+    verified under the entry's ``verify:`` rule): written, never a ``--check`` failure."""
 
     @property
     def has_changes(self) -> bool:
@@ -1068,7 +1109,7 @@ class LockDiff:
     @property
     def needs_write(self) -> bool:
         """Whether the new lock says more than the old one (changes, or records completed)."""
-        return self.has_changes or bool(self.completed)
+        return self.has_changes or bool(self.completed) or bool(self.verified)
 
     def render(self) -> str:
         """A human summary: per entry, ``+`` added, ``-`` removed, ``~`` re-pointed, ``*`` referrers."""
@@ -1149,6 +1190,7 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
     unchanged: list[LockChange] = []
     completed: list[LockChange] = []
     evidence: list[LockChange] = []
+    verified: list[LockChange] = []
     keys = sorted({e.key for e in old.entries} | {e.key for e in new.entries}, key=_key_text)
     for key in keys:
         before, after = _items(old.entry(key)), _items(new.entry(key))
@@ -1173,6 +1215,8 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
                     unchanged.append(LockChange(key, tag, was.digest, now.digest))
                     if was.manifests != now.manifests:
                         completed.append(unchanged[-1])
+                    if was.verified != now.verified:
+                        verified.append(unchanged[-1])
     return LockDiff(
         tuple(added),
         tuple(removed),
@@ -1181,4 +1225,5 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
         tuple(unchanged),
         tuple(completed),
         tuple(evidence),
+        tuple(verified),
     )

@@ -179,3 +179,21 @@ def test_watch_loads_its_libraries_only_when_it_runs(tmp_path: Path) -> None:
     code, modules, out = loaded_by(["watch", "--interval", "15x", "--policy", str(EXAMPLE_POLICY)], tmp_path)
     assert code == 2 and "--interval: '15x' is not a duration" in out
     assert not modules & {"aiohttp", "prometheus_client"}, sorted(modules & {"aiohttp", "prometheus_client"})
+
+
+def test_verify_help_imports_no_http_client_crypto_nor_policy(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["verify", "--help"], tmp_path)
+    assert code == 0 and "Usage:" in out and "--key-env" in out
+    assert not modules & {"aiohttp", "cryptography", "stamina", "pydantic"}, sorted(modules)
+
+
+def test_a_policy_without_verify_reads_no_key_and_loads_no_crypto(tmp_path: Path) -> None:
+    """plan on a layout target (no registry needed): the verify: machinery costs nothing unused."""
+    policy = tmp_path / "imagevet.yaml"
+    policy.write_text(
+        "version: 1\ntarget: {layout: mirror, namespace: acme}\n"
+        "defaults: {approval: {approved_by: a}}\nimages: []\n"
+    )
+    code, modules, out = loaded_by(["plan", "--policy", str(policy)], tmp_path)
+    assert code == 0, out
+    assert "cryptography" not in modules, sorted(modules)

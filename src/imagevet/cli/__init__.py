@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "approve": "Move the lock to the observed digest of held tags; record who approved and why.",
     "report": "Write the catalog of vetted images: a static site and a pull-request comment.",
     "watch": "Sync on a schedule as a service: metrics, health checks, clean stops.",
+    "verify": "Check an image's cosign signature (a key, or the policy's verify: rule).",
 }
 """Command name -> one-line help; the module ``imagevet.cli.<name>`` implements it."""
 

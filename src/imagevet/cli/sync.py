@@ -30,6 +30,7 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
+from imagevet.cli.verify import policy_verifiers
 from imagevet.engine.copy import DEFAULT_JOBS
 from imagevet.engine.run import RunOptions, RunReport, run_sync
 
@@ -66,6 +67,7 @@ def sync_command(
     """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
     loaded = load(policy)
     audit = None if dry_run else sync_setup(loaded.policy)  # a bad signing key stops before any work
+    verifiers = policy_verifiers(loaded.policy)  # a verify: key that cannot be read too (exit 2)
     options = RunOptions(
         dry_run=dry_run, prune=prune, jobs=jobs, images=images, budget_reserve=budget_reserve
     )
@@ -81,7 +83,7 @@ def sync_command(
                     loaded.policy, loaded.lock, source=store, target=store, state=state,
                     manager=manager, audit=audit, options=options, clock=now_utc,
                     progress=progress, lock_problems=loaded.problems,
-                    lock_path=loaded.lock_path, summary_file=report,
+                    lock_path=loaded.lock_path, summary_file=report, verifiers=verifiers,
                 )
         if loaded.policy.notify and not no_notify and not dry_run:
             from imagevet.notify import notify_run  # only runs with targets import it

@@ -17,19 +17,26 @@ resolved again from scratch, or kept as they were read when that fails.
 
 The source is read through :class:`imagevet.engine.observe.Upstream` (the same reader
 ``observe`` uses).
+
+An entry with a ``verify:`` rule gets its signatures checked (``verifiers``, see
+:mod:`imagevet.engine.verify`): each new or changed digest, and each record not yet verified under
+the rule, costs the signature lookup; a record verified under the rule costs nothing.  A digest
+whose signature does not verify is not locked: the tag keeps its previous record (or is left out)
+and is listed in :attr:`Resolution.held` with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from imagevet.digest import Digest
 from imagevet.engine.evidence import EvidenceKeeper, collect_evidence
 from imagevet.engine.observe import HEAD_CONCURRENCY, Inspected, Upstream
+from imagevet.engine.verify import Checker, Verifier, VerifyHold, verify_lock_entry
 from imagevet.errors import ImagevetError, NotFoundError
 from imagevet.lock import (
     Lock,
@@ -39,6 +46,7 @@ from imagevet.lock import (
 )
 from imagevet.plan import EntryProblem, SourceState
 from imagevet.policy import Entry, Policy, missing_tags
+from imagevet.policy.model import VerifyRule
 from imagevet.store import ImageStore
 
 __all__ = ["Resolution", "resolve_lock"]
@@ -54,6 +62,8 @@ class Resolution:
     problems: list[EntryProblem] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
     """Entry name -> explicit tags of its rules that upstream does not have."""
+    held: list[VerifyHold] = field(default_factory=list)
+    """Selected digests whose signature did not verify under their entry's ``verify:`` rule."""
 
 
 async def _resolve_entry(
@@ -150,6 +160,7 @@ async def resolve_lock(
     entries: Sequence[Entry] | None = None,
     complete: bool = True,
     evidence: EvidenceKeeper | None = None,
+    verifiers: Mapping[VerifyRule, Verifier] | None = None,
 ) -> Resolution:
     """Resolve every entry (or only ``entries``) against upstream; see the module docstring.
 
@@ -160,9 +171,14 @@ async def resolve_lock(
     digests' evidence is collected from the reads above (plus at most a few small manifest
     GETs), old records keep their files, and entries with ``scan`` are scanned once per digest;
     the new files wait in the keeper until the caller writes the lock.  None: no evidence is
-    touched (records keep what they name)."""
+    touched (records keep what they name).
+
+    ``verifiers``: the keys of each ``verify:`` rule (an entry whose rule has none locks nothing
+    new)."""
     upstream = Upstream(source, asyncio.Semaphore(HEAD_CONCURRENCY), None)
     chosen = list(entries) if entries is not None else list(policy.entries)
+    checker = Checker(source)
+    held: dict[str, list[VerifyHold]] = {}
 
     async def one(
         entry: Entry,
@@ -171,6 +187,9 @@ async def resolve_lock(
             locked, state = await _resolve_entry(
                 upstream, entry, old.entry(entry.key), now, complete, evidence
             )
+            locked, held[entry.name] = await verify_lock_entry(
+                checker, entry, locked, old.entry(entry.key), verifiers or {}
+            )
             return entry, locked, state, None
         except ImagevetError as e:
             return entry, None, None, e
@@ -178,6 +197,7 @@ async def resolve_lock(
     resolution = Resolution(lock=Lock())
     new_entries: list[LockEntry] = []
     for entry, locked, state, error in await asyncio.gather(*(one(e) for e in chosen)):
+        resolution.held.extend(held.get(entry.name, ()))
         if locked is None or state is None:
             resolution.problems.append(
                 EntryProblem(entry.name, str(entry.source), str(error or ""), error)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,13 @@ from imagevet.engine.copy import DEFAULT_JOBS, CopyProgress
 from imagevet.engine.holds import HoldChanges, record_holds
 from imagevet.engine.observe import plan_policy, pulls_left
 from imagevet.engine.state import HeldUpdate, StateStore
+from imagevet.engine.verify import Verifier
 from imagevet.errors import ImagevetError
 from imagevet.ledger import AuditSetup, Recorded, record_events
-from imagevet.lock import Lock, diff_locks, write_lock
+from imagevet.lock import Lock, LockEntry, Verified, diff_locks, write_lock
 from imagevet.plan import ActionKind, EntryProblem, Observed, Plan
 from imagevet.policy import Policy
+from imagevet.policy.model import Mode, VerifyRule
 from imagevet.repository_spec import RepositoryManager, RepoSpec
 from imagevet.statefiles import write_state_file
 from imagevet.store import ImageStore
@@ -95,13 +97,15 @@ async def plan_run(
     now: datetime,
     budget_reserve: int = 0,
     overview: OverviewRenderer | None = None,
+    verifiers: Mapping[VerifyRule, Verifier] | None = None,
 ) -> PlannedRun:
     """Observe the sources and targets and plan (HEAD requests and tag listings only).
 
     With a repository ``manager`` each repository spec gets the overview (``overview``, by
     default Docker Hub's ``imagevet.hub.render_overview``), so the plan shows overview changes.
     ``state`` supplies the verified source-index cache (platform-subset mirrors are checked
-    without a manifest GET when it holds their index).
+    without a manifest GET when it holds their index).  ``verifiers``: the keys of each
+    ``verify:`` rule (docs/verify.md); an entry with a rule and no keys holds what it would push.
     """
     if manager is not None and overview is None:
         # only runs that manage Hub repositories import the Hub package
@@ -112,6 +116,7 @@ async def plan_run(
     plan, observed, problems = await plan_policy(
         source, target, policy, lock, now=now, manager=manager, specs=specs,
         cache=state.manifests if state is not None else None, budget_reserve=budget_reserve,
+        verifiers=verifiers,
     )
     return PlannedRun(plan, observed, tuple(problems), specs)
 
@@ -219,6 +224,7 @@ async def run_sync(
     lock_problems: Sequence[EntryProblem] = (),
     lock_path: Path | None = None,
     summary_file: Path | None = None,
+    verifiers: Mapping[VerifyRule, Verifier] | None = None,
 ) -> RunReport:
     """One whole sync: plan, apply, bring follow entries' lock along, record; see the module doc.
 
@@ -238,7 +244,7 @@ async def run_sync(
     """
     planned = await plan_run(
         policy, lock, source=source, target=target, manager=manager, state=state, now=clock(),
-        budget_reserve=options.budget_reserve,
+        budget_reserve=options.budget_reserve, verifiers=verifiers,
     )
     problems = (*lock_problems, *planned.problems)
     if options.dry_run:
@@ -251,7 +257,7 @@ async def run_sync(
         options=SyncOptions(jobs=options.jobs, images=options.images, prune=options.prune),
         progress=progress, cache=state.manifests,
     )
-    new_lock = follow_lock(policy, lock, applied, planned.observed)
+    new_lock = _with_verified(policy, follow_lock(policy, lock, applied, planned.observed), planned.observed)
     report = SyncReport(
         planned.plan, applied.outcomes, problems, applied.seconds, summarize_requests(source, target)
     )
@@ -271,7 +277,8 @@ async def run_sync(
         summary_error = str(e)
         errors.append(summary_error)
 
-    changed = diff_locks(lock, new_lock).has_changes
+    lock_diff = diff_locks(lock, new_lock)
+    changed = lock_diff.has_changes or bool(lock_diff.verified)
     lock_written = False
     lock_error: str | None = None
     if changed and lock_path is not None:
@@ -317,6 +324,25 @@ def _pull_budget(plan: Plan, options: RunOptions, *stores: ImageStore) -> dict[s
         "reserve": options.budget_reserve,
         "deferred": len(plan.of_kind(ActionKind.DEFER)),
     }
+
+
+def _with_verified(policy: Policy, lock: Lock, observed: Observed) -> Lock:
+    """``lock`` with the signature that verified each ``follow`` entry's digest this run (its
+    ``verify:`` rule's verdicts) on the records that lack it; ``pinned`` entries are never
+    touched (only ``imagevet lock`` verifies them)."""
+    for entry in policy.entries:
+        locked = lock.entry(entry.key)
+        verdicts = observed.verdicts.get(entry.name)
+        if entry.mode is not Mode.FOLLOW or entry.verify is None or locked is None or not verdicts:
+            continue
+        tags = {}
+        for tag, image in locked.tags.items():
+            verdict = verdicts.get(image.digest)
+            if isinstance(verdict, Verified) and image.verified != verdict:
+                image = replace(image, verified=verdict)
+            tags[tag] = image
+        lock = lock.with_entry(LockEntry(locked.source, locked.target, tags, locked.digests))
+    return lock
 
 
 def _summary_bytes(summary: Mapping[str, Any]) -> bytes:

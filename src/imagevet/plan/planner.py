@@ -22,6 +22,10 @@ With a platform subset, a target tag holding anything but the index derived from
 index's bytes (``TargetState.subsets``) is updated, and one whose expected digest could not be
 derived is held.
 
+With a ``verify:`` rule, a Copy or Update goes ahead only for a digest whose cosign signature
+verified (``Observed.verdicts``: the lock's ``verified`` record under ``pinned``, the signature
+checked now under ``follow``); else it is a :class:`Hold` with the reason (docs/verify.md).
+
 Then, per tag: already there -> :class:`Noop`; approval expired -> :class:`Hold` (digests already
 mirrored stay, nothing new goes in); a scan at or above ``scan.fail_on`` (or no scan verdict) ->
 :class:`Hold`; not at the target -> :class:`Copy`; at another digest -> :class:`Update`.  A target tag that nothing selects is a :class:`Prune` *candidate* (backup tags
@@ -40,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import InvalidReferenceError
 from imagevet.evidence import ScanVerdict, scan_hold_reason
-from imagevet.lock import Lock, LockedImage, LockEntry
+from imagevet.lock import Lock, LockedImage, LockEntry, Verified
 from imagevet.manifest import Platform
 from imagevet.plan.actions import (
     Action,
@@ -105,6 +109,7 @@ class _EntryPlanner:
         self.target = observed.target(entry.target)
         self.now = now
         self.expired = entry.approval.expired(now)
+        self.observed = observed
 
     def plan(self) -> list[Action]:
         if self.target.error:
@@ -150,7 +155,25 @@ class _EntryPlanner:
     def tag_action(self, tag: str | None, want: Digest) -> Action:
         """Noop, Hold, Copy or Update for ``tag`` (None: the explicit digest ``want``)."""
         slot = self.slot(tag, want)
-        return self.unchanged(slot) or self.transfer(slot)
+        return self.signature_hold(slot, self.unchanged(slot) or self.transfer(slot))
+
+    def signature_hold(self, s: _Slot, action: Action) -> Action:
+        """Under a ``verify:`` rule, a Copy or Update goes ahead only for a digest whose cosign
+        signature verified (``Observed.verdicts``); else it is a Hold with the reason, and the
+        target keeps what it holds."""
+        if self.entry.verify is None or not isinstance(action, Copy | Update):
+            return action
+        verdict = self.observed.verdict(self.entry, s.want)
+        if isinstance(verdict, Verified):
+            return action
+        return Hold(
+            self.entry.name,
+            s.target,
+            f"{short_digest(s.want)} {verdict}",
+            wanted=s.want,
+            current=s.current,
+            upstream=s.upstream if s.upstream != s.want else None,
+        )
 
     def slot(self, tag: str | None, want: Digest) -> _Slot:
         e = self.entry

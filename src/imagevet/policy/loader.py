@@ -38,6 +38,7 @@ from imagevet.policy.model import (
     Approval,
     Audit,
     Entry,
+    KeySource,
     Location,
     Mode,
     NotifyTarget,
@@ -45,6 +46,7 @@ from imagevet.policy.model import (
     Scan,
     TagRules,
     Target,
+    VerifyRule,
     render_template,
 )
 from imagevet.policy.schema import (
@@ -58,6 +60,7 @@ from imagevet.policy.schema import (
     SettingsModel,
     TagRulesModel,
     TargetModel,
+    VerifyModel,
     duration_seconds,
 )
 from imagevet.policy.versions import VersionRange
@@ -397,6 +400,7 @@ class _Builder:
                     teams.pop(team, None)
                 else:
                     teams[team] = TeamPermission(permission)
+        verify = self._verify(entry, index)
         if len(errors) > before or target_ref is None or tags is None or approval is None:
             return None
         span = self.located.span(at)
@@ -415,7 +419,26 @@ class _Builder:
             teams=teams,
             location=Location(self.located.path, span.line, span.column),
             scan=scan,
+            verify=verify,
         )
+
+    def _verify(self, entry: EntryModel, index: int) -> VerifyRule | None:
+        """The entry's ``verify:`` (else the default's, whole): a key file is resolved from the
+        policy file's directory, as ``target.layout`` is; nothing is read here."""
+        model, where = self._pick(entry, index, "verify")
+        if not isinstance(model, VerifyModel):
+            return None
+
+        def at(path: _Path) -> Location:
+            span = self.located.span(path)
+            return Location(self.located.path, span.line, span.column)
+
+        if model.key is not None:
+            path = os.path.normpath(os.path.join(str(self.path.parent), model.key))
+            source = KeySource(path=path, location=at((*where, "key")))
+        else:
+            source = KeySource(env=model.key_env, location=at((*where, "key_env")))
+        return VerifyRule((source,), at(where))
 
     def _tag_rules(
         self, entry: EntryModel, index: int, errors: list[PolicyError]

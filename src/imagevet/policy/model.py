@@ -33,6 +33,7 @@ __all__ = [
     "DESCRIPTION_FIELDS",
     "Entry",
     "EntryKey",
+    "KeySource",
     "Location",
     "Mode",
     "NAMING_FIELDS",
@@ -42,6 +43,7 @@ __all__ = [
     "Scan",
     "TagRules",
     "Target",
+    "VerifyRule",
     "backup_tag_pattern",
     "render_template",
     "template_fields",
@@ -156,6 +158,31 @@ class Scan:
 
 
 @dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where a public key comes from: a PEM file (resolved from the policy file's directory) or
+    an environment variable holding the PEM.  The CLI reads it; nothing below it does."""
+
+    path: str | None = None
+    env: str | None = None
+    location: Location | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        return f"${self.env}" if self.env is not None else str(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRule:
+    """An entry's ``verify:``: each digest it mirrors needs a valid cosign signature by one of
+    ``keys`` (docs/verify.md)."""
+
+    keys: tuple[KeySource, ...]
+    location: Location | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        return "key " + ", ".join(k.describe() for k in self.keys)
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """Where every mirror goes: ``registry/namespace/<name>``, with ``naming`` giving ``<name>``;
     or, with ``layout`` (then ``registry`` is ``""``), the OCI image layout directory
@@ -207,6 +234,8 @@ class Entry:
     location: Location | None = None
     scan: Scan | None = None
     """The scanner hook; None: no scan (the default)."""
+    verify: VerifyRule | None = None
+    """The signature each mirrored digest must carry; None: none is checked."""
 
     @property
     def key(self) -> EntryKey:

@@ -20,6 +20,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    model_validator,
 )
 
 from imagevet.digest import Digest
@@ -46,6 +47,7 @@ __all__ = [
     "SettingsModel",
     "TagRulesModel",
     "TargetModel",
+    "VerifyModel",
 ]
 
 _PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
@@ -82,6 +84,9 @@ HINTS: dict[str, str] = {
     "tags.prereleases": "true or false",
     "tags.tags": 'a list of tag names (quote numbers: "1.10")',
     "tags.digests": "a list of digests such as sha256:<64 hex>",
+    "verify": "a mapping with key (a PEM public key file) or key_env (a variable holding one)",
+    "verify.key": "a cosign public key file (PEM), relative to the policy file, e.g. keys/cosign.pub",
+    "verify.key_env": "the name of an environment variable holding a PEM public key, e.g. UPSTREAM_COSIGN_PUB",
     "policy.audit": "a mapping with checkpoint, public_key",
     "scan": "a mapping with command (a list with {ref}), fail_on, timeout",
     "scan.command": "the scanner's arguments as a list, one of them with {ref}, e.g. [trivy, image, --format, json, '{ref}']",
@@ -357,6 +362,39 @@ class ScanModel(_Model):
     timeout: Annotated[StrictStr, AfterValidator(_duration)] | None = None
 
 
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+
+
+def _env_name(value: str) -> str:
+    """A variable's name (``key_env``, ``url_env``, ...); the error never echoes the value,
+    which may be the secret itself (a URL, a PEM key) put where its name belongs."""
+    if not _ENV_NAME_RE.match(value):
+        raise ValueError(
+            "expected the name of an environment variable (letters, digits, '_', not starting "
+            "with a digit), e.g. SLACK_WEBHOOK_URL; the value itself never goes in the policy"
+        )
+    return value
+
+
+def _key_path(value: str) -> str:
+    if not value or value != value.strip() or "\x00" in value or "\n" in value:
+        raise ValueError(f"invalid key file {value[:80]!r}: a path without leading or trailing blanks, NUL or line breaks")
+    return value
+
+
+class VerifyModel(_Model):
+    """``verify:``: the cosign signature each selected digest must carry (docs/verify.md)."""
+
+    key: Annotated[StrictStr, AfterValidator(_key_path)] | None = None
+    key_env: Annotated[StrictStr, AfterValidator(_env_name)] | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> VerifyModel:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key (a PEM file) or key_env (a variable holding the PEM)")
+        return self
+
+
 class SettingsModel(_Model):
     """What ``defaults`` sets for every entry and an entry may override."""
 
@@ -372,6 +410,7 @@ class SettingsModel(_Model):
     description: Annotated[StrictStr, _template(DESCRIPTION_FIELDS)] | None = None
     teams: dict[NonEmpty, Permission] | None = None
     scan: ScanModel | None = None
+    verify: VerifyModel | None = None
 
 
 class EntryModel(SettingsModel):
@@ -387,17 +426,7 @@ class AuditModel(_Model):
 
 # -- notify: notification targets (docs/notifications.md) ----------------------------------------
 
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 _DAYS_RE = re.compile(r"^(\d{1,3})d\Z")
-
-
-def _env_name(value: str) -> str:
-    if not _ENV_NAME_RE.match(value):  # never echo the value: it may be the URL itself
-        raise ValueError(
-            "expected the name of an environment variable (letters, digits, '_'), e.g. "
-            "SLACK_WEBHOOK_URL; the value itself never goes in the policy"
-        )
-    return value
 
 
 def _no_literal_url(value: str) -> str:
