@@ -63,9 +63,11 @@ nothing else.
 (``imagevet.evidence/sha256-<hex>.json``, see :mod:`imagevet.evidence` and docs/evidence.md):
 the SBOMs, attestations and signatures found upstream and the scan.  It is written only when
 there is evidence, so a record without it renders as it always did.
+
 ``verified`` (only for an entry with a ``verify:`` rule, so other locks read and render as they
 always did) names the cosign signature that verified the digest when ``imagevet lock`` resolved
-it: ``signature`` (the signature manifest's digest) and ``key`` (the key's id); see
+it: ``signature`` (the signature manifest's digest) and ``key`` (the key's id), or, for a keyless
+signature, ``identity`` and ``issuer`` (the Fulcio certificate's subject and OIDC issuer); see
 docs/verify.md.
 
 ``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
@@ -256,6 +258,18 @@ class TagApproval:
         object.__setattr__(self, "at", self.at.astimezone(UTC).replace(microsecond=0))
 
 
+VERIFIED_TEXT_MAX = 1024
+"""Longest keyless ``identity`` or ``issuer`` a verified record holds (characters)."""
+
+
+def _check_verified_text(name: str, value: str) -> str:
+    if not value or len(value) > VERIFIED_TEXT_MAX or not value.isprintable():
+        raise LockRecordError(
+            f"verified {name}: printable text of 1 to {VERIFIED_TEXT_MAX} characters, got {value[:80]!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Verified:
     """Which signature verified a digest (the digest of the cosign signature manifest holding
@@ -263,13 +277,25 @@ class Verified:
     as the record's ``verified`` mapping, only for entries with a ``verify:`` rule."""
 
     signature: Digest
-    key: str
+    key: str | None = None
+    identity: str | None = None
+    """For a keyless signature (``key`` None): the Fulcio certificate's subject..."""
+    issuer: str | None = None
+    """...and its OIDC issuer."""
 
     def __post_init__(self) -> None:
-        try:
-            Digest.parse(self.key)
-        except ValueError:
-            raise LockRecordError(f"invalid key id {self.key[:80]!r}: expected sha256:<64 hex>") from None
+        if self.key is not None:
+            if self.identity is not None or self.issuer is not None:
+                raise LockRecordError("a verified record names a key or a keyless identity, not both")
+            try:
+                Digest.parse(self.key)
+            except ValueError:
+                raise LockRecordError(f"invalid key id {self.key[:80]!r}: expected sha256:<64 hex>") from None
+            return
+        for name, value in (("identity", self.identity), ("issuer", self.issuer)):
+            if value is None:
+                raise LockRecordError(f"a verified record needs a key, or an identity and an issuer (no {name})")
+            _check_verified_text(name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,7 +588,11 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
     if image.verified is not None:  # only with a verify: rule: other locks stay as they are
         lines.append(f"{indent}verified:")
         lines.append(f"{indent}  signature: {_q(str(image.verified.signature))}")
-        lines.append(f"{indent}  key: {_q(image.verified.key)}")
+        if image.verified.key is not None:
+            lines.append(f"{indent}  key: {_q(image.verified.key)}")
+        else:  # keyless: whose certificate signed it
+            lines.append(f"{indent}  identity: {_q(image.verified.identity or '')}")
+            lines.append(f"{indent}  issuer: {_q(image.verified.issuer or '')}")
     lines.append(f"{indent}resolved_at: {_q(image.resolved_at.strftime(_TIME_FORMAT))}")
     if image.approval is not None:  # only when recorded: a lock without approvals stays as it was
         lines.append(f"{indent}approval:")
@@ -648,9 +678,29 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _verified_text(name: str) -> Any:
+    def check(value: str) -> str:
+        try:
+            return _check_verified_text(name, value)
+        except LockRecordError as e:
+            raise ValueError(str(e)) from None
+
+    return AfterValidator(check)
+
+
 class _VerifiedRecord(_Model):
     signature: DigestText
-    key: DigestText
+    key: DigestText | None = None
+    identity: Annotated[StrictStr, _verified_text("identity")] | None = None
+    issuer: Annotated[StrictStr, _verified_text("issuer")] | None = None
+
+    @model_validator(mode="after")
+    def _key_or_identity(self) -> _VerifiedRecord:
+        if self.key is not None and (self.identity is not None or self.issuer is not None):
+            raise ValueError("a key or a keyless identity and issuer, not both")
+        if self.key is None and (self.identity is None or self.issuer is None):
+            raise ValueError("a key, or a keyless identity and issuer")
+        return self
 
 
 class _DigestRecord(_Model):
@@ -738,7 +788,10 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
         ),
         evidence=Digest.parse(record.evidence) if record.evidence is not None else None,
         verified=(
-            Verified(Digest.parse(record.verified.signature), record.verified.key)
+            Verified(
+                Digest.parse(record.verified.signature), record.verified.key,
+                record.verified.identity, record.verified.issuer,
+            )
             if record.verified is not None else None
         ),
     )

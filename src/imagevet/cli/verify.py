@@ -32,8 +32,8 @@ from imagevet.errors import ImagevetError, SignatureError
 from imagevet.reference import Reference
 
 if TYPE_CHECKING:
-    from imagevet.engine.verify import Verifier, VerifyResult
-    from imagevet.policy.model import KeySource, Policy, VerifyRule
+    from imagevet.engine.verify import Keyless, Verifier, VerifyResult
+    from imagevet.policy.model import KeylessRule, KeySource, Policy, VerifyRule
     from imagevet.signature.keys import PublicKey
 
 __all__ = ["load_verifiers", "policy_verifiers", "read_public_key", "register"]
@@ -43,18 +43,24 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify_command)
 
 
-def _read_key_file(path: str) -> bytes:
-    """A PEM file's bytes: a regular file, at most MAX_PEM_BYTES (+1 to tell it is longer)."""
-    from imagevet.signature.keys import MAX_PEM_BYTES
-
+def _read_regular(path: str, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` (+1 to tell it is longer); a FIFO or a device
+    is refused at once."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(0, "not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_PEM_BYTES + 1)
+            return f.read(limit + 1)
     finally:
         os.close(fd)
+
+
+def _read_key_file(path: str) -> bytes:
+    """A PEM file's bytes: a regular file, at most MAX_PEM_BYTES (+1 to tell it is longer)."""
+    from imagevet.signature.keys import MAX_PEM_BYTES
+
+    return _read_regular(path, MAX_PEM_BYTES)
 
 
 def read_public_key(source: KeySource, env: Mapping[str, str]) -> PublicKey:
@@ -78,9 +84,41 @@ def read_public_key(source: KeySource, env: Mapping[str, str]) -> PublicKey:
     return load_public_key(data, what=what)
 
 
+MAX_TRUST_ROOT_BYTES = 1024 * 1024
+"""A ``trusted_root.json`` longer than this is refused (the public-good root is about 10 KiB)."""
+
+
+def keyless_verifier(rule: KeylessRule, *, what: str) -> Keyless:
+    """The identity rule and trust root of a keyless ``verify:`` rule (the trust root file is
+    read here; none named: Sigstore's public-good root as the ``sigstore`` package ships it)."""
+    import re
+
+    from imagevet.engine.verify import Keyless
+    from imagevet.signature.keyless import IdentityRule
+    from imagevet.signature.trustroot import TrustRoot
+
+    identity = IdentityRule(
+        subject=rule.subject,
+        subject_pattern=re.compile(rule.subject_pattern) if rule.subject_pattern is not None else None,
+        issuer=rule.issuer,
+        issuer_pattern=re.compile(rule.issuer_pattern) if rule.issuer_pattern is not None else None,
+    )
+    if rule.trust_root is None:
+        return Keyless(identity, TrustRoot.public_good())
+    where = f"{what}verify.trust_root {rule.trust_root}"
+    try:
+        data = _read_regular(rule.trust_root, MAX_TRUST_ROOT_BYTES)
+    except OSError as e:
+        raise SignatureError(where, f"cannot read it: {e.strerror or e}") from None
+    if len(data) > MAX_TRUST_ROOT_BYTES:
+        raise SignatureError(where, f"longer than {MAX_TRUST_ROOT_BYTES} bytes: not a trust root")
+    return Keyless(identity, TrustRoot.load(data, what=where))
+
+
 def read_verifiers(policy: Policy, env: Mapping[str, str]) -> dict[VerifyRule, Verifier]:
-    """The keys of every ``verify:`` rule of ``policy``, each source read once; SignatureError
-    naming the first key that cannot be read (``imagevet watch`` skips that run with it)."""
+    """The keys (or keyless identity and trust root) of every ``verify:`` rule of ``policy``,
+    each source read once; SignatureError naming the first that cannot be read (``imagevet
+    watch`` skips that run with it)."""
     from imagevet.engine.verify import Verifier
 
     keys: dict[KeySource, PublicKey] = {}
@@ -88,6 +126,10 @@ def read_verifiers(policy: Policy, env: Mapping[str, str]) -> dict[VerifyRule, V
     for entry in policy.entries:
         rule = entry.verify
         if rule is None or rule in out:
+            continue
+        if rule.keyless is not None:
+            where = f"{rule.location}: " if rule.location is not None else ""
+            out[rule] = Verifier(rule, keyless=keyless_verifier(rule.keyless, what=where))
             continue
         for source in rule.keys:
             if source not in keys:
@@ -145,10 +187,42 @@ def _option_verifier(key: Path | None, key_env: str | None) -> Verifier:
     return Verifier(VerifyRule((source,)), (public,))
 
 
+def _keyless_option_verifier(
+    identity: str | None, identity_regexp: str | None, issuer: str | None, issuer_regexp: str | None,
+    trust_root: Path | None,
+) -> Verifier:
+    import re
+
+    from imagevet.engine.verify import Verifier
+    from imagevet.policy.model import KeylessRule, VerifyRule
+
+    if (identity is None) == (identity_regexp is None):
+        fail("keyless: give exactly one of --identity or --identity-regexp", EXIT_USAGE)
+    if (issuer is None) == (issuer_regexp is None):
+        fail("keyless: give exactly one of --issuer or --issuer-regexp", EXIT_USAGE)
+    for option, pattern in (("--identity-regexp", identity_regexp), ("--issuer-regexp", issuer_regexp)):
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                fail(f"{option}: invalid regular expression: {e}", EXIT_USAGE)
+    rule = KeylessRule(identity, identity_regexp, issuer, issuer_regexp,
+                       str(trust_root) if trust_root is not None else None)
+    try:
+        return Verifier(VerifyRule(keyless=rule), keyless=keyless_verifier(rule, what=""))
+    except SignatureError as e:
+        fail(str(e), EXIT_USAGE)
+
+
 def verify_command(
     ref: str = typer.Argument(..., help="The image: NAME[:TAG|@DIGEST] (a registry) or oci:DIR[:TAG|@DIGEST] (an OCI layout)."),
     key: Path | None = typer.Option(None, "--key", help="A cosign public key (PEM file)."),
     key_env: str | None = typer.Option(None, "--key-env", help="An environment variable holding a cosign public key (PEM)."),
+    identity: str | None = typer.Option(None, "--identity", help="Keyless: the certificate's subject (an email or URI), exactly."),
+    identity_regexp: str | None = typer.Option(None, "--identity-regexp", help="Keyless: a regular expression the whole subject matches."),
+    issuer: str | None = typer.Option(None, "--issuer", help="Keyless: the OIDC issuer, exactly."),
+    issuer_regexp: str | None = typer.Option(None, "--issuer-regexp", help="Keyless: a regular expression the whole issuer matches."),
+    trust_root: Path | None = typer.Option(None, "--trust-root", help="Keyless: a trusted_root.json (default: Sigstore's public-good root)."),
     policy: Path | None = typer.Option(
         None, "--policy", "-p", help="Without --key: the verify: rule of the policy entry whose source or target is REF."
     ),
@@ -160,11 +234,17 @@ def verify_command(
         image = Reference.parse(ref)
     except ImagevetError as e:
         fail(str(e), EXIT_USAGE)
+    keyless = [identity, identity_regexp, issuer, issuer_regexp, trust_root]
     if key is not None and key_env is not None:
         fail("give --key or --key-env, not both", EXIT_USAGE)
-    if key is None and key_env is None and policy is None:
-        fail("give --key FILE, --key-env NAME, or --policy FILE (the rule of the entry for REF)", EXIT_USAGE)
+    if (key is not None or key_env is not None) and any(v is not None for v in keyless):
+        fail("give a key (--key, --key-env) or a keyless identity (--identity, --issuer), not both", EXIT_USAGE)
+    if key is None and key_env is None and policy is None and not any(v is not None for v in keyless):
+        fail("give --key FILE, --key-env NAME, --identity and --issuer (keyless), or --policy FILE "
+             "(the rule of the entry for REF)", EXIT_USAGE)
     verifier = _option_verifier(key, key_env) if key is not None or key_env is not None else None
+    if any(v is not None for v in keyless):
+        verifier = _keyless_option_verifier(identity, identity_regexp, issuer, issuer_regexp, trust_root)
     if verifier is None:
         assert policy is not None
         verifier = _policy_verifier(policy, image)
@@ -202,6 +282,8 @@ def _report(ref: Reference, result: VerifyResult, verifier: Verifier, *, as_json
             "signature": str(v.signature) if v is not None else None,
             "found_by": result.found_by,
             "key": v.key if v is not None else None,
+            "identity": v.identity if v is not None else None,
+            "issuer": v.issuer if v is not None else None,
             "keys": [k.key_id for k in verifier.keys],
             "reasons": list(result.reasons),
             "examined": result.examined,
@@ -210,6 +292,11 @@ def _report(ref: Reference, result: VerifyResult, verifier: Verifier, *, as_json
     if result.verified is not None:
         console.print(terminal_safe(f"verified: {image}"), highlight=False)
         console.print(terminal_safe(f"  signature {result.verified.signature} ({result.found_by})"), highlight=False)
-        console.print(terminal_safe(f"  key {result.verified.key}"), highlight=False)
+        if result.verified.key is not None:
+            console.print(terminal_safe(f"  key {result.verified.key}"), highlight=False)
+        else:
+            console.print(terminal_safe(
+                f"  keyless: {result.verified.identity} from {result.verified.issuer}"
+            ), highlight=False)
         return
     err_console.print(f"[red]not verified:[/] {terminal_safe(f'{image}: {result.reason}')}", highlight=False)

@@ -23,8 +23,10 @@ What is signed is the digest being mirrored: for a multi-platform image, cosign 
 digest (``cosign sign image@sha256:<index>``), and that is the digest imagevet locks and copies;
 a platform-subset entry still verifies the source index it derives its mirror from.
 
-Keyless verification is one more branch in :func:`check_candidate` (see its comment); the rest
-(discovery, bounds, the lock record, holds) does not change.
+A keyless rule (``verify: {identity: ..., issuer: ...}``) takes the same path: discovery, bounds,
+the lock record (``identity`` and ``issuer`` instead of ``key``) and holds are the same; only
+:func:`check_candidate` checks the Fulcio certificate and the transparency-log proof offline
+(:mod:`imagevet.signature.keyless`) instead of a key.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, NotFoundError, SignatureError
@@ -54,9 +56,14 @@ from imagevet.signature.cosign import (
 from imagevet.signature.keys import PublicKey
 from imagevet.store import ImageStore
 
+if TYPE_CHECKING:
+    from imagevet.signature.keyless import IdentityRule
+    from imagevet.signature.trustroot import TrustRoot
+
 __all__ = [
     "Candidate",
     "Checker",
+    "Keyless",
     "Limits",
     "Verifier",
     "VerifyHold",
@@ -83,19 +90,39 @@ def _fields(manifest: RawManifest) -> Mapping[str, object]:
 
 
 @dataclass(frozen=True, slots=True)
+class Keyless:
+    """A keyless rule made ready: whose certificate (``identity``) and the trust root its
+    certificate chain, SCT and transparency-log proof are checked against."""
+
+    identity: IdentityRule
+    trust: TrustRoot = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Verifier:
-    """A ``verify:`` rule with its keys read (the CLI reads them; see ``cli/verify.py``)."""
+    """A ``verify:`` rule with its keys (or its keyless identity and trust root) read; the CLI
+    reads them (``cli/verify.py``)."""
 
     rule: VerifyRule
-    keys: tuple[PublicKey, ...]
-    # keyless: the merger adds the identity rule and the trust root here (``keyless: ... | None``)
+    keys: tuple[PublicKey, ...] = ()
+    keyless: Keyless | None = None
 
     def accepts(self, record: Verified | None) -> bool:
         """Whether a lock's ``verified`` record was made under this rule (then it is not
-        verified again): its key is one of the rule's."""
-        return record is not None and record.key in {k.key_id for k in self.keys}
+        verified again): its key is one of the rule's, or its identity and issuer are the
+        rule's identity."""
+        if record is None:
+            return False
+        if self.keyless is not None:
+            return (
+                record.key is None and record.identity is not None and record.issuer is not None
+                and self.keyless.identity.matches(record.identity, record.issuer)
+            )
+        return record.key in {k.key_id for k in self.keys}
 
     def describe(self) -> str:
+        if self.keyless is not None:
+            return str(self.keyless.identity)
         return ", ".join(k.key_id for k in self.keys)
 
 
@@ -131,19 +158,41 @@ def check_candidate(candidate: Candidate, verifier: Verifier, digest: Digest) ->
     First who signed it (the signature over ``candidate.signed``), then what it says it signs
     (the payload's digest, or the bundle statement's subject, must be ``digest``)."""
     what = candidate.describe()
-    # keyless (Fulcio certificate + Rekor): one more branch here, before the keys, e.g.
-    #   if verifier.keyless is not None:
-    #       identity = verify_keyless(payload=candidate.payload, signature=candidate.signature,
-    #           certificate_pem=candidate.certificate_pem, chain_pem=candidate.chain_pem,
-    #           rekor=candidate.rekor_bundle, trust=verifier.trust, identity=verifier.keyless)
-    #       (or verify_bundle(...) when candidate.bundle is not None), then _claims(...) and
-    #       return Verified(candidate.manifest, identity=...)
+    if verifier.keyless is not None:
+        return _check_keyless(candidate, verifier.keyless, digest, what)
     signer = next((k for k in verifier.keys if k.verify(candidate.signature, candidate.signed)), None)
     if signer is None:
         keys = verifier.describe()
         raise SignatureError(what, f"the signature does not verify with {'the key' if len(verifier.keys) == 1 else 'any of the keys'} {keys}")
     _claims(candidate, digest, what)
     return Verified(candidate.manifest, signer.key_id)
+
+
+def _check_keyless(candidate: Candidate, keyless: Keyless, digest: Digest, what: str) -> Verified:
+    """A keyless signature: the Fulcio certificate (chained to the trust root, with its SCT),
+    its identity, the signature, and the transparency-log proof, all offline
+    (:mod:`imagevet.signature.keyless`); then what it signs must be ``digest``."""
+    from imagevet.signature.keyless import verify_bundle, verify_keyless
+
+    if candidate.bundle is not None:
+        if candidate.bundle.certificate_der is None:
+            raise SignatureError(what, "the bundle carries a public key, no certificate: not a keyless signature")
+        got = verify_bundle(
+            candidate.bundle.raw, artifact_digest=str(digest), trust=keyless.trust,
+            identity=keyless.identity, what=what,
+        )
+    else:
+        if candidate.certificate_pem is None:
+            raise SignatureError(what, "no certificate: not a keyless signature (signed with a key?)")
+        got = verify_keyless(
+            payload=candidate.payload, signature=candidate.signature,
+            certificate_pem=candidate.certificate_pem.encode(),
+            chain_pem=candidate.chain_pem.encode() if candidate.chain_pem is not None else None,
+            rekor=candidate.rekor_bundle.encode() if candidate.rekor_bundle is not None else None,
+            trust=keyless.trust, identity=keyless.identity, image_digest=str(digest), what=what,
+        )
+    _claims(candidate, digest, what)
+    return Verified(candidate.manifest, identity=got.subject, issuer=got.issuer)
 
 
 def _claims(candidate: Candidate, digest: Digest, what: str) -> None:

@@ -38,6 +38,7 @@ from imagevet.policy.model import (
     Approval,
     Audit,
     Entry,
+    KeylessRule,
     KeySource,
     Location,
     Mode,
@@ -433,6 +434,13 @@ class _Builder:
             span = self.located.span(path)
             return Location(self.located.path, span.line, span.column)
 
+        if model.identity is not None or model.identity_regexp is not None:
+            root = model.trust_root
+            return VerifyRule(location=at(where), keyless=KeylessRule(
+                model.identity, model.identity_regexp, model.issuer, model.issuer_regexp,
+                os.path.normpath(os.path.join(str(self.path.parent), root)) if root is not None else None,
+                at(where),
+            ))
         if model.key is not None:
             path = os.path.normpath(os.path.join(str(self.path.parent), model.key))
             source = KeySource(path=path, location=at((*where, "key")))

@@ -34,6 +34,7 @@ __all__ = [
     "Entry",
     "EntryKey",
     "KeySource",
+    "KeylessRule",
     "Location",
     "Mode",
     "NAMING_FIELDS",
@@ -171,14 +172,37 @@ class KeySource:
 
 
 @dataclass(frozen=True, slots=True)
-class VerifyRule:
-    """An entry's ``verify:``: each digest it mirrors needs a valid cosign signature by one of
-    ``keys`` (docs/verify.md)."""
+class KeylessRule:
+    """Whose keyless (Sigstore) signature is wanted: the Fulcio certificate's subject (its SAN:
+    an email or a URI) and OIDC issuer, each exact or a whole-value regular expression, checked
+    offline against ``trust_root`` (a ``trusted_root.json`` resolved from the policy file's
+    directory; None: Sigstore's public-good root as the ``sigstore`` package ships it)."""
 
-    keys: tuple[KeySource, ...]
+    subject: str | None = None
+    subject_pattern: str | None = None
+    issuer: str | None = None
+    issuer_pattern: str | None = None
+    trust_root: str | None = None
     location: Location | None = field(default=None, compare=False)
 
     def describe(self) -> str:
+        who = self.subject if self.subject is not None else f"/{self.subject_pattern}/"
+        by = self.issuer if self.issuer is not None else f"/{self.issuer_pattern}/"
+        return f"keyless {who} from {by}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRule:
+    """An entry's ``verify:``: each digest it mirrors needs a valid cosign signature by one of
+    ``keys``, or, with ``keyless``, a keyless signature by that identity (docs/verify.md)."""
+
+    keys: tuple[KeySource, ...] = ()
+    location: Location | None = field(default=None, compare=False)
+    keyless: KeylessRule | None = None
+
+    def describe(self) -> str:
+        if self.keyless is not None:
+            return self.keyless.describe()
         return "key " + ", ".join(k.describe() for k in self.keys)
 
 

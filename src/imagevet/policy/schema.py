@@ -382,16 +382,44 @@ def _key_path(value: str) -> str:
     return value
 
 
+def _whole_regexp(value: str) -> str:
+    if len(value) > 1024:
+        raise ValueError(f"a pattern of {len(value)} characters: at most 1024")
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression: {e}") from None
+    return value
+
+
 class VerifyModel(_Model):
-    """``verify:``: the cosign signature each selected digest must carry (docs/verify.md)."""
+    """``verify:``: the cosign signature each selected digest must carry (docs/verify.md): by a
+    key, or keyless by an identity."""
 
     key: Annotated[StrictStr, AfterValidator(_key_path)] | None = None
     key_env: Annotated[StrictStr, AfterValidator(_env_name)] | None = None
+    identity: NonEmpty | None = None
+    identity_regexp: Annotated[StrictStr, AfterValidator(_whole_regexp)] | None = None
+    issuer: NonEmpty | None = None
+    issuer_regexp: Annotated[StrictStr, AfterValidator(_whole_regexp)] | None = None
+    trust_root: Annotated[StrictStr, AfterValidator(_key_path)] | None = None
 
     @model_validator(mode="after")
     def _one_key(self) -> VerifyModel:
+        keyless = [self.identity, self.identity_regexp, self.issuer, self.issuer_regexp, self.trust_root]
+        if any(v is not None for v in keyless):
+            if self.key is not None or self.key_env is not None:
+                raise ValueError("a key (key, key_env) or a keyless identity (identity, issuer), not both")
+            if (self.identity is None) == (self.identity_regexp is None):
+                raise ValueError("keyless: give exactly one of identity or identity_regexp (the certificate's subject)")
+            if (self.issuer is None) == (self.issuer_regexp is None):
+                raise ValueError("keyless: give exactly one of issuer or issuer_regexp (the OIDC issuer)")
+            return self
         if (self.key is None) == (self.key_env is None):
-            raise ValueError("give exactly one of key (a PEM file) or key_env (a variable holding the PEM)")
+            raise ValueError(
+                "give exactly one of key (a PEM file) or key_env (a variable holding the PEM), "
+                "or a keyless identity and issuer"
+            )
         return self
 
 

@@ -66,7 +66,7 @@ def test_an_absolute_key_path_stays_and_no_verify_is_none() -> None:
     ("    verify: {key: a.pub, key_env: B}", "11:13", "give exactly one of key"),
     ("    verify: {}", "11:13", "give exactly one of key"),
     ("    verify: {key_env: 1BAD}", "11:23", "expected the name of an environment variable"),
-    ("    verify: {identity: me@example.org, issuer: https://accounts.example}", "11:14", "unknown key 'identity'"),
+    ("    verify: {identity: me@example.org}", "11:13", "exactly one of issuer or issuer_regexp"),
     ("    verify: {key: ' a.pub'}", "11:19", "invalid key file"),
     ("    verify: keys/cosign.pub", "11:13", "verify"),
 ])
