@@ -36,6 +36,7 @@ __all__ = [
     "Mode",
     "NAMING_FIELDS",
     "Policy",
+    "Sign",
     "TagRules",
     "Target",
     "backup_tag_pattern",
@@ -232,6 +233,19 @@ class Audit:
 
 
 @dataclass(frozen=True, slots=True)
+class Sign:
+    """``sign:``: where the organization's signing key comes from (the CLI reads it; the key
+    never appears in the policy).  Exactly one of ``key_file`` and ``key_env``."""
+
+    key_file: Path | None = None
+    """The PEM private key file (made absolute against the policy file's directory)."""
+    key_env: str | None = None
+    """The environment variable holding the PEM private key."""
+    password_env: str | None = None
+    """The environment variable holding the key's password, for an encrypted key."""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A loaded, valid policy file."""
 
@@ -240,6 +254,8 @@ class Policy:
     entries: tuple[Entry, ...]
     version: int = 1
     audit: Audit = field(default_factory=Audit)
+    sign: Sign | None = None
+    """The organization's signing key (``sign:``); None: mirrors are not signed."""
 
     @property
     def checkpoint_ref(self) -> Reference:

@@ -20,6 +20,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    model_validator,
 )
 
 from imagevet.digest import Digest
@@ -42,6 +43,7 @@ __all__ = [
     "HINTS",
     "PolicyModel",
     "SettingsModel",
+    "SignModel",
     "TagRulesModel",
     "TargetModel",
 ]
@@ -83,6 +85,10 @@ HINTS: dict[str, str] = {
     "policy.audit": "a mapping with checkpoint, public_key",
     "policy.audit.checkpoint": "a repository[:tag] for the ledger checkpoint, e.g. registry.example.com/acme/imagevet-audit:checkpoint",
     "policy.audit.public_key": "the public key printed by imagevet audit keygen: <name>+<8 hex>+<base64>",
+    "policy.sign": "a mapping with key (a PEM file) or key_env (a variable holding the PEM), and optionally password_env",
+    "policy.sign.key": "the organization's private key file (PEM), relative to the policy file, e.g. org.key",
+    "policy.sign.key_env": "the name of an environment variable holding the private key (PEM), e.g. IMAGEVET_SIGN_KEY",
+    "policy.sign.password_env": "the name of an environment variable holding the key's password",
 }
 
 
@@ -333,9 +339,36 @@ class AuditModel(_Model):
     public_key: Annotated[StrictStr, AfterValidator(_verifier_key)] | None = None
 
 
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z", re.ASCII)
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME_RE.match(value):
+        raise ValueError(f"{value[:60]!r} is not an environment variable name (letters, digits, '_')")
+    return value
+
+
+EnvName = Annotated[StrictStr, AfterValidator(_env_name)]
+
+
+class SignModel(_Model):
+    """``sign:``: the organization's key, which signs an attestation for every mirror."""
+
+    key: NonEmpty | None = None
+    key_env: EnvName | None = None
+    password_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SignModel:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key (a PEM file) or key_env (a variable holding the PEM)")
+        return self
+
+
 class PolicyModel(_Model):
     version: Literal[1]
     target: TargetModel
     defaults: SettingsModel | None = None
     images: list[EntryModel]
     audit: AuditModel | None = None
+    sign: SignModel | None = None
