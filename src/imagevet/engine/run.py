@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagevet.engine.copy import DEFAULT_JOBS, CopyProgress
 from imagevet.engine.observe import plan_policy
@@ -49,6 +49,10 @@ from imagevet.sync import (
     summarize_requests,
 )
 
+if TYPE_CHECKING:
+    from imagevet.engine.attest import AttestResult, Records
+    from imagevet.signature.keys import PrivateKey
+
 __all__ = ["PlannedRun", "RunOptions", "RunReport", "plan_run", "run_sync", "utc_now"]
 
 
@@ -70,6 +74,9 @@ class RunOptions:
     """Images copied at once."""
     budget_reserve: int = 0
     """Docker Hub pulls to leave unspent."""
+    sign_key: PrivateKey | None = None
+    """The organization's key (policy ``sign:``): each image copied or updated gets a signed
+    attestation (``imagevet.engine.attest``); None: nothing is signed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,8 @@ class RunReport:
     ledger_error: str | None = None
     errors: tuple[str, ...] = field(default=())
     """Every record error, in the order they happened."""
+    attestations: tuple[AttestResult, ...] = field(default=())
+    """The attestations signed (or found already there) for this run's copies (``sign:``)."""
 
     @property
     def plan(self) -> Plan:
@@ -202,6 +211,7 @@ async def run_sync(
     lock_problems: Sequence[EntryProblem] = (),
     lock_path: Path | None = None,
     summary_file: Path | None = None,
+    attest_records: Records | None = None,
 ) -> RunReport:
     """One whole sync: plan, apply, bring follow entries' lock along, record; see the module doc.
 
@@ -211,6 +221,9 @@ async def run_sync(
     pushed to ``target``.  ``lock_path``: where to write the new lock when it changed (None:
     not written; the caller has ``RunReport.lock``).  ``summary_file``: the run summary goes
     there (its directory followed as the user named it) instead of into ``state``.
+    With ``options.sign_key`` every image copied or updated is signed after the copies, over
+    the lock as this run writes it (``attest_records`` gives each predicate the lock's
+    signature and scan records); an image that cannot be signed is a failed outcome.
 
     Records are written in this order, each whatever happened to the one before: the run
     summary, the lock, the ledger.  A dry run records nothing and leaves the lock as it was.
@@ -232,6 +245,14 @@ async def run_sync(
         progress=progress, cache=state.manifests,
     )
     new_lock = follow_lock(policy, lock, applied, planned.observed)
+    attested: tuple[AttestResult, ...] = ()
+    if options.sign_key is not None:
+        from imagevet.engine.attest import sign_mirrors
+
+        applied, attested = await sign_mirrors(
+            policy, applied, target=target, key=options.sign_key, lock=new_lock, now=clock(),
+            records=attest_records, concurrency=options.images,
+        )
     report = SyncReport(
         planned.plan, applied.outcomes, problems, applied.seconds, summarize_requests(source, target)
     )
@@ -276,6 +297,7 @@ async def run_sync(
         report, new_lock, lock_changed=changed, summary_written=summary_error is None,
         lock_written=lock_written, recorded=recorded, summary_error=summary_error,
         lock_error=lock_error, ledger_error=ledger_error, errors=tuple(errors),
+        attestations=attested,
     )
 
 
