@@ -13,6 +13,7 @@ envelope and statement inside, requests made, exit codes and messages; and that
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from imagevet import mediatype
 from imagevet.digest import Digest
 from imagevet.engine.attest import verify_attestation
-from imagevet.manifest import RawManifest
+from imagevet.manifest import Descriptor, RawManifest
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.signature.dsse import pae
@@ -41,16 +42,23 @@ from tests.support.images import (
     make_image,
     make_multiarch,
 )
-from tests.support.pusher import get_blob, get_manifest_bytes, list_tags, push_image
-
-
-async def manifest_json(registry: Any, repo: str, ref: str) -> Any:
-    return json.loads((await get_manifest_bytes(registry, repo, ref))[0])
+from tests.support.pusher import (
+    get_blob,
+    get_manifest_bytes,
+    list_tags,
+    list_tags_sync,
+    push_image,
+    push_image_sync,
+)
 from tests.support.registry_process import RunningRegistry
 
 DSSE = "application/vnd.dsse.envelope.v1+json"
 OURS = "https://imagevet.dev/mirror/v1"
 PASSWORD = "correct horse battery staple"
+
+
+async def manifest_json(registry: Any, repo: str, ref: str) -> Any:
+    return json.loads((await get_manifest_bytes(registry, repo, ref))[0])
 
 
 def imagevet(*args: str, policy: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -158,7 +166,7 @@ async def test_sync_signs_each_copy_into_the_att_tag_keeps_upstream_layers_and_a
     summary = json.loads(done.stdout)
     assert summary["counts"] == {"copy": 2}
     assert all("attestation signed (tag sha256-" in a["message"] for a in summary["actions"]), summary["actions"]
-    lock_hash = __import__("hashlib").sha256((tmp_path / "imagevet.lock").read_bytes()).hexdigest()
+    lock_hash = hashlib.sha256((tmp_path / "imagevet.lock").read_bytes()).hexdigest()
 
     # app: an index; its digest is the subject; the upstream .att layer is kept, ours appended
     att = await manifest_json(target, "acme/app", cosign_tag(app.digest, "att"))
@@ -347,8 +355,6 @@ async def test_verify_refuses_a_wrong_key_a_tampered_envelope_and_another_digest
         doc["layers"] = [{**doc["layers"][-1], "digest": str(Digest.of(forged)), "size": len(forged)}]
         forged_att = RawManifest.from_bytes(json.dumps(doc).encode())
         repo_two = Reference.parse(f"{target.host}/acme/two")
-        from imagevet.manifest import Descriptor
-
         await push_blob_bytes(client, repo_two, Descriptor(DSSE, Digest.of(forged), len(forged)), forged)
         await client.put_manifest(repo_two.with_tag(cosign_tag(two.digest, "att")), forged_att)
         tampered = await verify_attestation(client, Reference.parse(f"{target.host}/acme/two:1"), public)
@@ -369,8 +375,6 @@ async def push_blob_bytes(client: RegistryClient, repo: Reference, desc: Any, da
 def test_a_key_problem_stops_sync_before_anything_is_copied(
     plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
-    from tests.support.pusher import push_image_sync
-
     push_image_sync(plain_registry, f"{unique_repo}/k", make_image(seed="attest-key"), "1")
     entries = f"  - source: {plain_registry.host}/{unique_repo}/k\n    name: k\n    tags: {{tags: ['1']}}\n"
     policy = write_policy(tmp_path, target.host, entries)
@@ -395,8 +399,6 @@ def test_a_key_problem_stops_sync_before_anything_is_copied(
         out = run.stdout + run.stderr
         assert "PRIVATE KEY" not in out and PASSWORD not in out and "not it" not in out
         assert pem.decode().splitlines()[1][:20] not in out
-    from tests.support.pusher import list_tags_sync
-
     assert list_tags_sync(target, "acme/k") == []  # nothing was copied
 
     ok = imagevet("sync", policy=policy, env={"ORG_KEY": pem.decode(), "ORG_KEY_PASSWORD": PASSWORD})
