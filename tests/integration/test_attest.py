@@ -238,9 +238,12 @@ async def test_an_update_signs_the_new_digest_and_the_referrers_api_is_used_wher
     assert referrer["subject"] == {"mediaType": mediatype.OCI_INDEX, "size": first.top.size, "digest": str(first.digest)}
     assert referrer["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
     assert [layer["mediaType"] for layer in referrer["layers"]] == [DSSE]
-    assert cosign_tag(first.digest, "att") not in fake_registry.tags["acme/web"]  # the API, not the tag
     envelope = json.loads(fake_registry._blob("acme/web", referrer["layers"][0]["digest"]))
     check_envelope(envelope, public)
+    # and the .att tag cosign verify-attestation reads, holding the same envelope
+    att = fake_registry.manifest("acme/web", cosign_tag(first.digest, "att")).json
+    assert [layer["digest"] for layer in att["layers"]] == [referrer["layers"][0]["digest"]]
+    assert att["layers"][0]["annotations"] == {"dev.cosignproject.cosign/signature": "", "predicateType": OURS}
 
     puts = fake_registry.count("PUT")
     noop = imagevet("sync", "--json", policy=policy)
@@ -258,7 +261,9 @@ async def test_an_update_signs_the_new_digest_and_the_referrers_api_is_used_wher
         check = await verify_attestation(client, Reference.parse(f"{fake_registry.host}/acme/web:1"), public)
         old = await verify_attestation(client, Reference.parse(f"{fake_registry.host}/acme/web@{first.digest}"), public)
     assert check.ok and check.digest == second.digest
-    assert check.latest is not None and check.latest.where.startswith("referrer sha256:")
+    assert check.latest is not None and check.latest.where == (
+        f"referrer {check.latest.referrers[0]}, tag {cosign_tag(second.digest, 'att')}"
+    )
     assert check.latest.predicate.source_digest == second.digest
     assert old.ok and old.latest is not None and old.latest.predicate.source_digest == first.digest
 
@@ -296,7 +301,8 @@ async def test_a_layout_target_holds_the_attestation_as_a_referrer(
     assert imagevet("lock", policy=policy).returncode == 0
     done = imagevet("sync", "--json", policy=policy)
     assert done.returncode == 0, done.stderr
-    assert "attestation signed (referrer sha256:" in json.loads(done.stdout)["actions"][0]["message"]
+    message = json.loads(done.stdout)["actions"][0]["message"]
+    assert "attestation signed (referrer sha256:" in message and f"tag {cosign_tag(image.digest, 'att')})" in message
     layout = tmp_path / "mirror" / "acme" / "lay"
     store = LayoutStore()
     try:
@@ -307,7 +313,7 @@ async def test_a_layout_target_holds_the_attestation_as_a_referrer(
     again = imagevet("sync", "--json", policy=policy)
     assert json.loads(again.stdout)["counts"] == {"noop": 1}
     index = json.loads((layout / "index.json").read_text())
-    assert len(index["manifests"]) == 2  # the image's tag and one referrer, nothing more
+    assert len(index["manifests"]) == 3  # the image's tag, one referrer, the .att tag: nothing more
 
 
 async def test_verify_refuses_a_wrong_key_a_tampered_envelope_and_another_digests_statement(

@@ -15,19 +15,21 @@ What is pushed, in cosign's formats (sigstore/cosign at d6d86c2, read for this m
   (``pkg/oci/remote/write.go``): ``artifactType`` ``application/vnd.in-toto+json`` at the top
   and on the config, the config the empty descriptor ``application/vnd.oci.empty.v1+json`` of
   ``{}``, the annotation ``org.opencontainers.image.created``;
-* otherwise the **``sha256-<hex>.att`` tag** that ``cosign verify-attestation`` reads
-  (``pkg/cosign/verify.go``: ``VerifyImageAttestations`` -> ``ociremote.AttestationTag``): an OCI
-  image manifest made the way go-containerregistry's ``mutate.Append`` makes cosign's
-  (``pkg/oci/mutate/signatures.go`` ``AppendSignatures`` on ``pkg/oci/empty``'s base): the layers
-  already there kept as they are (an upstream attestation copied along is never lost), ours
-  appended, and the config re-made with the new layer's diff ID (a static layer's diff ID is
-  its digest) and one more history entry.
+* and, on every target, the **``sha256-<hex>.att`` tag**, which is what ``cosign
+  verify-attestation --key`` reads (``pkg/cosign/verify.go``: ``VerifyImageAttestations`` ->
+  ``ociremote.AttestationTag``; its other path, ``GetBundles``, reads Sigstore bundles only, and
+  no cosign verify path reads an in-toto referrer): an OCI image manifest made the way
+  go-containerregistry's ``mutate.Append`` makes cosign's (``pkg/oci/mutate/signatures.go``
+  ``AppendSignatures`` on ``pkg/oci/empty``'s base): the layers already there kept as they
+  are (an upstream attestation copied along is never lost), ours appended, and the config
+  re-made with the new layer's diff ID (a static layer's diff ID is its digest) and one more
+  history entry.
 
 A mirror that already carries a valid attestation by the same key saying the same (all but its
-time) is not signed again (:meth:`MirrorPredicate.same_statement`).  Whether a registry has the
-referrers API is learned on the first push (the manifest with a subject is listed, or it is
-not: then it is deleted where the registry allows, and the ``.att`` tag is used) and
-remembered for the run.
+time) is not signed again (:meth:`MirrorPredicate.same_statement`); where one of its two
+places lacks it, only that place gets one.  Whether a registry has the referrers API is learned
+on the first push (the manifest with a subject is listed, or it is not: then it is deleted
+where the registry allows) and remembered for the run.
 
 Everything read back is hostile input: at most :data:`MAX_ATTESTATIONS` manifests, each layer
 at most :data:`~imagevet.signature.dsse.MAX_ENVELOPE_BYTES`, every failure a reason, never an
@@ -241,9 +243,21 @@ def att_manifest(
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    where: str
-    """``referrer sha256:...`` or ``tag sha256-<hex>.att``: where the envelope was found."""
+    """One DSSE envelope attached to a subject, and every place it was found."""
+
     envelope: bytes
+    referrers: tuple[Digest, ...] = ()
+    """The referrer manifests holding it."""
+    att_tag: str | None = None
+    """The ``sha256-<hex>.att`` tag holding it."""
+
+    @property
+    def where(self) -> str:
+        """``referrer sha256:..., tag sha256-<hex>.att``: where the envelope was found."""
+        places = [f"referrer {d}" for d in self.referrers]
+        if self.att_tag is not None:
+            places.append(f"tag {self.att_tag}")
+        return ", ".join(places)
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
@@ -279,7 +293,6 @@ def _dsse_layers(manifest: RawManifest) -> list[Descriptor]:
 async def _find(store: ImageStore, repo: Reference, subject: Digest) -> tuple[list[_Found], list[str]]:
     """Every DSSE envelope attached to ``subject`` (referrers, then the ``.att`` tag), and
     what could not be read."""
-    found: list[_Found] = []
     problems: list[str] = []
     manifests: list[tuple[str, Reference]] = []
     try:
@@ -294,6 +307,7 @@ async def _find(store: ImageStore, repo: Reference, subject: Digest) -> tuple[li
     if len(manifests) > MAX_ATTESTATIONS:
         problems.append(f"{len(manifests)} attestation manifests: only the first {MAX_ATTESTATIONS} were read")
         manifests = manifests[:MAX_ATTESTATIONS]
+    by_digest: dict[Digest, _Found] = {}
     for where, ref in manifests:
         try:
             manifest = await store.get_manifest(ref)
@@ -303,10 +317,19 @@ async def _find(store: ImageStore, repo: Reference, subject: Digest) -> tuple[li
             problems.append(f"{where}: {e}")
             continue
         for desc in _dsse_layers(manifest):
-            try:
-                found.append(_Found(where, await _read_blob(store, repo, desc, MAX_ENVELOPE_BYTES)))
-            except ImagevetError as e:
-                problems.append(f"{where}: layer {desc.digest}: {e}")
+            seen = by_digest.get(desc.digest)
+            if seen is None:
+                try:
+                    seen = _Found(await _read_blob(store, repo, desc, MAX_ENVELOPE_BYTES))
+                except ImagevetError as e:
+                    problems.append(f"{where}: layer {desc.digest}: {e}")
+                    continue
+            if ref.tag is not None:  # the .att tag
+                seen = replace(seen, att_tag=ref.tag)
+            elif ref.digest is not None:
+                seen = replace(seen, referrers=(*seen.referrers, ref.digest))
+            by_digest[desc.digest] = seen
+    found = list(by_digest.values())
     return found, problems
 
 
@@ -315,8 +338,11 @@ class Attestation:
     """One imagevet attestation that verified: where it is, the key, what it says."""
 
     where: str
+    """``referrer sha256:...``, ``tag sha256-<hex>.att``, or both (comma-separated)."""
     key_id: str
     statement: Statement
+    referrers: tuple[Digest, ...] = ()
+    att_tag: str | None = None
 
     @property
     def predicate(self) -> MirrorPredicate:
@@ -364,7 +390,7 @@ def _check(found: _Found, subject: Digest, keys: Sequence[PublicKey], what: str)
     if subject not in subjects:
         named = ", ".join(str(d) for d in subjects[:4])
         raise SignatureError(what, f"the statement is about {named}, not {subject}")
-    return Attestation(found.where, key.key_id, statement)
+    return Attestation(found.where, key.key_id, statement, found.referrers, found.att_tag)
 
 
 async def _checked(
@@ -418,7 +444,8 @@ class AttestResult:
     status: str
     """``signed`` (pushed now) or ``present`` (a valid one says the same already)."""
     where: str
-    """``referrer sha256:...`` or ``tag sha256-<hex>.att``."""
+    """``referrer sha256:..., tag sha256-<hex>.att`` (the referrer only where the target has
+    the referrers API)."""
 
     def to_json(self) -> dict[str, str]:
         return {"subject": str(self.subject), "status": self.status, "where": self.where}
@@ -454,39 +481,48 @@ class Attester:
         if mark in self._done:
             return self._done[mark]
         good, _ = await _checked(self.store, repo, subject, [self.key.public])
-        for attestation in good:
-            if attestation.predicate.same_statement(statement.predicate):
-                result = AttestResult(subject, "present", attestation.where)
-                self._done[mark] = result
-                return result
+        same = [a for a in good if a.predicate.same_statement(statement.predicate)]
+        registry = repo.registry or repo.name
+        want_referrer = registry not in self._no_referrers_api and not any(a.referrers for a in same)
+        want_tag = not any(a.att_tag for a in same)
+        if not want_referrer and not want_tag:
+            result = AttestResult(subject, "present", ", ".join(a.where for a in same))
+            self._done[mark] = result
+            return result
         envelope = sign_envelope(INTOTO_PAYLOAD_TYPE, statement.to_bytes(), self.key).to_json()
         layer = attestation_layer(envelope)
-        result = await self._push(repo, subject, envelope, layer, statement.predicate.time)
+        places: list[str] = []
+        if want_referrer:
+            pushed = await self._push_referrer(repo, subject, envelope, layer, statement.predicate.time)
+            if pushed is not None:
+                places.append(f"referrer {pushed}")
+        if want_tag:
+            places.append(await self._push_att(repo, subject, envelope, layer))
+        result = AttestResult(subject, "signed", ", ".join(places))
         self._done[mark] = result
         return result
 
-    async def _push(
+    async def _push_referrer(
         self, repo: Reference, subject: Digest, envelope: bytes, layer: Descriptor, created: datetime
-    ) -> AttestResult:
-        registry = repo.registry or repo.name
-        if registry not in self._no_referrers_api:
-            head = await self.store.head_manifest(repo.with_digest(subject))
-            if head is None:
-                raise SignatureError(f"{repo.name}@{subject}", "the mirrored image is not in the target")
-            await self._blob(repo, Descriptor(mediatype.OCI_EMPTY, Digest.of(EMPTY_CONFIG), len(EMPTY_CONFIG)), EMPTY_CONFIG)
-            await self._blob(repo, layer, envelope)
-            manifest = referrer_manifest(Descriptor(head.media_type, head.digest, head.size), layer, created)
-            await self.store.put_manifest(repo.with_digest(manifest.digest), manifest)
-            listed = await self.store.referrers(repo, subject, tag_schema=False)
-            if any(d.digest == manifest.digest for d in listed):
-                return AttestResult(subject, "signed", f"referrer {manifest.digest}")
-            # no referrers API: nothing finds this manifest; the .att tag is what cosign reads
-            self._no_referrers_api.add(registry)
-            with suppress(ImagevetError):
-                await self.store.delete_manifest(repo.with_digest(manifest.digest))
-        return await self._push_att(repo, subject, envelope, layer)
+    ) -> Digest | None:
+        """Push the referrer; its digest, or None when the registry turned out to have no
+        referrers API (then the manifest nothing lists is deleted where the registry allows)."""
+        head = await self.store.head_manifest(repo.with_digest(subject))
+        if head is None:
+            raise SignatureError(f"{repo.name}@{subject}", "the mirrored image is not in the target")
+        await self._blob(repo, Descriptor(mediatype.OCI_EMPTY, Digest.of(EMPTY_CONFIG), len(EMPTY_CONFIG)), EMPTY_CONFIG)
+        await self._blob(repo, layer, envelope)
+        manifest = referrer_manifest(Descriptor(head.media_type, head.digest, head.size), layer, created)
+        await self.store.put_manifest(repo.with_digest(manifest.digest), manifest)
+        listed = await self.store.referrers(repo, subject, tag_schema=False)
+        if any(d.digest == manifest.digest for d in listed):
+            return manifest.digest
+        self._no_referrers_api.add(repo.registry or repo.name)
+        with suppress(ImagevetError):
+            await self.store.delete_manifest(repo.with_digest(manifest.digest))
+        return None
 
-    async def _push_att(self, repo: Reference, subject: Digest, envelope: bytes, layer: Descriptor) -> AttestResult:
+    async def _push_att(self, repo: Reference, subject: Digest, envelope: bytes, layer: Descriptor) -> str:
         tag = subject.tag(ATT_SUFFIX)
         if tag is None:
             raise SignatureError(f"{repo.name}@{subject}", "the digest is too long for a .att tag")
@@ -502,7 +538,7 @@ class Attester:
         await self._blob(repo, config_desc, config_bytes)
         await self._blob(repo, layer, envelope)
         await self.store.put_manifest(tag_ref, manifest)
-        return AttestResult(subject, "signed", f"tag {tag}")
+        return f"tag {tag}"
 
     async def _config(self, repo: Reference, manifest: RawManifest) -> Mapping[str, Any] | None:
         """The existing ``.att`` config as JSON, or None when it cannot be read as one (then

@@ -109,3 +109,22 @@ async def test_nothing_attached_says_so(tmp_path: Path) -> None:
         assert check.to_json()["ok"] is False
     finally:
         await store.aclose()
+
+
+async def test_a_lost_att_tag_is_signed_again_and_the_referrer_is_not_duplicated(tmp_path: Path) -> None:
+    org = key()
+    ref = Reference.parse(f"oci:{tmp_path / 'app'}:1")
+    image = make_image(seed="attester-lost-att")
+    store = LayoutStore()
+    try:
+        await put_image(store, ref, image)
+        first = await Attester(store, org).attest(ref, image.digest, statement(ref, image.digest))
+        tag = image.digest.tag(".att")
+        assert tag is not None and first.where.endswith(f", tag {tag}")
+        await store.delete_manifest(ref.repo().with_tag(tag))  # e.g. an upstream .att copied over it
+        again = await Attester(store, org).attest(ref, image.digest, statement(ref, image.digest))
+        assert again.status == "signed" and again.where == f"tag {tag}"
+        assert len(referrer_entries(tmp_path / "app")) == 1
+        assert (await verify_attestation(store, ref, org.public)).ok
+    finally:
+        await store.aclose()
