@@ -464,6 +464,8 @@ class Attester:
         self._no_referrers_api: set[str] = set()
         self._done: dict[tuple[str, Digest, str], AttestResult] = {}
         self._busy: dict[tuple[str, Digest], asyncio.Lock] = {}
+        self._api_known: set[str] = set()
+        self._probing: dict[str, asyncio.Lock] = {}
 
     async def attest(self, repo: Reference, subject: Digest, statement: Statement) -> AttestResult:
         """Make sure the mirror ``repo@subject`` carries ``statement`` signed by the key.
@@ -493,7 +495,7 @@ class Attester:
         layer = attestation_layer(envelope)
         places: list[str] = []
         if want_referrer:
-            pushed = await self._push_referrer(repo, subject, envelope, layer, statement.predicate.time)
+            pushed = await self._referrer_once_known(repo, subject, envelope, layer, statement.predicate.time)
             if pushed is not None:
                 places.append(f"referrer {pushed}")
         if want_tag:
@@ -501,6 +503,22 @@ class Attester:
         result = AttestResult(subject, "signed", ", ".join(places))
         self._done[mark] = result
         return result
+
+    async def _referrer_once_known(
+        self, repo: Reference, subject: Digest, envelope: bytes, layer: Descriptor, created: datetime
+    ) -> Digest | None:
+        """Push the referrer; the first push to a registry goes alone (it learns whether the
+        registry has the referrers API: the images signed at the same time wait for it)."""
+        registry = repo.registry or repo.name
+        if registry in self._api_known:
+            return await self._push_referrer(repo, subject, envelope, layer, created)
+        async with self._probing.setdefault(registry, asyncio.Lock()):
+            if registry in self._no_referrers_api:
+                return None
+            pushed = await self._push_referrer(repo, subject, envelope, layer, created)
+            if pushed is not None:
+                self._api_known.add(registry)
+            return pushed
 
     async def _push_referrer(
         self, repo: Reference, subject: Digest, envelope: bytes, layer: Descriptor, created: datetime
