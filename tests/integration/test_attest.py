@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from imagevet import mediatype
 from imagevet.digest import Digest
 from imagevet.engine.attest import verify_attestation
+from imagevet.engine.resolve import resolve_lock
+from imagevet.engine.run import RunOptions, run_sync
+from imagevet.engine.state import FileStateStore
+from imagevet.lock import Lock, read_lock, write_lock
 from imagevet.manifest import Descriptor, RawManifest
+from imagevet.policy import load_policy
 from imagevet.reference import Reference
 from imagevet.registry import RegistryClient
 from imagevet.signature.dsse import pae
 from imagevet.signature.keys import PrivateKey, PublicKey, load_private_key, load_public_key
-from imagevet.store import LayoutStore
+from imagevet.store import LayoutStore, StoreRouter
 from tests.support.images import (
     Image,
     cosign_tag,
@@ -165,6 +171,7 @@ async def test_sync_signs_each_copy_into_the_att_tag_keeps_upstream_layers_and_a
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["counts"] == {"copy": 2}
+    assert summary["requests"]["DELETE manifest"] == 1  # one referrers-API probe per run, not one per image
     assert all("attestation signed (tag sha256-" in a["message"] for a in summary["actions"]), summary["actions"]
     lock_hash = hashlib.sha256((tmp_path / "imagevet.lock").read_bytes()).hexdigest()
 
@@ -436,3 +443,37 @@ async def test_a_signing_failure_fails_that_image_only_and_the_copy_stands(
     async with RegistryClient() as client:
         assert (await verify_attestation(client, Reference.parse(f"{target.host}/acme/good:1"), public)).ok
         assert not (await verify_attestation(client, Reference.parse(f"{target.host}/acme/bad:1"), public)).ok
+
+
+async def test_run_sync_signs_with_the_lock_records_and_reports_each_attestation(
+    plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
+) -> None:
+    image = make_image(seed="attest-records")
+    await push_image(plain_registry, f"{unique_repo}/rec", image, "5")
+    private, public, _ = org_key(tmp_path)
+    policy_path = write_policy(tmp_path, "mirror", (
+        f"  - source: {plain_registry.host}/{unique_repo}/rec\n    name: rec\n    tags: {{tags: ['5']}}\n"
+    ), sign="")
+    policy = load_policy(policy_path, env={})
+    asked: list[tuple[str, str | None]] = []
+
+    def records(entry: str, tag: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        asked.append((entry, tag))
+        return {"kind": "key", "key_id": "sha256:" + "e" * 64}, {"scanner": "trivy", "counts": {"critical": 0}}
+
+    state = FileStateStore(tmp_path / ".imagevet")
+    async with StoreRouter(RegistryClient()) as store:
+        resolution = await resolve_lock(store, policy, Lock(), now=datetime.now(UTC))
+        write_lock(policy_path.with_suffix(".lock"), resolution.lock)
+        lock = read_lock(policy_path.with_suffix(".lock"))
+        report = await run_sync(policy, lock, source=store, target=store, state=state,
+                                options=RunOptions(sign_key=private), attest_records=records,
+                                lock_path=policy_path.with_suffix(".lock"))
+        assert report.ok and asked == [("rec", "5")]
+        assert [(a.subject, a.status) for a in report.attestations] == [(image.digest, "signed")]
+        check = await verify_attestation(store, Reference.parse(f"oci:{tmp_path / 'mirror' / 'acme' / 'rec'}:5"), public)
+    assert check.ok and check.latest is not None
+    assert check.latest.predicate.signature == {"kind": "key", "key_id": "sha256:" + "e" * 64}
+    assert check.latest.predicate.scan == {"scanner": "trivy", "counts": {"critical": 0}}
+    assert check.latest.predicate.lock_sha256 == hashlib.sha256(policy_path.with_suffix(".lock").read_bytes()).hexdigest()
+    assert state.read_run_summary()["actions"][0]["message"].startswith("attestation signed (referrer sha256:")
