@@ -103,6 +103,8 @@ MAX_ATTESTATIONS = 32
 MAX_LAYERS = 64
 """Layers of one attestation manifest looked at (cosign refuses more than 1000 at all)."""
 MAX_CONFIG_BYTES = 1 << 20
+MAX_ATT_LAYERS = 1000
+"""cosign's ``maxLayers``: it refuses a ``.att`` image with more (``pkg/oci/mutate/signatures.go``)."""
 _ZERO_TIME = "0001-01-01T00:00:00Z"  # go's zero time.Time, as go-containerregistry writes it
 
 
@@ -196,14 +198,21 @@ def att_manifest(
 
     As ``mutate.Append`` on cosign's ``empty.Signatures()`` base: OCI manifest and config media
     types for a new tag; an existing tag keeps its media types, annotations and layers (each
-    descriptor as it was), its config's diff IDs and history, and gains ours.
+    descriptor as it was), its config's diff IDs and history, and gains ours.  SignatureError
+    (nothing written) for an existing tag that is not an image manifest, or that already has
+    cosign's maximum of layers.
     """
     doc: dict[str, Any] = {}
     layers: list[Any] = []
     config_type = mediatype.OCI_CONFIG
     manifest_type = mediatype.OCI_MANIFEST
     if existing is not None:
+        what = f"the .att manifest {existing.digest}"
+        if not mediatype.is_manifest(existing.media_type):
+            raise SignatureError(what, f"is a {existing.media_type[:100]}, not an image manifest: left as it is")
         doc = dict(existing.json)
+        if isinstance(doc.get("layers"), list) and len(doc["layers"]) >= MAX_ATT_LAYERS:
+            raise SignatureError(what, f"has {len(doc['layers'])} layers already (cosign reads at most {MAX_ATT_LAYERS})")
         raw_layers = doc.get("layers")
         layers = list(raw_layers) if isinstance(raw_layers, list) else []
         old_config = doc.get("config")
@@ -295,15 +304,15 @@ async def _find(store: ImageStore, repo: Reference, subject: Digest) -> tuple[li
     what could not be read."""
     problems: list[str] = []
     manifests: list[tuple[str, Reference]] = []
+    tag = subject.tag(ATT_SUFFIX)
+    if tag is not None:  # first: what cosign reads is read whatever else is attached
+        manifests.append((f"tag {tag}", repo.with_tag(tag)))
     try:
         for desc in await store.referrers(repo, subject):
             if desc.artifact_type in (None, "", INTOTO_PAYLOAD_TYPE) and mediatype.is_manifest(desc.media_type):
                 manifests.append((f"referrer {desc.digest}", repo.with_digest(desc.digest)))
     except ImagevetError as e:
         problems.append(f"referrers of {subject}: {e}")
-    tag = subject.tag(ATT_SUFFIX)
-    if tag is not None:
-        manifests.append((f"tag {tag}", repo.with_tag(tag)))
     if len(manifests) > MAX_ATTESTATIONS:
         problems.append(f"{len(manifests)} attestation manifests: only the first {MAX_ATTESTATIONS} were read")
         manifests = manifests[:MAX_ATTESTATIONS]

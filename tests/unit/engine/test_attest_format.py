@@ -140,3 +140,23 @@ def test_an_unreadable_upstream_config_still_keeps_the_layers_and_a_docker_manif
     assert doc["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
     assert [layer["digest"] for layer in doc["layers"]] == ["sha256:" + "d" * 64, ENVELOPE_DIGEST]
     assert json.loads(config)["rootfs"]["diff_ids"] == [ENVELOPE_DIGEST]
+
+
+def test_an_att_tag_that_is_not_an_image_manifest_or_is_full_is_left_alone() -> None:
+    import pytest
+
+    from imagevet.errors import SignatureError
+
+    index = RawManifest.from_bytes(json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [],
+    }).encode())
+    with pytest.raises(SignatureError, match="not an image manifest"):
+        att_manifest(index, None, attestation_layer(ENVELOPE))
+    layer = {"mediaType": "application/vnd.dsse.envelope.v1+json", "size": 5, "digest": "sha256:" + "d" * 64}
+    full = RawManifest.from_bytes(json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 10, "digest": "sha256:" + "c" * 64},
+        "layers": [layer] * 1000,
+    }).encode())
+    with pytest.raises(SignatureError, match="1000 layers already"):
+        att_manifest(full, None, attestation_layer(ENVELOPE))
