@@ -20,7 +20,10 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from imagevet.digest import Digest
+from imagevet.errors import SignatureError
 from imagevet.engine.attest import att_manifest, attestation_layer, referrer_manifest
 from imagevet.manifest import Descriptor, RawManifest
 
@@ -143,10 +146,6 @@ def test_an_unreadable_upstream_config_still_keeps_the_layers_and_a_docker_manif
 
 
 def test_an_att_tag_that_is_not_an_image_manifest_or_is_full_is_left_alone() -> None:
-    import pytest
-
-    from imagevet.errors import SignatureError
-
     index = RawManifest.from_bytes(json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [],
     }).encode())
