@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 import pytest
 
 from imagevet.digest import Digest
-from imagevet.errors import SignatureError
 from imagevet.engine.attest import att_manifest, attestation_layer, referrer_manifest
+from imagevet.errors import SignatureError
 from imagevet.manifest import Descriptor, RawManifest
 
 ENVELOPE = b'{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}'
