@@ -444,6 +444,26 @@ async def test_a_signing_failure_fails_that_image_only_and_the_copy_stands(
         assert (await verify_attestation(client, Reference.parse(f"{target.host}/acme/good:1"), public)).ok
         assert not (await verify_attestation(client, Reference.parse(f"{target.host}/acme/bad:1"), public)).ok
 
+    # the next run: both are up to date; the one left unsigned is signed now, the other is not touched
+    proxy.clear()
+    good_att = await manifest_json(target, "acme/good", cosign_tag(good.digest, "att"))
+    again = imagevet("sync", "--json", policy=policy)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    assert second["counts"] == {"noop": 2}
+    by_name = {a["target"].rsplit("/", 1)[-1].split(":")[0]: a for a in second["actions"]}
+    assert "attestation signed (tag sha256-" in by_name["bad"]["message"]
+    assert "for the last run's copy" in by_name["bad"]["message"]
+    assert "attestation" not in by_name["good"]["message"]
+    assert await manifest_json(target, "acme/good", cosign_tag(good.digest, "att")) == good_att
+    async with RegistryClient() as client:
+        fixed = await verify_attestation(client, Reference.parse(f"{target.host}/acme/bad:1"), public)
+    assert fixed.ok and fixed.latest is not None and fixed.latest.predicate.source_digest == bad.digest
+
+    # and a third run is a plain no-op: no write
+    third = json.loads(imagevet("sync", "--json", policy=policy).stdout)
+    assert not [k for k in third["requests"] if k.split()[0] in ("PUT", "POST", "PATCH", "DELETE")]
+
 
 async def test_run_sync_signs_with_the_lock_records_and_reports_each_attestation(
     plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path

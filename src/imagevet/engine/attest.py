@@ -52,7 +52,7 @@ from imagevet.digest import Digest
 from imagevet.errors import ImagevetError, NotFoundError, SignatureError
 from imagevet.lock import Lock, render_lock
 from imagevet.manifest import Descriptor, ManifestFormatError, RawManifest
-from imagevet.plan import Copy, Update
+from imagevet.plan import Copy, Noop, Update
 from imagevet.policy import Policy
 from imagevet.reference import Reference
 from imagevet.signature.dsse import (
@@ -89,6 +89,7 @@ __all__ = [
     "mirror_statement",
     "referrer_manifest",
     "sign_mirrors",
+    "unsigned_last_run",
     "verify_attestation",
 ]
 
@@ -590,6 +591,34 @@ def _statement_key(statement: Statement) -> str:
     return json.dumps([statement.subject_name, doc], sort_keys=True)
 
 
+NOT_SIGNED = "copied, but not signed: "
+"""How an image's outcome message starts when its copy stood and its signing failed."""
+
+
+def unsigned_last_run(summary: Mapping[str, Any] | None) -> dict[tuple[str, Digest], Digest]:
+    """From a run summary (``last-sync.json``): the images it copied but could not sign, as
+    ``(target reference, mirrored digest) -> source digest``, for the next run to sign even
+    when they are then up to date.  Anything malformed is skipped (it is our own file, but
+    a file)."""
+    out: dict[tuple[str, Digest], Digest] = {}
+    actions = summary.get("actions") if isinstance(summary, Mapping) else None
+    for item in actions if isinstance(actions, list) else []:
+        if not isinstance(item, dict) or item.get("status") != "failed":
+            continue
+        message, copy, target = item.get("message"), item.get("copy"), item.get("target")
+        if not (isinstance(message, str) and message.startswith(NOT_SIGNED)):
+            continue
+        if not isinstance(copy, dict) or not isinstance(target, str):
+            continue
+        try:
+            mirrored = Digest.parse(str(copy.get("digest")))
+            source = Digest.parse(str(copy.get("source_digest")))
+        except ImagevetError:
+            continue
+        out[(target, mirrored)] = source
+    return out
+
+
 async def sign_mirrors(
     policy: Policy,
     report: SyncReport,
@@ -600,6 +629,7 @@ async def sign_mirrors(
     now: datetime,
     records: Records | None = None,
     concurrency: int = 4,
+    retry: Mapping[tuple[str, Digest], Digest] | None = None,
 ) -> tuple[SyncReport, tuple[AttestResult, ...]]:
     """Sign every image this run copied or updated; the report with each outcome saying so.
 
@@ -607,7 +637,9 @@ async def sign_mirrors(
     subject is the digest the target now holds (``CopyResult.digest``); ``lock`` is the lock
     as the run writes it (its hash goes in the predicate).  An image that cannot be signed
     becomes ``failed`` with ``copied, but not signed: <why>`` (the copy stands; the run is not
-    ok); the others are unaffected.
+    ok); the others are unaffected.  ``retry`` (:func:`unsigned_last_run` of the last run):
+    an image the last run copied but could not sign is signed now even when it is up to date
+    (a no-op otherwise signs nothing).
     """
     attester = Attester(target, key)
     lock_hash = lock_sha256(lock)
@@ -615,10 +647,7 @@ async def sign_mirrors(
     results: dict[int, AttestResult] = {}
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(i: int, outcome: ActionOutcome) -> None:
-        action = outcome.action
-        assert isinstance(action, Copy | Update) and outcome.result is not None
-        mirrored = outcome.result.digest
+    async def one(i: int, outcome: ActionOutcome, action: Copy | Update, mirrored: Digest, retried: bool) -> None:
         async with gate:
             try:
                 signature, scan = records(action.entry, action.target.tag) if records else (None, None)
@@ -627,20 +656,34 @@ async def sign_mirrors(
                 )
                 result = await attester.attest(action.target, mirrored, statement)
             except ImagevetError as e:
-                outcomes[i] = replace(outcome, status="failed", message=f"copied, but not signed: {e}", error=e)
+                outcomes[i] = replace(outcome, status="failed", message=f"{NOT_SIGNED}{e}", error=e)
                 return
             except Exception as e:  # a bug must not abort the run before its records are written
                 outcomes[i] = replace(
-                    outcome, status="failed", message=f"copied, but not signed: unexpected {type(e).__name__}: {e}"
+                    outcome, status="failed", message=f"{NOT_SIGNED}unexpected {type(e).__name__}: {e}"
                 )
                 return
         results[i] = result
         note = f"attestation {result.status} ({result.where})"
+        if retried:
+            note += " for the last run's copy"
         outcomes[i] = replace(outcome, message=f"{outcome.message}; {note}" if outcome.message else note)
 
-    await asyncio.gather(*(
-        one(i, o) for i, o in enumerate(outcomes)
-        if o.status == "done" and isinstance(o.action, Copy | Update) and o.result is not None
-    ))
+    jobs = []
+    for i, o in enumerate(outcomes):
+        act = o.action
+        if o.status == "done" and isinstance(act, Copy | Update) and o.result is not None:
+            jobs.append(one(i, o, act, o.result.digest, False))
+        elif isinstance(act, Noop) and retry and (str(act.target), act.digest) in retry:
+            try:
+                entry = policy.entry(act.entry)
+            except KeyError:
+                continue
+            source_digest = retry[(str(act.target), act.digest)]
+            copy = Copy(act.entry, entry.source.with_tag(act.target.tag).with_digest(source_digest)
+                        if act.target.tag else entry.source.with_digest(source_digest),
+                        act.target, source_digest)
+            jobs.append(one(i, o, copy, act.digest, True))
+    await asyncio.gather(*jobs)
     signed = replace(report, outcomes=tuple(outcomes))
     return signed, tuple(results[i] for i in sorted(results))

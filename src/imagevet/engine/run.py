@@ -223,7 +223,8 @@ async def run_sync(
     there (its directory followed as the user named it) instead of into ``state``.
     With ``options.sign_key`` every image copied or updated is signed after the copies, over
     the lock as this run writes it (``attest_records`` gives each predicate the lock's
-    signature and scan records); an image that cannot be signed is a failed outcome.
+    signature and scan records); an image that cannot be signed is a failed outcome, and the
+    next run signs it even when it is then up to date (from ``state``'s run summary).
 
     Records are written in this order, each whatever happened to the one before: the run
     summary, the lock, the ledger.  A dry run records nothing and leaves the lock as it was.
@@ -247,11 +248,15 @@ async def run_sync(
     new_lock = follow_lock(policy, lock, applied, planned.observed)
     attested: tuple[AttestResult, ...] = ()
     if options.sign_key is not None:
-        from imagevet.engine.attest import sign_mirrors
+        from imagevet.engine.attest import sign_mirrors, unsigned_last_run
 
+        try:  # what the last run copied but could not sign is signed now, even if up to date
+            last = await asyncio.to_thread(state.read_run_summary)
+        except ImagevetError:
+            last = None
         applied, attested = await sign_mirrors(
             policy, applied, target=target, key=options.sign_key, lock=new_lock, now=clock(),
-            records=attest_records, concurrency=options.images,
+            records=attest_records, concurrency=options.images, retry=unsigned_last_run(last),
         )
     report = SyncReport(
         planned.plan, applied.outcomes, problems, applied.seconds, summarize_requests(source, target)

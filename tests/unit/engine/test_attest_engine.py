@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from imagevet.digest import Digest
-from imagevet.engine.attest import Attester, verify_attestation
+from imagevet.engine.attest import Attester, unsigned_last_run, verify_attestation
 from imagevet.reference import Reference
 from imagevet.signature.intoto import MirrorPredicate, Statement
 from imagevet.signature.keys import PrivateKey, load_private_key
@@ -128,3 +128,19 @@ async def test_a_lost_att_tag_is_signed_again_and_the_referrer_is_not_duplicated
         assert (await verify_attestation(store, ref, org.public)).ok
     finally:
         await store.aclose()
+
+
+def test_the_last_runs_unsigned_copies_are_read_from_its_summary_and_nothing_else() -> None:
+    mirrored, source = Digest.parse("sha256:" + "1" * 64), Digest.parse("sha256:" + "2" * 64)
+    good = {"status": "failed", "message": "copied, but not signed: HTTP 403", "target": "r.example/acme/app:1",
+            "copy": {"digest": str(mirrored), "source_digest": str(source)}}
+    summary = {"actions": [
+        good,
+        {**good, "status": "done"},  # signed fine
+        {**good, "message": "copy r -> t: HTTP 500", "target": "r.example/acme/other:1"},  # the copy failed
+        {**good, "target": 7},
+        {**good, "copy": {"digest": "sha256:zz", "source_digest": str(source)}},
+        "junk",
+    ]}
+    assert unsigned_last_run(summary) == {("r.example/acme/app:1", mirrored): source}
+    assert unsigned_last_run(None) == {} and unsigned_last_run({"actions": "x"}) == {}
