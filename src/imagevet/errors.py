@@ -359,6 +359,25 @@ class SignatureError(ImagevetError):
         super().__init__(f"{what}: {reason}")
 
 
+class EvidenceError(ImagevetError):
+    """An evidence file (``imagevet.evidence/sha256-<hex>.json``) is missing, damaged or does
+    not match the digest the lock names: ``what`` names the file, ``reason`` says what is wrong."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
+
+
+class ScanError(ImagevetError):
+    """A vulnerability scanner could not give a verdict: it failed, timed out, or its output is
+    not a Trivy or Grype JSON report.  ``reason`` is already escaped and cut."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 class HubError(ImagevetError):
     """The Docker Hub management API answered with an error (``message`` is already scrubbed).
 

@@ -19,6 +19,10 @@ Format: YAML written by this module, never by a generic dumper::
               "linux/arm64": "sha256:…"
             referrers: []
             resolved_at: "2026-05-01T10:00:00Z"
+            approval:       # only for a tag `imagevet approve` moved
+              by: "Alice <alice@acme.example>"
+              reason: "CVE-2026-1234 fixed upstream"
+              at: "2026-05-02T09:00:00Z"
         digests:            # only when the policy lists explicit digests
           "sha256:…":
             media_type: …
@@ -55,10 +59,28 @@ as it did, and ``imagevet lock`` fills it in once, with one manifest GET for eac
 (:meth:`LockedImage.lacks_manifests`).  When present it names every platform of ``platforms``,
 nothing else.
 
+``evidence`` (optional) is the digest of the evidence file kept beside the lock for that digest
+(``imagevet.evidence/sha256-<hex>.json``, see :mod:`imagevet.evidence` and docs/evidence.md):
+the SBOMs, attestations and signatures found upstream and the scan.  It is written only when
+there is evidence, so a record without it renders as it always did.
+
+``verified`` (only for an entry with a ``verify:`` rule, so other locks read and render as they
+always did) names the cosign signature that verified the digest when ``imagevet lock`` resolved
+it: ``signature`` (the signature manifest's digest) and ``key`` (the key's id), or, for a keyless
+signature, ``identity`` and ``issuer`` (the Fulcio certificate's subject and OIDC issuer); see
+docs/verify.md.
+
 ``resolved_at`` is when the tag was first seen at that digest.  :func:`carry_resolved_at` keeps
 the old time of every tag whose digest did not change, so re-locking with no upstream change
 rewrites identical bytes.  :func:`write_lock` replaces the file atomically (temporary file in the
 same directory, fsync, rename).
+
+``approval`` (optional, tags only) says who moved a tag to its digest with ``imagevet approve``,
+why and when (:class:`TagApproval`).  A record without it renders exactly as before, so a lock
+with no approval is byte-identical to one written before the field existed.  It belongs to the
+tag at that digest: :func:`carry_resolved_at` keeps it while the tag stays at the same digest,
+a re-pointed tag loses it, and :meth:`LockEntry.find_digest` (which may find another tag's
+record of the same digest) returns records without it, so it is never copied to another tag.
 """
 
 from __future__ import annotations
@@ -106,7 +128,9 @@ __all__ = [
     "LockEntry",
     "LockRecordError",
     "LockedImage",
+    "TagApproval",
     "UnreadableEntry",
+    "Verified",
     "carry_resolved_at",
     "check_media_type",
     "check_platform",
@@ -199,6 +223,81 @@ def lock_path_for(policy_path: Path) -> Path:
     return policy_path.with_suffix(".lock")
 
 
+APPROVAL_BY_MAX = 256
+"""Longest ``approval.by`` a record holds (characters)."""
+APPROVAL_REASON_MAX = 4096
+"""Longest ``approval.reason`` a record holds (characters)."""
+
+
+def _check_approval_text(name: str, value: str, limit: int) -> str:
+    if not value.strip():
+        raise LockRecordError(f"approval {name}: must not be empty")
+    if len(value) > limit:
+        raise LockRecordError(f"approval {name}: {len(value)} characters, at most {limit}")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise LockRecordError(f"approval {name}: not valid Unicode text (a lone surrogate)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TagApproval:
+    """Who moved a tag to its digest with ``imagevet approve``, why and when (UTC, whole seconds).
+
+    ``by`` and ``reason`` are any text (written escaped, one line each), not empty, at most
+    :data:`APPROVAL_BY_MAX` and :data:`APPROVAL_REASON_MAX` characters."""
+
+    by: str
+    reason: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError("approval at must be timezone-aware")
+        _check_approval_text("by", self.by, APPROVAL_BY_MAX)
+        _check_approval_text("reason", self.reason, APPROVAL_REASON_MAX)
+        object.__setattr__(self, "at", self.at.astimezone(UTC).replace(microsecond=0))
+
+
+VERIFIED_TEXT_MAX = 1024
+"""Longest keyless ``identity`` or ``issuer`` a verified record holds (characters)."""
+
+
+def _check_verified_text(name: str, value: str) -> str:
+    if not value or len(value) > VERIFIED_TEXT_MAX or not value.isprintable():
+        raise LockRecordError(
+            f"verified {name}: printable text of 1 to {VERIFIED_TEXT_MAX} characters, got {value[:80]!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """Which signature verified a digest (the digest of the cosign signature manifest holding
+    it) and whose key it carries (``sha256:`` of the key's DER SubjectPublicKeyInfo); written
+    as the record's ``verified`` mapping, only for entries with a ``verify:`` rule."""
+
+    signature: Digest
+    key: str | None = None
+    identity: str | None = None
+    """For a keyless signature (``key`` None): the Fulcio certificate's subject..."""
+    issuer: str | None = None
+    """...and its OIDC issuer."""
+
+    def __post_init__(self) -> None:
+        if self.key is not None:
+            if self.identity is not None or self.issuer is not None:
+                raise LockRecordError("a verified record names a key or a keyless identity, not both")
+            try:
+                Digest.parse(self.key)
+            except ValueError:
+                raise LockRecordError(f"invalid key id {self.key[:80]!r}: expected sha256:<64 hex>") from None
+            return
+        for name, value in (("identity", self.identity), ("issuer", self.issuer)):
+            if value is None:
+                raise LockRecordError(f"a verified record needs a key, or an identity and an issuer (no {name})")
+            _check_verified_text(name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class LockedImage:
     """What one tag (or explicit digest) resolved to upstream."""
@@ -216,6 +315,13 @@ class LockedImage:
     """``(platform, digest)`` of each platform manifest of an index, sorted by platform: empty,
     or one for each of ``platforms`` (see :meth:`RawManifest.platform_manifests`).  Empty for an index when it was
     not recorded (see :attr:`lacks_manifests`)."""
+    approval: TagApproval | None = None
+    """Who moved the tag to ``digest`` with ``imagevet approve`` (tags only; None: not recorded)."""
+    evidence: Digest | None = None
+    """The digest of the evidence file kept for this digest (None: no evidence recorded)."""
+    verified: Verified | None = None
+    """The signature that verified this digest under the entry's ``verify:`` rule (None: not
+    verified, or no rule)."""
 
     def __post_init__(self) -> None:
         """Check every value as the reader does (LockRecordError), then normalise the order."""
@@ -277,6 +383,8 @@ class LockEntry:
         for d, image in self.digests.items():
             if image.digest != d:
                 raise ValueError(f"digests[{d}] holds {image.digest}")
+            if image.approval is not None:
+                raise LockRecordError(f"digests[{d}]: an explicit digest carries no approval record")
 
     @property
     def key(self) -> EntryKey:
@@ -286,7 +394,9 @@ class LockEntry:
         """A record of ``digest`` under any tag or explicit digest (to reuse its platforms)."""
         if digest in self.digests:
             return self.digests[digest]
-        return next((i for i in self.tags.values() if i.digest == digest), None)
+        found = next((i for i in self.tags.values() if i.digest == digest), None)
+        # an approval belongs to its own tag: never handed on to another tag of the same digest
+        return replace(found, approval=None) if found is not None and found.approval else found
 
 
 def _key_text(key: EntryKey) -> tuple[str, str]:
@@ -357,7 +467,8 @@ class Lock:
 
 
 def carry_resolved_at(new: Lock, old: Lock) -> Lock:
-    """``new`` with the ``resolved_at`` of ``old`` for every tag or digest still at the same digest."""
+    """``new`` with the ``resolved_at`` of ``old`` for every tag or digest still at the same digest
+    (and, for a tag, its ``approval`` record when ``new`` has none)."""
     entries = []
     for entry in new.entries:
         before = old.entry(entry.key)
@@ -367,7 +478,9 @@ def carry_resolved_at(new: Lock, old: Lock) -> Lock:
 
         def keep(image: LockedImage, previous: LockedImage | None) -> LockedImage:
             if previous is not None and previous.digest == image.digest:
-                return replace(image, resolved_at=previous.resolved_at)
+                # the tag's approval stays with it while it stays at the approved digest
+                approval = image.approval or previous.approval
+                return replace(image, resolved_at=previous.resolved_at, approval=approval)
             return image
 
         tags = {t: keep(i, before.tags.get(t)) for t, i in entry.tags.items()}
@@ -467,10 +580,25 @@ def _image_lines(image: LockedImage, indent: str, *, with_digest: bool) -> list[
             lines.extend(f"{indent}  - {_q(v)}" for v in values)
         else:
             lines.append(f"{indent}{name}: []")
+        if name == "referrers" and image.evidence is not None:  # only when recorded
+            lines.append(f"{indent}evidence: {_q(str(image.evidence))}")
         if name == "platforms" and image.manifests:  # only when recorded: old locks stay as they are
             lines.append(f"{indent}manifests:")
             lines.extend(f"{indent}  {_q(p)}: {_q(str(d))}" for p, d in image.manifests)
+    if image.verified is not None:  # only with a verify: rule: other locks stay as they are
+        lines.append(f"{indent}verified:")
+        lines.append(f"{indent}  signature: {_q(str(image.verified.signature))}")
+        if image.verified.key is not None:
+            lines.append(f"{indent}  key: {_q(image.verified.key)}")
+        else:  # keyless: whose certificate signed it
+            lines.append(f"{indent}  identity: {_q(image.verified.identity or '')}")
+            lines.append(f"{indent}  issuer: {_q(image.verified.issuer or '')}")
     lines.append(f"{indent}resolved_at: {_q(image.resolved_at.strftime(_TIME_FORMAT))}")
+    if image.approval is not None:  # only when recorded: a lock without approvals stays as it was
+        lines.append(f"{indent}approval:")
+        lines.append(f"{indent}  by: {_q(image.approval.by)}")
+        lines.append(f"{indent}  reason: {_q(image.approval.reason)}")
+        lines.append(f"{indent}  at: {_q(image.approval.at.strftime(_TIME_FORMAT))}")
     return lines
 
 
@@ -550,11 +678,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _verified_text(name: str) -> Any:
+    def check(value: str) -> str:
+        try:
+            return _check_verified_text(name, value)
+        except LockRecordError as e:
+            raise ValueError(str(e)) from None
+
+    return AfterValidator(check)
+
+
+class _VerifiedRecord(_Model):
+    signature: DigestText
+    key: DigestText | None = None
+    identity: Annotated[StrictStr, _verified_text("identity")] | None = None
+    issuer: Annotated[StrictStr, _verified_text("issuer")] | None = None
+
+    @model_validator(mode="after")
+    def _key_or_identity(self) -> _VerifiedRecord:
+        if self.key is not None and (self.identity is not None or self.issuer is not None):
+            raise ValueError("a key or a keyless identity and issuer, not both")
+        if self.key is None and (self.identity is None or self.issuer is None):
+            raise ValueError("a key, or a keyless identity and issuer")
+        return self
+
+
 class _DigestRecord(_Model):
     media_type: _MediaType
     platforms: list[_Platform] = []
     manifests: dict[_Platform, DigestText] = {}
     referrers: list[DigestText] = []
+    evidence: DigestText | None = None
+    verified: _VerifiedRecord | None = None
     resolved_at: _Time
 
     @model_validator(mode="after")
@@ -566,8 +721,25 @@ class _DigestRecord(_Model):
         return self
 
 
+def _approval_text(limit: int, name: str) -> Any:
+    def run(value: str) -> str:
+        try:
+            return _check_approval_text(name, value, limit)
+        except LockRecordError as e:
+            raise ValueError(str(e)) from None
+
+    return AfterValidator(run)
+
+
+class _ApprovalRecord(_Model):
+    by: Annotated[StrictStr, _approval_text(APPROVAL_BY_MAX, "by")]
+    reason: Annotated[StrictStr, _approval_text(APPROVAL_REASON_MAX, "reason")]
+    at: _Time
+
+
 class _TagRecord(_DigestRecord):
     digest: DigestText
+    approval: _ApprovalRecord | None = None
 
 
 class _EntryModel(_Model):
@@ -592,12 +764,13 @@ class _FileModel(_Model):
 _HINTS = {
     "policy.version": str(LOCK_VERSION),
     "policy.images": "a list of {source, target, tags, digests}",
-    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, resolved_at}",
-    "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, resolved_at}",
+    "tags": "a mapping of tag: {digest, media_type, platforms, manifests, referrers, evidence, verified, resolved_at, approval}",
+    "digests": "a mapping of digest: {media_type, platforms, manifests, referrers, evidence, verified, resolved_at}",
 }
 
 
 def _image(record: _DigestRecord, digest: str) -> LockedImage:
+    approval = record.approval if isinstance(record, _TagRecord) else None
     return LockedImage(
         digest=Digest.parse(digest),
         media_type=record.media_type,
@@ -605,6 +778,22 @@ def _image(record: _DigestRecord, digest: str) -> LockedImage:
         referrers=tuple(Digest.parse(r) for r in record.referrers),
         manifests=tuple((p, Digest.parse(d)) for p, d in record.manifests.items()),
         resolved_at=datetime.strptime(record.resolved_at, _TIME_FORMAT).replace(tzinfo=UTC),
+        approval=(
+            TagApproval(
+                approval.by, approval.reason,
+                datetime.strptime(approval.at, _TIME_FORMAT).replace(tzinfo=UTC),
+            )
+            if approval is not None
+            else None
+        ),
+        evidence=Digest.parse(record.evidence) if record.evidence is not None else None,
+        verified=(
+            Verified(
+                Digest.parse(record.verified.signature), record.verified.key,
+                record.verified.identity, record.verified.issuer,
+            )
+            if record.verified is not None else None
+        ),
     )
 
 
@@ -955,16 +1144,25 @@ class LockDiff:
     """Those of ``unchanged`` whose record gained (or changed) its platform manifests' digests:
     nothing moved upstream, but the lock should be written again (``imagevet lock`` does,
     ``--check`` does not fail on it)."""
+    evidence_changed: tuple[LockChange, ...] = ()
+    """Same digest and referrers, other evidence (a new scan, evidence recorded for the first
+    time): the approval's record changed."""
+    verified: tuple[LockChange, ...] = ()
+    """Those of ``unchanged`` whose ``verified`` record was added or changed (a signature
+    verified under the entry's ``verify:`` rule): written, never a ``--check`` failure."""
 
     @property
     def has_changes(self) -> bool:
         """Whether the lock's content changed (``imagevet lock --check`` fails on it)."""
-        return bool(self.added or self.removed or self.repointed or self.referrers_changed)
+        return bool(
+            self.added or self.removed or self.repointed or self.referrers_changed
+            or self.evidence_changed
+        )
 
     @property
     def needs_write(self) -> bool:
         """Whether the new lock says more than the old one (changes, or records completed)."""
-        return self.has_changes or bool(self.completed)
+        return self.has_changes or bool(self.completed) or bool(self.verified)
 
     def render(self) -> str:
         """A human summary: per entry, ``+`` added, ``-`` removed, ``~`` re-pointed, ``*`` referrers."""
@@ -973,6 +1171,7 @@ class LockDiff:
             ("+", self.added),
             ("~", self.repointed),
             ("*", self.referrers_changed),
+            ("!", self.evidence_changed),
             ("-", self.removed),
         ]
         for order, (mark, changes) in enumerate(marks):
@@ -981,6 +1180,8 @@ class LockDiff:
                     text = f"  + {c.name}  {_short(c.new)}"
                 elif mark == "-":
                     text = f"  - {c.name}  {_short(c.old)}"
+                elif mark == "!":
+                    text = f"  ! {c.name}  {_short(c.new)}  evidence changed"
                 elif mark == "~":
                     text = (
                         f"  ~ {c.name}  {_short(c.old)} -> {_short(c.new)}  (re-pointed upstream)"
@@ -999,6 +1200,8 @@ class LockDiff:
             f"{len(self.added)} added, {len(self.removed)} removed, {len(self.repointed)} re-pointed, "
             f"{len(self.referrers_changed)} with new referrers, {len(self.unchanged)} unchanged"
         )
+        if self.evidence_changed:
+            summary += f", {len(self.evidence_changed)} with new evidence"
         if not self.has_changes:
             more = (
                 f", {len(self.completed)} given their platform manifests' digests"
@@ -1016,6 +1219,7 @@ class LockDiff:
             "referrers_changed": [c.to_json() for c in self.referrers_changed],
             "unchanged": len(self.unchanged),
             "completed": len(self.completed),
+            "evidence_changed": [c.to_json() for c in self.evidence_changed],
         }
 
 
@@ -1038,6 +1242,8 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
     referrers: list[LockChange] = []
     unchanged: list[LockChange] = []
     completed: list[LockChange] = []
+    evidence: list[LockChange] = []
+    verified: list[LockChange] = []
     keys = sorted({e.key for e in old.entries} | {e.key for e in new.entries}, key=_key_text)
     for key in keys:
         before, after = _items(old.entry(key)), _items(new.entry(key))
@@ -1056,10 +1262,14 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
                     plus = tuple(sorted(set(now.referrers) - set(was.referrers)))
                     minus = tuple(sorted(set(was.referrers) - set(now.referrers)))
                     referrers.append(LockChange(key, tag, was.digest, now.digest, plus, minus))
+                elif was.evidence != now.evidence:
+                    evidence.append(LockChange(key, tag, was.digest, now.digest))
                 else:
                     unchanged.append(LockChange(key, tag, was.digest, now.digest))
                     if was.manifests != now.manifests:
                         completed.append(unchanged[-1])
+                    if was.verified != now.verified:
+                        verified.append(unchanged[-1])
     return LockDiff(
         tuple(added),
         tuple(removed),
@@ -1067,4 +1277,6 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
         tuple(referrers),
         tuple(unchanged),
         tuple(completed),
+        tuple(evidence),
+        tuple(verified),
     )

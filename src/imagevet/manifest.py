@@ -122,13 +122,16 @@ class Descriptor:
         except KeyError as e:
             raise ManifestFormatError(f"descriptor is missing {e.args[0]!r}") from None
         platform = obj.get("platform")
+        annotations = obj.get("annotations") or {}
+        if not isinstance(annotations, Mapping):
+            raise ManifestFormatError(f"descriptor {digest} has annotations that are not an object")
         return cls(
             media_type=str(obj.get("mediaType", "")),
             digest=digest,
             size=size,
             platform=Platform.from_json(platform) if isinstance(platform, Mapping) else None,
             artifact_type=obj.get("artifactType"),
-            annotations=dict(obj.get("annotations") or {}),
+            annotations=dict(annotations),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -184,6 +187,8 @@ class RawManifest:
             obj = json.loads(self.data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ManifestFormatError(f"manifest {self.digest} is not JSON: {e}") from None
+        except RecursionError:
+            raise ManifestFormatError(f"manifest {self.digest} nests too deep") from None
         if not isinstance(obj, dict):
             raise ManifestFormatError(f"manifest {self.digest} is not a JSON object")
         return obj

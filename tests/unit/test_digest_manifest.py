@@ -131,3 +131,20 @@ def test_one_digest_tag_parser_for_attachment_tags() -> None:
     # copied as an image), but it names no whole digest
     assert is_digest_tag(cut) and digest_tag_subject(cut) is None
     assert not is_digest_tag("sha256-short") and not is_digest_tag("v1.0")
+
+
+@pytest.mark.parametrize("annotations", ["not a mapping", ["a", "b"], 7])
+def test_descriptor_with_annotations_that_are_not_a_mapping_is_a_format_error(annotations: object) -> None:
+    """A registry's descriptor with ``"annotations": "xy"`` raised a bare ValueError (or
+    TypeError), which no caller of from_json expects."""
+    with pytest.raises(ManifestFormatError, match="annotations"):
+        Descriptor.from_json({"mediaType": "x", "digest": str(Digest.of(b"a")), "size": 1,
+                              "annotations": annotations})
+
+
+def test_a_manifest_nested_too_deep_is_a_format_error() -> None:
+    """A registry's manifest of 50,000 nested arrays raised RecursionError from json.loads (no
+    ImagevetError: a hostile source could crash a whole run instead of failing one image)."""
+    data = b"[" * 50_000 + b"]" * 50_000
+    with pytest.raises(ManifestFormatError, match="nests too deep"):
+        _ = RawManifest(mediatype.OCI_MANIFEST, data, Digest.of(data)).json

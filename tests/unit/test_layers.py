@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "registry": 1, "hub": 1, "store": 1,
     "engine": 2, "sync": 2, "check": 2, "ledger": 2, "manifest_cache": 2, "report": 2, "watch": 2,
     "notify": 2,
+    "evidence": 0, "scanreport": 0,
     "cli": 3,
     "checkpoint": 2,
     "statefiles": 2,

@@ -220,7 +220,7 @@ BAD_FILE = [
 
 BAD = [
     ("unknown key", EXPECTED.replace('        resolved_at: "2026-05-01T10:00:00Z"\n      "7.2.4"', '        resolved_at: "2026-05-01T10:00:00Z"\n        bogus: 1\n      "7.2.4"'),
-     14, 9, 'images[0].tags["7.10"].bogus', "unknown key 'bogus'; allowed keys: digest, manifests, media_type, platforms, referrers, resolved_at"),
+     14, 9, 'images[0].tags["7.10"].bogus', "unknown key 'bogus'; allowed keys: approval, digest, evidence, manifests, media_type, platforms, referrers, resolved_at"),
     ("bad digest", EXPECTED.replace(f'"{A}"', '"sha256:abc"'), 15, 17, 'images[0].tags["7.2.4"].digest', "sha256 needs 64 lowercase hex characters"),
     ("bad time", EXPECTED.replace('"2026-05-01T10:00:00Z"', '"yesterday"', 1), 13, 22, 'images[0].tags["7.10"].resolved_at', "expected a UTC time YYYY-MM-DDTHH:MM:SSZ, got 'yesterday'"),
     ("bad tag key", EXPECTED.replace('"7.10":', '"-bad":'), 8, 7, 'images[0].tags["-bad"]', "invalid tag '-bad'"),

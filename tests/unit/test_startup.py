@@ -77,6 +77,12 @@ def test_check_offline_imports_no_http_client_nor_crypto(tmp_path: Path) -> None
     assert not modules & {"aiohttp", "cryptography", "stamina"}, sorted(modules)
 
 
+def test_status_imports_no_http_client_nor_crypto(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["status", "--policy", str(EXAMPLE_POLICY), "--within", "0d"], tmp_path)
+    assert code in (0, 3) and "status:" in out, out
+    assert not modules & {"aiohttp", "cryptography", "stamina", "asyncio"}, sorted(modules)
+
+
 def test_copy_imports_no_policy_yaml_or_crypto_library(tmp_path: Path) -> None:
     # nothing listens on port 1: the copy fails at its first request, after every import it needs
     code, modules, out = loaded_by(["copy", "--jobs", "2", "127.0.0.1:1/a/b:1", "127.0.0.1:1/c/d:1"], tmp_path)
@@ -148,3 +154,46 @@ def test_plan_and_sync_to_a_registry_not_docker_hub_import_no_hub_client(tmp_pat
     assert "imagevet.registry.client" in modules, (code, out)  # it got as far as the registry client
     assert "imagevet.cli._policy" in modules
     assert not {m for m in modules if m == "imagevet.hub" or m.startswith("imagevet.hub.")}, (code, out)
+
+
+def test_report_reads_only_local_files_and_loads_jinja2_only_for_html(tmp_path: Path) -> None:
+    (tmp_path / "imagevet.yaml").write_text(_POLICY_ON_LOOPBACK)
+    policy = str(tmp_path / "imagevet.yaml")
+    code, modules, out = loaded_by(["report", "--policy", policy, "--markdown", "-"], tmp_path)
+    assert code == 0 and "## imagevet catalog" in out, out
+    assert not modules & {"aiohttp", "cryptography", "stamina", "jinja2"}, sorted(modules & HEAVY)
+    code, modules, out = loaded_by(["report", "--policy", policy, "--html", str(tmp_path / "site")], tmp_path)
+    assert code == 0 and (tmp_path / "site" / "index.html").is_file(), out
+    assert "jinja2" in modules and not modules & {"aiohttp", "cryptography", "stamina"}
+    code, modules, out = loaded_by(["report", "--help"], tmp_path)
+    assert code == 0 and "--html DIR" in out and "--markdown FILE" in out
+    assert not modules & {"jinja2", "aiohttp", "cryptography"}, sorted(modules & HEAVY)
+
+
+def test_watch_loads_its_libraries_only_when_it_runs(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["watch", "--help"], tmp_path)
+    assert code == 0 and "--interval" in out
+    assert not modules & {"aiohttp", "prometheus_client", "cronsim", "cryptography"}, sorted(modules)
+    assert not {m for m in modules if m.startswith("imagevet.watch")}
+    # a bad schedule is refused before the registry client or the metrics load
+    code, modules, out = loaded_by(["watch", "--interval", "15x", "--policy", str(EXAMPLE_POLICY)], tmp_path)
+    assert code == 2 and "--interval: '15x' is not a duration" in out
+    assert not modules & {"aiohttp", "prometheus_client"}, sorted(modules & {"aiohttp", "prometheus_client"})
+
+
+def test_verify_help_imports_no_http_client_crypto_nor_policy(tmp_path: Path) -> None:
+    code, modules, out = loaded_by(["verify", "--help"], tmp_path)
+    assert code == 0 and "Usage:" in out and "--key-env" in out
+    assert not modules & {"aiohttp", "cryptography", "stamina", "pydantic"}, sorted(modules)
+
+
+def test_a_policy_without_verify_reads_no_key_and_loads_no_crypto(tmp_path: Path) -> None:
+    """plan on a layout target (no registry needed): the verify: machinery costs nothing unused."""
+    policy = tmp_path / "imagevet.yaml"
+    policy.write_text(
+        "version: 1\ntarget: {layout: mirror, namespace: acme}\n"
+        "defaults: {approval: {approved_by: a}}\nimages: []\n"
+    )
+    code, modules, out = loaded_by(["plan", "--policy", str(policy)], tmp_path)
+    assert code == 0, out
+    assert "cryptography" not in modules, sorted(modules)

@@ -37,6 +37,11 @@ COMMANDS: dict[str, str] = {
     "classify": "Classify images as Docker Hub's Image Access Management does.",
     "doctor": "Check the org: IAM settings, the token's abilities, the policy's entries.",
     "audit": "Check and read the audit ledger.",
+    "status": "What needs a person: held updates, new tags, expiring approvals, failures, pull budget.",
+    "approve": "Move the lock to the observed digest of held tags; record who approved and why.",
+    "report": "Write the catalog of vetted images: a static site and a pull-request comment.",
+    "watch": "Sync on a schedule as a service: metrics, health checks, clean stops.",
+    "verify": "Check an image's cosign signature (a key, or the policy's verify: rule).",
 }
 """Command name -> one-line help; the module ``imagevet.cli.<name>`` implements it."""
 

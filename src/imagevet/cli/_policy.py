@@ -116,13 +116,24 @@ def lock_problems(policy: Policy, lock: Lock) -> tuple[EntryProblem, ...]:
     return tuple(out)
 
 
+STATE_DIR_ENV = "IMAGEVET_STATE_DIR"
+
+
 def state_store(policy: Policy) -> FileStateStore:
-    """Where sync keeps its run state (ledger, run summaries, the verified source-index cache):
-    ``.imagevet/`` next to the policy.
+    """Where sync keeps its run state (ledger, run summaries, held updates, the verified
+    source-index cache): ``.imagevet/`` next to the policy, or the directory ``IMAGEVET_STATE_DIR``
+    names (relative to the current directory) — a deployment keeps the policy on a read-only
+    mount and its state on a volume of its own.
 
     Plan and sync never read the ledger: what a mirror must hold is derived from source bytes.
     """
-    return FileStateStore(state_dir_for(policy.path))
+    return FileStateStore(state_dir(policy))
+
+
+def state_dir(policy: Policy) -> Path:
+    """The state directory of :func:`state_store` (where the run lock is taken too)."""
+    named = os.environ.get(STATE_DIR_ENV, "")
+    return Path(named) if named else state_dir_for(policy.path)
 
 
 @asynccontextmanager

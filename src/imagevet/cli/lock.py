@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,10 +18,15 @@ from imagevet.cli.common import (
     run,
     terminal_safe,
 )
+from imagevet.cli.verify import policy_verifiers
 from imagevet.engine.resolve import Resolution, resolve_lock
-from imagevet.lock import diff_locks, write_lock
+from imagevet.errors import StateError
+from imagevet.lock import Lock, diff_locks, write_lock
 from imagevet.plan import EntryProblem
 from imagevet.sync import entries_by_name
+
+if TYPE_CHECKING:
+    from imagevet.engine.evidence import EvidenceKeeper
 
 __all__ = ["register"]
 
@@ -37,24 +43,36 @@ def lock_command(
     entry: list[str] = typer.Option([], "--entry", "-e", help="Only these entries (repeatable)."),
     insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
     as_json: bool = typer.Option(False, "--json"),
+    rescan: bool = typer.Option(
+        False, "--rescan", help="Run the scan of entries with scan: again for every locked digest."
+    ),
 ) -> None:
     """Resolve every entry's tags (tag listing + HEAD) and write the lock; print the diff.
 
     An entry that fails keeps its previous records and is reported with its reason (exit 1);
-    an entry whose lock records cannot be read is resolved again from upstream.
+    an entry whose lock records cannot be read is resolved again from upstream.  Under a
+    verify: rule, a digest whose cosign signature does not verify is held (not locked; the tag
+    keeps its previous digest) and reported with the reason (exit 1).
     """
     loaded = load(policy)
     declared = loaded.every_entry
+    verifiers = policy_verifiers(declared)  # a key that cannot be read stops here (exit 2)
     try:
         chosen = entries_by_name(declared, entry)
     except KeyError as e:
         err_console.print(f"[red]error:[/] no policy entry called {terminal_safe(repr(e.args[0]))}")
         raise typer.Exit(2) from None
 
+    # evidence kept beside the lock (docs/evidence.md); --check writes nothing, so reads none
+    from imagevet.engine.evidence import EvidenceKeeper, evidence_dir
+    from imagevet.engine.scan import run_scanner
+
+    keeper = None if check else EvidenceKeeper(evidence_dir(loaded.lock_path), run_scanner, rescan=rescan)
+
     async def _go() -> Resolution:
         async with make_store(insecure=insecure) as store:
             return await resolve_lock(store, declared, loaded.lock, now=now_utc(), entries=chosen,
-                                      complete=not check)
+                                      complete=not check, evidence=keeper, verifiers=verifiers)
 
     resolution = run(_go)
     new = resolution.lock.only(e.key for e in declared.entries)
@@ -73,7 +91,7 @@ def lock_command(
     changed = diff.has_changes or new.unreadable != loaded.lock.unreadable
     exists = loaded.lock_path.exists()
     # records that only gained their platform manifests' digests: written, never a --check failure
-    write = not check and (changed or bool(diff.completed) or (not exists and not failed))
+    write = not check and (changed or bool(diff.completed) or bool(diff.verified) or (not exists and not failed))
     if as_json:
         print_json({
             "lock": str(loaded.lock_path),
@@ -83,6 +101,9 @@ def lock_command(
             "repaired": [x.name for x in repaired],
             "problems": [{"entry": p.entry, "source": p.source, "message": p.message}
                          for p in failed.values()],
+            "evidence_problems": keeper.problems if keeper is not None else [],
+            "scans": [{"ref": ref, "result": said} for ref, said in keeper.scanned] if keeper else [],
+            **_held_json(resolution),
         })
     else:
         if diff.has_changes:
@@ -99,19 +120,63 @@ def lock_command(
             )
         for p in failed.values():
             err_console.print(f"[red]failed:[/] {terminal_safe(f'{p.entry} ({p.source}): {p.message}')}", highlight=False)
+        for ref, said in keeper.scanned if keeper is not None else ():
+            console.print(f"scan {terminal_safe(ref)}: {terminal_safe(said)}", highlight=False, markup=False)
+        for problem in keeper.problems if keeper is not None else ():
+            err_console.print(f"[yellow]warning:[/] evidence: {terminal_safe(problem)}", highlight=False)
+        for h in resolution.held:
+            err_console.print(f"[magenta]held:[/] {terminal_safe(h.describe())}", highlight=False)
         total = len({x.name for x in chosen} | set(failed))
         if diff.completed and not diff.has_changes and not check:
             console.print(terminal_safe(diff.render(), markup=False, multiline=True), highlight=False,
                           markup=False, end="")
-        console.print(_summary(loaded.lock_path, total, list(failed), changed=changed or write,
-                               written=write, check=check, exists=exists),
-                      highlight=False, markup=False)
+        line = _summary(loaded.lock_path, total, list(failed), changed=changed or write,
+                        written=write, check=check, exists=exists)
+        if resolution.held:  # "up to date" only when it is true: upstream has what the lock refused
+            n = len(resolution.held)
+            line = (line.replace(": up to date", ": unchanged")
+                    + f"; {n} digest{'s' if n != 1 else ''} held, not verified (see held: above)")
+        console.print(line, highlight=False, markup=False)
+    if keeper is not None:  # the files the lock on disk will name (a damaged one is repaired)
+        _write_evidence(keeper, new if write else loaded.lock)
     if write:
         write_lock(loaded.lock_path, new)
-    if failed:
+        if keeper is not None:
+            from imagevet.engine.evidence import lock_evidence, prune_evidence
+
+            prune_evidence(keeper.directory, lock_evidence(new))
+    if failed or resolution.held:
         raise typer.Exit(EXIT_FAILURE)
     if check and changed:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _write_evidence(keeper: EvidenceKeeper, new: Lock) -> None:
+    """Write the evidence files the new lock names, before the lock (it never names a file
+    that is not there); a failure leaves the lock as it was (exit 1)."""
+    from imagevet.engine.evidence import lock_evidence
+
+    try:
+        keeper.write(lock_evidence(new))
+    except (StateError, OSError) as e:
+        err_console.print(
+            f"[red]error:[/] cannot write the evidence files in {terminal_safe(str(keeper.directory))}: "
+            f"{terminal_safe(str(e))}; the lock is left as it was",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
+def _held_json(resolution: Resolution) -> dict[str, Any]:
+    """``held``: the digests not locked because their signature did not verify (only with a
+    verify: rule, so other locks' JSON stays as it was)."""
+    if not resolution.held:
+        return {}
+    return {"held": [
+        {"entry": h.entry, "tag": h.tag, "digest": str(h.digest), "reason": h.reason,
+         "kept": str(h.kept) if h.kept is not None else None}
+        for h in resolution.held
+    ]}
 
 
 def _summary(

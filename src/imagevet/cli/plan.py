@@ -20,6 +20,7 @@ from imagevet.cli.common import (
     make_store,
     run,
 )
+from imagevet.cli.verify import policy_verifiers
 from imagevet.engine.run import PlannedRun, plan_run
 
 __all__ = ["register"]
@@ -40,12 +41,13 @@ def plan_command(
 ) -> None:
     """Compare policy + lock with the targets (HEAD requests only) and list the actions."""
     loaded = load(policy)
+    verifiers = policy_verifiers(loaded.policy)  # a key that cannot be read stops here (exit 2)
 
     async def _go() -> PlannedRun:
         async with make_store(insecure=insecure) as store, hub_manager(loaded.policy) as manager:
             return await plan_run(
                 loaded.policy, loaded.lock, source=store, target=store, manager=manager,
-                state=state_store(loaded.policy), now=now_utc(),
+                state=state_store(loaded.policy), now=now_utc(), verifiers=verifiers,
             )
 
     planned = run(_go)

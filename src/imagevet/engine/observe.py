@@ -17,6 +17,11 @@ repository's tag listing and one HEAD per tag, no manifest GET.  Pull budgets le
 the stores that report them (:class:`~imagevet.store.RateLimited`).  One entry's failure is
 that entry's :class:`~imagevet.plan.EntryProblem` (with its typed cause); the others go on.
 Tags a listing holds that no reference can name are skipped with a warning.
+
+An entry with a ``verify:`` rule gets a verdict for each digest it would mirror
+(:func:`imagevet.engine.verify.entry_verdicts`: the lock's record verified under the rule, else,
+under ``follow``, the signature lookup now), which the planner turns into a Hold when it is not
+verified.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from datetime import datetime
 from typing import TypeVar
 
 from imagevet.digest import Digest, is_digest_tag
+from imagevet.engine.evidence import scan_verdicts_for
+from imagevet.engine.verify import Checker, Verifier, entry_verdicts
 from imagevet.errors import ImagevetError, NotFoundError
-from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError
-from imagevet.manifest import RawManifest, subset_index
+from imagevet.lock import Lock, LockedImage, LockEntry, LockRecordError, Verified
+from imagevet.manifest import Descriptor, RawManifest, subset_index
 from imagevet.manifest_cache import ManifestCache
 from imagevet.plan import (
     EntryProblem,
@@ -42,11 +49,12 @@ from imagevet.plan import (
     plan_sync,
 )
 from imagevet.policy import Entry, Policy, select_tags
+from imagevet.policy.model import VerifyRule
 from imagevet.reference import Reference, is_valid_tag
 from imagevet.repository_spec import RepositoryManager, RepoSpec
 from imagevet.store import ImageStore, RateLimited
 
-__all__ = ["HEAD_CONCURRENCY", "Upstream", "observe", "plan_policy", "pulls_left", "valid_tags"]
+__all__ = ["HEAD_CONCURRENCY", "Inspected", "Upstream", "observe", "plan_policy", "pulls_left", "valid_tags"]
 
 HEAD_CONCURRENCY = 16
 """Manifest HEADs in flight at once, across all entries."""
@@ -152,20 +160,36 @@ class Upstream:
     async def describe(self, entry: Entry, digest: Digest, now: datetime) -> LockedImage:
         """Read a digest never seen before: media type, platforms and the digest of each
         platform's manifest (one GET), referrers."""
+        return (await self.inspect(entry, digest, now)).image
+
+    async def inspect(self, entry: Entry, digest: Digest, now: datetime) -> Inspected:
+        """What :meth:`describe` reads, with the manifest, the referrers' descriptors and the
+        repository's tags it was read from (for the evidence kept with the lock)."""
         repo = entry.source
         listed = frozenset(await self.tags(repo))
         manifest = await self.store.get_manifest(repo.with_digest(digest))
         platforms = tuple(manifest.platforms())
         children = tuple(manifest.platform_manifests().items())
-        referrers: tuple[Digest, ...] = ()
+        found: list[Descriptor] = []
         if entry.referrers:
             fallback = digest.tag() in listed  # else no manifest GET for it
             found = await self.store.referrers(repo, digest, tag_schema=fallback)
-            referrers = tuple(d.digest for d in found)
+        referrers = tuple(d.digest for d in found)
         try:
-            return LockedImage(digest, manifest.media_type, now, platforms, referrers, children)
+            image = LockedImage(digest, manifest.media_type, now, platforms, referrers, children)
         except LockRecordError as e:
             raise LockRecordError(f"{repo.with_digest(digest)}: {e}") from e
+        return Inspected(image, manifest, tuple(found), listed)
+
+
+@dataclass(frozen=True, slots=True)
+class Inspected:
+    """A digest read upstream: its lock record, manifest, referrers and the repository's tags."""
+
+    image: LockedImage
+    manifest: RawManifest
+    referrers: tuple[Descriptor, ...]
+    listed: frozenset[str]
 
 
 async def _observe_target(
@@ -210,6 +234,7 @@ class _EntrySeen:
     target: TargetState
     warning: str | None
     problems: tuple[EntryProblem, ...]
+    verdicts: Mapping[Digest, Verified | str] | None = None
 
 
 async def observe(
@@ -221,6 +246,7 @@ async def observe(
     specs: Mapping[str, RepoSpec] | None = None,
     manager: RepositoryManager | None = None,
     cache: ManifestCache | None = None,
+    verifiers: Mapping[VerifyRule, Verifier] | None = None,
 ) -> tuple[Observed, list[EntryProblem]]:
     """HEAD what the plan needs: each entry's upstream tags (``source``) and every target tag
     (``target``; the same store as ``source`` when one client serves both).
@@ -231,15 +257,24 @@ async def observe(
     for the digest the entry wants there (``lock`` under ``pinned``, upstream under ``follow``).
     One entry's failure (its source, its target, a subset that cannot be derived) is that entry's
     problem; the others go on.  Tags a listing holds that no reference can name are skipped
-    with a warning.
+    with a warning.  ``verifiers``: the keys of each ``verify:`` rule (see the module docstring).
     """
     gate = asyncio.Semaphore(HEAD_CONCURRENCY)
     upstream = Upstream(source, gate, cache)
+    checker = Checker(source)
 
     async def one(entry: Entry) -> _EntrySeen:
         spec = (specs or {}).get(entry.name) or entry.repo_spec()
         locked = lock.entry(entry.key) if lock else None
-        return await _observe_entry(upstream, target, entry, spec, manager, locked)
+        seen = await _observe_entry(upstream, target, entry, spec, manager, locked)
+        if entry.verify is None:
+            return seen
+        wanted = desired_tags(entry, locked, seen.source)
+        verdicts = await entry_verdicts(
+            checker, entry, (verifiers or {}).get(entry.verify), locked,
+            [*wanted.values(), *entry.tags.digests],
+        )
+        return replace(seen, verdicts=verdicts)
 
     seen = await asyncio.gather(*(one(e) for e in policy.entries))
     entries = list(zip(policy.entries, seen, strict=True))
@@ -250,7 +285,8 @@ async def observe(
         *(s.warning for s in seen if s.warning),
     )
     problems = [p for s in seen for p in s.problems]
-    return Observed(sources, targets, pulls_left(source, target), warnings), problems
+    verdicts = {e.name: s.verdicts for e, s in entries if s.verdicts is not None}
+    return Observed(sources, targets, pulls_left(source, target), warnings, verdicts), problems
 
 
 async def _observe_entry(
@@ -343,6 +379,7 @@ async def plan_policy(
     specs: Mapping[str, RepoSpec] | None = None,
     cache: ManifestCache | None = None,
     budget_reserve: int = 0,
+    verifiers: Mapping[VerifyRule, Verifier] | None = None,
 ) -> tuple[Plan, Observed, list[EntryProblem]]:
     """Observe and plan: what ``sync`` would do now (``plan`` and ``sync --dry-run`` print it).
 
@@ -350,7 +387,9 @@ async def plan_policy(
     :func:`observe`); without it each such check costs a manifest GET.
     """
     observed, problems = await observe(
-        source, target, policy, lock=lock, specs=specs, manager=manager, cache=cache
+        source, target, policy, lock=lock, specs=specs, manager=manager, cache=cache,
+        verifiers=verifiers,
     )
-    plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve)
+    scans = await asyncio.to_thread(scan_verdicts_for, policy, lock)  # None: no entry scans
+    plan = plan_sync(policy, lock, observed, now=now, budget_reserve=budget_reserve, scans=scans)
     return plan, observed, problems

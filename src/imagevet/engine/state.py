@@ -6,7 +6,9 @@ What a sync (and later a ``watch`` service) keeps between runs:
 * the run summary of the last sync;
 * held updates: a re-pointed tag under ``mode: pinned`` (or an expired approval) waiting for a
   re-review, keyed by entry and tag;
-* what has been notified: one record per (entry, tag, digest), so a notice goes out once;
+* what has been notified: one record per (target, kind, entry, tag, digest), so a notice goes
+  out once to each notification target (``imagevet.notify``); records written before kinds and
+  targets existed read as kind ``""`` and target ``""``;
 * the verified source-index cache that platform-subset mirrors are checked against.
 
 The default, :class:`FileStateStore`, keeps them as files in ``.imagevet/`` next to the policy,
@@ -28,7 +30,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,19 +119,33 @@ class HeldUpdate:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """That ``entry``'s ``tag`` at ``digest`` was notified, and when (first time only)."""
+    """That ``entry``'s ``tag`` at ``digest`` was notified, and when (first time only).
+
+    ``kind`` (an event kind such as ``held-update``) and ``target`` (the notification target,
+    named by its environment variable) tell notices of one image apart; ``digest`` is whatever
+    identifies the event's state (a digest, an expiry date).  Both are ``""`` in records written
+    before they existed, and are then left out of the JSON, so such a file is written back as it
+    was read.
+    """
 
     entry: str
     tag: str
     digest: str
     at: datetime
+    kind: str = ""
+    target: str = ""
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.entry, self.tag, self.digest)
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.target, self.kind, self.entry, self.tag, self.digest)
 
     def to_json(self) -> dict[str, str]:
-        return {"entry": self.entry, "tag": self.tag, "digest": self.digest, "at": _stamp(self.at)}
+        out = {"entry": self.entry, "tag": self.tag, "digest": self.digest, "at": _stamp(self.at)}
+        if self.kind:
+            out["kind"] = self.kind
+        if self.target:
+            out["target"] = self.target
+        return out
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> Notice:
@@ -138,6 +154,7 @@ class Notice:
         return cls(
             _text(doc.get("entry"), where), _text(doc.get("tag"), where),
             _text(doc.get("digest"), where), _parse_time(doc.get("at"), where),
+            _text(doc.get("kind", ""), where), _text(doc.get("target", ""), where),
         )
 
 
@@ -185,12 +202,27 @@ class StateStore(Protocol):
         """Every held update, by entry then tag."""
         ...
 
-    def mark_notified(self, entry: str, tag: str, digest: str, *, now: datetime) -> bool:
-        """Record that (entry, tag, digest) was notified; True the first time only."""
+    def mark_notified(
+        self, entry: str, tag: str, digest: str, *, now: datetime, kind: str = "", target: str = ""
+    ) -> bool:
+        """Record that (entry, tag, digest) was notified (as ``kind``, to ``target``); True the
+        first time only."""
         ...
 
-    def notified(self, entry: str, tag: str, digest: str) -> Notice | None:
-        """The record of (entry, tag, digest) having been notified, None if it was not."""
+    def notified(
+        self, entry: str, tag: str, digest: str, *, kind: str = "", target: str = ""
+    ) -> Notice | None:
+        """The record of (entry, tag, digest) having been notified (as ``kind``, to ``target``),
+        None if it was not."""
+        ...
+
+    def notices(self) -> list[Notice]:
+        """Every notice record, by key."""
+        ...
+
+    def forget_notices(self, notices: Collection[Notice]) -> int:
+        """Forget the records with the keys of ``notices`` (a condition that cleared, so that it
+        is notified again when it comes back); returns how many were there."""
         ...
 
 
@@ -308,22 +340,46 @@ class FileStateStore:
         held = self._held()
         return [held[k] for k in sorted(held)]
 
-    def _notices(self) -> dict[tuple[str, str, str], Notice]:
+    def _notices(self) -> dict[tuple[str, str, str, str, str], Notice]:
         where = str(self.directory / NOTIFIED_NAME)
-        out: dict[tuple[str, str, str], Notice] = {}
+        out: dict[tuple[str, str, str, str, str], Notice] = {}
         for doc in self._records(NOTIFIED_NAME, "notified"):
             notice = Notice.from_json(doc, where)
             out.setdefault(notice.key, notice)
         return out
 
-    def mark_notified(self, entry: str, tag: str, digest: str, *, now: datetime) -> bool:
+    def _save_notices(self, notices: Mapping[tuple[str, str, str, str, str], Notice]) -> None:
+        self._write_records(NOTIFIED_NAME, "notified", [notices[k].to_json() for k in sorted(notices)])
+
+    def mark_notified(
+        self, entry: str, tag: str, digest: str, *, now: datetime, kind: str = "", target: str = ""
+    ) -> bool:
+        notice = Notice(entry, tag, digest, now, kind, target)
         with self._locked():
             notices = self._notices()
-            if (entry, tag, digest) in notices:
+            if notice.key in notices:
                 return False
-            notices[(entry, tag, digest)] = Notice(entry, tag, digest, now)
-            self._write_records(NOTIFIED_NAME, "notified", [notices[k].to_json() for k in sorted(notices)])
+            notices[notice.key] = notice
+            self._save_notices(notices)
             return True
 
-    def notified(self, entry: str, tag: str, digest: str) -> Notice | None:
-        return self._notices().get((entry, tag, digest))
+    def notified(
+        self, entry: str, tag: str, digest: str, *, kind: str = "", target: str = ""
+    ) -> Notice | None:
+        return self._notices().get((target, kind, entry, tag, digest))
+
+    def notices(self) -> list[Notice]:
+        notices = self._notices()
+        return [notices[k] for k in sorted(notices)]
+
+    def forget_notices(self, notices: Collection[Notice]) -> int:
+        if not notices:
+            return 0
+        with self._locked():
+            stored = self._notices()
+            gone = [n.key for n in notices if n.key in stored]
+            for key in gone:
+                del stored[key]
+            if gone:
+                self._save_notices(stored)
+            return len(gone)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from imagevet.digest import Digest
 from imagevet.errors import ImagevetError
-from imagevet.lock import LockedImage, LockEntry
+from imagevet.lock import LockedImage, LockEntry, Verified
 from imagevet.policy.model import Entry
 from imagevet.reference import Reference
 from imagevet.repository_spec import RepoChange
@@ -94,9 +94,18 @@ class Observed:
     """Pulls left per registry host (``ratelimit-remaining``); a host not listed is unlimited."""
     warnings: tuple[str, ...] = ()
     """What observing skipped and why (invalid tags in a listing, ...); the plan repeats them."""
+    verdicts: Mapping[str, Mapping[Digest, Verified | str]] = field(default_factory=dict)
+    """For entries with a ``verify:`` rule, by entry name: per digest it would mirror, the
+    signature that verified it, or why it may not be mirrored (the planner holds it)."""
 
     def source(self, entry: Entry) -> SourceState | None:
         return self.sources.get(entry.name)
+
+    def verdict(self, entry: Entry, digest: Digest) -> Verified | str:
+        """The signature of ``digest`` under ``entry``'s rule, or why it is not verified."""
+        return self.verdicts.get(entry.name, {}).get(
+            digest, "not verified: its signature was not checked (run `imagevet lock`)"
+        )
 
     def target(self, repo: Reference) -> TargetState:
         return self.targets.get(repo.repo(), TargetState())

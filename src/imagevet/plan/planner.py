@@ -22,9 +22,13 @@ With a platform subset, a target tag holding anything but the index derived from
 index's bytes (``TargetState.subsets``) is updated, and one whose expected digest could not be
 derived is held.
 
+With a ``verify:`` rule, a Copy or Update goes ahead only for a digest whose cosign signature
+verified (``Observed.verdicts``: the lock's ``verified`` record under ``pinned``, the signature
+checked now under ``follow``); else it is a :class:`Hold` with the reason (docs/verify.md).
+
 Then, per tag: already there -> :class:`Noop`; approval expired -> :class:`Hold` (digests already
-mirrored stay, nothing new goes in); not at the target -> :class:`Copy`; at another digest ->
-:class:`Update`.  A target tag that nothing selects is a :class:`Prune` *candidate* (backup tags
+mirrored stay, nothing new goes in); a scan at or above ``scan.fail_on`` (or no scan verdict) ->
+:class:`Hold`; not at the target -> :class:`Copy`; at another digest -> :class:`Update`.  A target tag that nothing selects is a :class:`Prune` *candidate* (backup tags
 and cosign/referrers digest tags never are); pruning is the caller's decision.  Repository
 changes the RepositoryManager reported become :class:`CreateRepo` (only when something will be
 pushed) or :class:`UpdateRepo`.  Last, the pull budget (:mod:`imagevet.plan.budget`) turns what
@@ -33,12 +37,14 @@ does not fit into :class:`Defer` actions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from imagevet.digest import Digest, is_digest_tag
 from imagevet.errors import InvalidReferenceError
-from imagevet.lock import Lock, LockedImage, LockEntry
+from imagevet.evidence import ScanVerdict, scan_hold_reason
+from imagevet.lock import Lock, LockedImage, LockEntry, Verified
 from imagevet.manifest import Platform
 from imagevet.plan.actions import (
     Action,
@@ -93,14 +99,17 @@ class _EntryPlanner:
     then the repository step in front."""
 
     def __init__(
-        self, entry: Entry, lock: LockEntry | None, observed: Observed, now: datetime
+        self, entry: Entry, lock: LockEntry | None, observed: Observed, now: datetime,
+        scans: Mapping[Digest, ScanVerdict] | None = None,
     ) -> None:
+        self.scans = scans or {}
         self.entry = entry
         self.lock = lock
         self.source = observed.source(entry)
         self.target = observed.target(entry.target)
         self.now = now
         self.expired = entry.approval.expired(now)
+        self.observed = observed
 
     def plan(self) -> list[Action]:
         if self.target.error:
@@ -146,7 +155,25 @@ class _EntryPlanner:
     def tag_action(self, tag: str | None, want: Digest) -> Action:
         """Noop, Hold, Copy or Update for ``tag`` (None: the explicit digest ``want``)."""
         slot = self.slot(tag, want)
-        return self.unchanged(slot) or self.transfer(slot)
+        return self.signature_hold(slot, self.unchanged(slot) or self.transfer(slot))
+
+    def signature_hold(self, s: _Slot, action: Action) -> Action:
+        """Under a ``verify:`` rule, a Copy or Update goes ahead only for a digest whose cosign
+        signature verified (``Observed.verdicts``); else it is a Hold with the reason, and the
+        target keeps what it holds."""
+        if self.entry.verify is None or not isinstance(action, Copy | Update):
+            return action
+        verdict = self.observed.verdict(self.entry, s.want)
+        if isinstance(verdict, Verified):
+            return action
+        return Hold(
+            self.entry.name,
+            s.target,
+            f"{short_digest(s.want)} {verdict}",
+            wanted=s.want,
+            current=s.current,
+            upstream=s.upstream if s.upstream != s.want else None,
+        )
 
     def slot(self, tag: str | None, want: Digest) -> _Slot:
         e = self.entry
@@ -243,8 +270,23 @@ class _EntryPlanner:
             notes.append("an explicit digest is copied whole (all platforms)")
         return "; ".join(notes)
 
+    def scan_hold(self, s: _Slot) -> Action | None:
+        """A Hold when the entry asks for a scan and ``s.want``'s scan is at or above
+        ``fail_on``, or has no verdict (fail closed); None when it passes or no scan is asked."""
+        scan = self.entry.scan
+        if scan is None:
+            return None
+        reason = scan_hold_reason(self.scans.get(s.want), scan.fail_on, s.want)
+        if reason is None:
+            return None
+        return Hold(self.entry.name, s.target, reason, wanted=s.want, current=s.current,
+                    upstream=s.upstream if s.upstream != s.want else None)
+
     def transfer(self, s: _Slot) -> Action:
         """Copy what the target lacks; Update what it holds at another digest (with its backup)."""
+        held = self.scan_hold(s)
+        if held is not None:
+            return held
         e = self.entry
         pulls = estimate_pulls(self._image(s.want, s.tag), s.platforms, e.referrers)
         if s.current is None:
@@ -345,18 +387,22 @@ def plan_sync(
     *,
     now: datetime,
     budget_reserve: int = 0,
+    scans: Mapping[Digest, ScanVerdict] | None = None,
 ) -> Plan:
     """Plan a sync: every entry of ``policy``, against ``lock`` and what was ``observed``.
 
     ``lock`` is the committed lock (the approved digests); ``observed.sources`` is upstream now
     (only needed for ``follow`` entries and to report moves under ``pinned``);
     ``observed.remaining`` turns copies beyond the pull budget into Defer actions.
+    ``scans``: the scan verdict of each locked digest (from its evidence file); an entry with
+    ``scan`` holds every copy or update whose digest's scan is at or above its ``fail_on`` or
+    has no verdict.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     actions: list[Action] = []
     for entry in policy.entries:
-        actions.extend(_EntryPlanner(entry, lock.entry(entry.key), observed, now).plan())
+        actions.extend(_EntryPlanner(entry, lock.entry(entry.key), observed, now, scans).plan())
     if observed.remaining:
         actions = list(apply_budget(actions, observed.remaining, reserve=budget_reserve))
     return Plan(tuple(actions), now, (*observed.warnings, *_warnings(policy, now)))

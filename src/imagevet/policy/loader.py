@@ -34,15 +34,21 @@ from imagevet.policy.located import (
 from imagevet.policy.model import (
     DEFAULT_BACKUP_TAG,
     DEFAULT_DESCRIPTION,
+    DEFAULT_SCAN_TIMEOUT,
     Approval,
     Audit,
     Entry,
+    KeylessRule,
+    KeySource,
     Location,
     Mode,
+    NotifyTarget,
     Policy,
+    Scan,
     Sign,
     TagRules,
     Target,
+    VerifyRule,
     render_template,
 )
 from imagevet.policy.schema import (
@@ -50,11 +56,15 @@ from imagevet.policy.schema import (
     ApprovalModel,
     AuditModel,
     EntryModel,
+    NotifyModel,
     PolicyModel,
+    ScanModel,
     SettingsModel,
     SignModel,
     TagRulesModel,
     TargetModel,
+    VerifyModel,
+    duration_seconds,
 )
 from imagevet.policy.versions import VersionRange
 from imagevet.reference import DOCKER_HUB, Reference
@@ -83,6 +93,16 @@ _SECRET_VALUES = [
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
 ]
+_SECRET_URLS = [
+    (re.compile(r"(?i)https?://hooks\.slack\.com/(?:services|workflows|triggers)/\S+"),
+     "a Slack incoming-webhook URL"),
+    (re.compile(r"(?i)https?://[^/\s@]*discord(?:app)?\.com/api/webhooks/\S+"), "a Discord webhook URL"),
+    (re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s@:]+:[^/\s@]+@"), "a URL with a user:password"),
+]
+_URLS_ELSEWHERE = (
+    "webhook URLs and URL credentials are secrets and never live in the policy file: put the URL "
+    "in an environment variable and name it with notify: url_env (docs/notifications.md)"
+)
 _SECRETS_ELSEWHERE = (
     "secrets never live in the policy file: use `docker login`, a credential helper, "
     "or IMAGEVET_* environment variables"
@@ -203,6 +223,13 @@ def _find_secrets(
                     located.error(path, f"this value looks like {what}; {_SECRETS_ELSEWHERE}")
                 )
                 break
+        else:
+            for pattern, what in _SECRET_URLS:
+                if pattern.search(value):
+                    errors.append(
+                        located.error(path, f"this value looks like {what}; {_URLS_ELSEWHERE}")
+                    )
+                    break
 
 
 _Path = tuple[str | int, ...]
@@ -280,7 +307,36 @@ class _Builder:
             path=self.path, target=target, entries=entries, version=self.pieces.version,
             audit=_audit(self.located.data.get("audit")),
             sign=_sign(self.located.data.get("sign"), self.path.parent),
+            notify=self._notify(errors),
         )
+
+    def _notify(self, errors: list[PolicyError]) -> tuple[NotifyTarget, ...]:
+        """The ``notify`` section (its schema errors were reported with the whole model); one
+        target per ``url_env``: notices are kept per target, named by that variable."""
+        items = self.located.data.get("notify")
+        out: list[NotifyTarget] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                model = NotifyModel.model_validate(item)
+            except ValidationError:
+                continue
+            first = seen.setdefault(model.url_env, index)
+            if first != index:
+                errors.append(self.located.error(
+                    ("notify", index, "url_env"),
+                    f"{model.url_env} is already the target of notify[{first}] "
+                    f"({self.located.location(('notify', first))}); one target per URL variable",
+                ))
+                continue
+            span = self.located.span(("notify", index))
+            out.append(NotifyTarget(
+                type=model.type, url_env=model.url_env, secret_env=model.secret_env,
+                events=frozenset(model.events) if model.events is not None else None,
+                expiring_within=model.expiring_within,
+                location=Location(self.located.path, span.line, span.column),
+            ))
+        return tuple(out)
 
     def _entry(
         self, target: Target, entry: EntryModel, index: int, errors: list[PolicyError]
@@ -321,6 +377,7 @@ class _Builder:
 
         tags = self._tag_rules(entry, index, errors)
         approval = self._approval(entry, index, errors)
+        scan = self._scan(entry, index, errors)
         mode, _ = self._pick(entry, index, "mode")
         platforms_text, _ = self._pick(entry, index, "platforms")
         platforms = (
@@ -347,6 +404,7 @@ class _Builder:
                     teams.pop(team, None)
                 else:
                     teams[team] = TeamPermission(permission)
+        verify = self._verify(entry, index)
         if len(errors) > before or target_ref is None or tags is None or approval is None:
             return None
         span = self.located.span(at)
@@ -364,7 +422,34 @@ class _Builder:
             description=description,
             teams=teams,
             location=Location(self.located.path, span.line, span.column),
+            scan=scan,
+            verify=verify,
         )
+
+    def _verify(self, entry: EntryModel, index: int) -> VerifyRule | None:
+        """The entry's ``verify:`` (else the default's, whole): a key file is resolved from the
+        policy file's directory, as ``target.layout`` is; nothing is read here."""
+        model, where = self._pick(entry, index, "verify")
+        if not isinstance(model, VerifyModel):
+            return None
+
+        def at(path: _Path) -> Location:
+            span = self.located.span(path)
+            return Location(self.located.path, span.line, span.column)
+
+        if model.identity is not None or model.identity_regexp is not None:
+            root = model.trust_root
+            return VerifyRule(location=at(where), keyless=KeylessRule(
+                model.identity, model.identity_regexp, model.issuer, model.issuer_regexp,
+                os.path.normpath(os.path.join(str(self.path.parent), root)) if root is not None else None,
+                at(where),
+            ))
+        if model.key is not None:
+            path = os.path.normpath(os.path.join(str(self.path.parent), model.key))
+            source = KeySource(path=path, location=at((*where, "key")))
+        else:
+            source = KeySource(env=model.key_env, location=at((*where, "key_env")))
+        return VerifyRule((source,), at(where))
 
     def _tag_rules(
         self, entry: EntryModel, index: int, errors: list[PolicyError]
@@ -435,6 +520,31 @@ class _Builder:
             ticket=merged.get("ticket", (None, ()))[0],
             approved_on=approved_on,
             expires=expires,
+        )
+
+    def _scan(self, entry: EntryModel, index: int, errors: list[PolicyError]) -> Scan | None:
+        """The entry's scanner hook: ``defaults.scan`` merged with its own, key by key; None
+        when neither sets one.  ``command`` and ``fail_on`` must be given (here or in defaults)."""
+        if entry.scan is None and self.defaults.scan is None:
+            return None
+        merged = self._merged(entry, index, "scan", ScanModel)
+        where: _Path = ("images", index, "scan") if entry.scan is not None else ("defaults", "scan")
+        missing = [k for k in ("command", "fail_on") if k not in merged]
+        if missing:
+            errors.append(
+                self.located.error(
+                    where,
+                    f"scan.{missing[0]} is required (here or in defaults.scan): "
+                    + ("the scanner's arguments with {ref}" if missing[0] == "command"
+                       else "critical, high, medium or low"),
+                )
+            )
+            return None
+        timeout = merged.get("timeout", (None, ()))[0]
+        return Scan(
+            command=tuple(merged["command"][0]),
+            fail_on=merged["fail_on"][0],
+            timeout=duration_seconds(timeout) if timeout is not None else DEFAULT_SCAN_TIMEOUT,
         )
 
     def _check_unique(self, built: list[tuple[int, Entry]], errors: list[PolicyError]) -> None:

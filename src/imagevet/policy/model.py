@@ -29,16 +29,23 @@ __all__ = [
     "DEFAULT_BACKUP_TAG",
     "DEFAULT_DESCRIPTION",
     "DEFAULT_NAMING",
+    "DEFAULT_SCAN_TIMEOUT",
     "DESCRIPTION_FIELDS",
     "Entry",
     "EntryKey",
+    "KeySource",
+    "KeylessRule",
     "Location",
     "Mode",
     "NAMING_FIELDS",
+    "NOTIFY_EVENTS",
+    "NotifyTarget",
     "Policy",
+    "Scan",
     "Sign",
     "TagRules",
     "Target",
+    "VerifyRule",
     "backup_tag_pattern",
     "render_template",
     "template_fields",
@@ -133,6 +140,73 @@ class Approval:
         return out
 
 
+DEFAULT_SCAN_TIMEOUT = 600
+"""Seconds a scanner may run (``scan.timeout``, default 10m)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """The vulnerability scanner an entry's digests are scanned with (docs/evidence.md):
+    ``command`` with ``{ref}`` for the pinned source reference, the severity at or above which
+    a tag is held, and how long the scanner may run."""
+
+    command: tuple[str, ...]
+    fail_on: str
+    timeout: int = DEFAULT_SCAN_TIMEOUT
+
+    def argv(self, ref: str) -> list[str]:
+        """The command with ``{ref}`` replaced by ``ref`` in every argument (no shell)."""
+        return [arg.replace("{ref}", ref) for arg in self.command]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where a public key comes from: a PEM file (resolved from the policy file's directory) or
+    an environment variable holding the PEM.  The CLI reads it; nothing below it does."""
+
+    path: str | None = None
+    env: str | None = None
+    location: Location | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        return f"${self.env}" if self.env is not None else str(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessRule:
+    """Whose keyless (Sigstore) signature is wanted: the Fulcio certificate's subject (its SAN:
+    an email or a URI) and OIDC issuer, each exact or a whole-value regular expression, checked
+    offline against ``trust_root`` (a ``trusted_root.json`` resolved from the policy file's
+    directory; None: Sigstore's public-good root as the ``sigstore`` package ships it)."""
+
+    subject: str | None = None
+    subject_pattern: str | None = None
+    issuer: str | None = None
+    issuer_pattern: str | None = None
+    trust_root: str | None = None
+    location: Location | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        who = self.subject if self.subject is not None else f"/{self.subject_pattern}/"
+        by = self.issuer if self.issuer is not None else f"/{self.issuer_pattern}/"
+        return f"keyless {who} from {by}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRule:
+    """An entry's ``verify:``: each digest it mirrors needs a valid cosign signature by one of
+    ``keys``, or, with ``keyless``, a keyless signature by that identity (docs/verify.md)."""
+
+    keys: tuple[KeySource, ...] = ()
+    location: Location | None = field(default=None, compare=False)
+    keyless: KeylessRule | None = None
+
+    def describe(self) -> str:
+        if self.keyless is not None:
+            return self.keyless.describe()
+        return "key " + ", ".join(k.describe() for k in self.keys)
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where every mirror goes: ``registry/namespace/<name>``, with ``naming`` giving ``<name>``;
@@ -183,6 +257,10 @@ class Entry:
     description: str = ""
     teams: Mapping[str, TeamPermission] = field(default_factory=dict)
     location: Location | None = None
+    scan: Scan | None = None
+    """The scanner hook; None: no scan (the default)."""
+    verify: VerifyRule | None = None
+    """The signature each mirrored digest must carry; None: none is checked."""
 
     @property
     def key(self) -> EntryKey:
@@ -232,6 +310,34 @@ class Audit:
     """The organization's Ed25519 verifier key (``<name>+<key id>+<base64>``, from ``audit keygen``)."""
 
 
+NOTIFY_EVENTS = (
+    "held-update", "sync-failure", "approval-expiring", "approval-expired", "budget-exhausted",
+)
+"""The event kinds a notification target can subscribe to (``imagevet.notify.EventKind``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyTarget:
+    """One notification target of the ``notify:`` section (docs/notifications.md).
+
+    The policy names where the secrets are, never the secrets: ``url_env`` is the environment
+    variable holding the webhook URL, ``secret_env`` the one holding the HMAC key.
+    """
+
+    type: str
+    """``webhook`` (imagevet's JSON body) or ``slack`` (an incoming webhook)."""
+    url_env: str
+    secret_env: str | None = None
+    events: frozenset[str] | None = None
+    """The event kinds sent there (None: every kind in :data:`NOTIFY_EVENTS`)."""
+    expiring_within: int = 14
+    """Days before an approval's ``expires`` date that ``approval-expiring`` is sent."""
+    location: Location | None = None
+
+    def wants(self, kind: str) -> bool:
+        return self.events is None or kind in self.events
+
+
 @dataclass(frozen=True, slots=True)
 class Sign:
     """``sign:``: where the organization's signing key comes from (the CLI reads it; the key
@@ -256,6 +362,8 @@ class Policy:
     audit: Audit = field(default_factory=Audit)
     sign: Sign | None = None
     """The organization's signing key (``sign:``); None: mirrors are not signed."""
+    notify: tuple[NotifyTarget, ...] = ()
+    """Where notifications go (none by default: nothing is sent)."""
 
     @property
     def checkpoint_ref(self) -> Reference:

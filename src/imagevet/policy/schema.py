@@ -41,11 +41,14 @@ __all__ = [
     "AuditModel",
     "EntryModel",
     "HINTS",
+    "NotifyModel",
     "PolicyModel",
+    "ScanModel",
     "SettingsModel",
     "SignModel",
     "TagRulesModel",
     "TargetModel",
+    "VerifyModel",
 ]
 
 _PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
@@ -82,13 +85,26 @@ HINTS: dict[str, str] = {
     "tags.prereleases": "true or false",
     "tags.tags": 'a list of tag names (quote numbers: "1.10")',
     "tags.digests": "a list of digests such as sha256:<64 hex>",
+    "verify": "a mapping with key (a PEM public key file) or key_env (a variable holding one)",
+    "verify.key": "a cosign public key file (PEM), relative to the policy file, e.g. keys/cosign.pub",
+    "verify.key_env": "the name of an environment variable holding a PEM public key, e.g. UPSTREAM_COSIGN_PUB",
     "policy.audit": "a mapping with checkpoint, public_key",
+    "scan": "a mapping with command (a list with {ref}), fail_on, timeout",
+    "scan.command": "the scanner's arguments as a list, one of them with {ref}, e.g. [trivy, image, --format, json, '{ref}']",
+    "scan.fail_on": "critical, high, medium or low",
+    "scan.timeout": "a duration such as 90s, 10m or 1h (at most 24h)",
     "policy.audit.checkpoint": "a repository[:tag] for the ledger checkpoint, e.g. registry.example.com/acme/imagevet-audit:checkpoint",
     "policy.audit.public_key": "the public key printed by imagevet audit keygen: <name>+<8 hex>+<base64>",
     "policy.sign": "a mapping with key (a PEM file) or key_env (a variable holding the PEM), and optionally password_env",
     "policy.sign.key": "the organization's private key file (PEM), relative to the policy file, e.g. org.key",
     "policy.sign.key_env": "the name of an environment variable holding the private key (PEM), e.g. IMAGEVET_SIGN_KEY",
     "policy.sign.password_env": "the name of an environment variable holding the key's password",
+    "policy.notify": "a list of targets, each a mapping with type, url_env (docs/notifications.md)",
+    "policy.notify.type": "webhook or slack",
+    "policy.notify.url_env": "the name of the environment variable holding the webhook URL, e.g. SLACK_WEBHOOK_URL",
+    "policy.notify.secret_env": "the name of the environment variable holding the HMAC secret",
+    "policy.notify.events": "a list of held-update, sync-failure, approval-expiring, approval-expired, budget-exhausted",
+    "policy.notify.expiring_within": "a number of days such as 14d",
 }
 
 
@@ -312,6 +328,106 @@ class TargetModel(_Model):
     naming: Annotated[StrictStr, _template(NAMING_FIELDS)] = "{name}"
 
 
+_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})(s|m|h)\Z")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+SCAN_TIMEOUT_MAX = 24 * 3600
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration ``90s``, ``10m``, ``1h`` (checked by the schema first)."""
+    m = _DURATION_RE.match(value)
+    assert m is not None
+    return int(m[1]) * _DURATION_UNITS[m[2]]
+
+
+def _duration(value: str) -> str:
+    m = _DURATION_RE.match(value)
+    if m is None:
+        raise ValueError(f"invalid duration {value[:40]!r}: a whole number and s, m or h, e.g. 90s or 10m")
+    if duration_seconds(value) > SCAN_TIMEOUT_MAX:
+        raise ValueError(f"{value!r} is longer than 24h")
+    return value
+
+
+def _scan_command(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("empty command: give the scanner and its arguments, e.g. [trivy, image, --format, json, '{ref}']")
+    if not any("{ref}" in arg for arg in value):
+        raise ValueError("no argument holds {ref}, the pinned reference (repo@sha256:...) to scan")
+    if any("\x00" in arg for arg in value):
+        raise ValueError("an argument holds a NUL character")
+    return value
+
+
+class ScanModel(_Model):
+    """The vulnerability scanner hook (see docs/evidence.md)."""
+
+    command: Annotated[list[StrictStr], AfterValidator(_scan_command)] | None = None
+    fail_on: Literal["critical", "high", "medium", "low"] | None = None
+    timeout: Annotated[StrictStr, AfterValidator(_duration)] | None = None
+
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+
+
+def _env_name(value: str) -> str:
+    """A variable's name (``key_env``, ``url_env``, ...); the error never echoes the value,
+    which may be the secret itself (a URL, a PEM key) put where its name belongs."""
+    if not _ENV_NAME_RE.match(value):
+        raise ValueError(
+            "expected the name of an environment variable (letters, digits, '_', not starting "
+            "with a digit), e.g. SLACK_WEBHOOK_URL; the value itself never goes in the policy"
+        )
+    return value
+
+
+def _key_path(value: str) -> str:
+    if not value or value != value.strip() or "\x00" in value or "\n" in value:
+        raise ValueError(f"invalid key file {value[:80]!r}: a path without leading or trailing blanks, NUL or line breaks")
+    return value
+
+
+def _whole_regexp(value: str) -> str:
+    if len(value) > 1024:
+        raise ValueError(f"a pattern of {len(value)} characters: at most 1024")
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression: {e}") from None
+    return value
+
+
+class VerifyModel(_Model):
+    """``verify:``: the cosign signature each selected digest must carry (docs/verify.md): by a
+    key, or keyless by an identity."""
+
+    key: Annotated[StrictStr, AfterValidator(_key_path)] | None = None
+    key_env: Annotated[StrictStr, AfterValidator(_env_name)] | None = None
+    identity: NonEmpty | None = None
+    identity_regexp: Annotated[StrictStr, AfterValidator(_whole_regexp)] | None = None
+    issuer: NonEmpty | None = None
+    issuer_regexp: Annotated[StrictStr, AfterValidator(_whole_regexp)] | None = None
+    trust_root: Annotated[StrictStr, AfterValidator(_key_path)] | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> VerifyModel:
+        keyless = [self.identity, self.identity_regexp, self.issuer, self.issuer_regexp, self.trust_root]
+        if any(v is not None for v in keyless):
+            if self.key is not None or self.key_env is not None:
+                raise ValueError("a key (key, key_env) or a keyless identity (identity, issuer), not both")
+            if (self.identity is None) == (self.identity_regexp is None):
+                raise ValueError("keyless: give exactly one of identity or identity_regexp (the certificate's subject)")
+            if (self.issuer is None) == (self.issuer_regexp is None):
+                raise ValueError("keyless: give exactly one of issuer or issuer_regexp (the OIDC issuer)")
+            return self
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError(
+                "give exactly one of key (a PEM file) or key_env (a variable holding the PEM), "
+                "or a keyless identity and issuer"
+            )
+        return self
+
+
 class SettingsModel(_Model):
     """What ``defaults`` sets for every entry and an entry may override."""
 
@@ -326,6 +442,8 @@ class SettingsModel(_Model):
     private: StrictBool | None = None
     description: Annotated[StrictStr, _template(DESCRIPTION_FIELDS)] | None = None
     teams: dict[NonEmpty, Permission] | None = None
+    scan: ScanModel | None = None
+    verify: VerifyModel | None = None
 
 
 class EntryModel(SettingsModel):
@@ -339,13 +457,45 @@ class AuditModel(_Model):
     public_key: Annotated[StrictStr, AfterValidator(_verifier_key)] | None = None
 
 
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z", re.ASCII)
+# -- notify: notification targets (docs/notifications.md) ----------------------------------------
+
+_DAYS_RE = re.compile(r"^(\d{1,3})d\Z")
 
 
-def _env_name(value: str) -> str:
-    if not _ENV_NAME_RE.match(value):
-        raise ValueError(f"{value[:60]!r} is not an environment variable name (letters, digits, '_')")
-    return value
+def _no_literal_url(value: str) -> str:
+    raise ValueError(
+        "a webhook URL is a secret (its path or query is the credential): put it in an "
+        "environment variable and name that variable with url_env"
+    )
+
+
+def _days(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of days such as 14d")
+    if isinstance(value, int):
+        days = value
+    elif isinstance(value, str) and _DAYS_RE.match(value):
+        days = int(value[:-1])
+    else:
+        raise ValueError(f"expected a number of days such as 14d, got {str(value)[:40]!r}")
+    if not 0 <= days <= 366:
+        raise ValueError(f"expected 0d to 366d, got {days}d")
+    return days
+
+
+NotifyEvent = Literal[
+    "held-update", "sync-failure", "approval-expiring", "approval-expired", "budget-exhausted"
+]
+
+
+class NotifyModel(_Model):
+    type: Literal["webhook", "slack"]
+    url_env: Annotated[StrictStr, AfterValidator(_env_name)]
+    secret_env: Annotated[StrictStr, AfterValidator(_env_name)] | None = None
+    events: Annotated[list[NotifyEvent], Field(min_length=1)] | None = None
+    expiring_within: Annotated[int, BeforeValidator(_days)] = 14
+    url: Annotated[StrictStr, AfterValidator(_no_literal_url)] | None = None
+    """Never valid: here to refuse a literal URL with a message that says what to do instead."""
 
 
 EnvName = Annotated[StrictStr, AfterValidator(_env_name)]
@@ -372,3 +522,4 @@ class PolicyModel(_Model):
     images: list[EntryModel]
     audit: AuditModel | None = None
     sign: SignModel | None = None
+    notify: list[NotifyModel] | None = None

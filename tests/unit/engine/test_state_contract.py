@@ -260,6 +260,57 @@ def test_notified_once_per_entry_tag_and_digest(store: StateStore, harness: Harn
     assert store.mark_notified("valkey", "7.2", digest, now=NOW) is True  # another entry
 
 
+def test_notices_are_kept_per_target_and_kind(store: StateStore, harness: Harness) -> None:
+    digest = "sha256:" + "d" * 64
+    assert store.mark_notified("redis", "7.2", digest, now=NOW, kind="held-update", target="SLACK_URL") is True
+    assert store.mark_notified("redis", "7.2", digest, now=NOW, kind="held-update", target="SLACK_URL") is False
+    # the same image, another target or another kind: a notice of its own
+    assert store.mark_notified("redis", "7.2", digest, now=NOW, kind="held-update", target="HOOK_URL") is True
+    assert store.mark_notified("redis", "7.2", digest, now=NOW, kind="sync-failure", target="SLACK_URL") is True
+    assert store.notified("redis", "7.2", digest) is None  # the record without kind and target is another
+    again = harness.reopen(store)
+    held = again.notified("redis", "7.2", digest, kind="held-update", target="SLACK_URL")
+    assert held is not None and (held.kind, held.target, held.at) == ("held-update", "SLACK_URL", NOW)
+    assert [(n.target, n.kind) for n in again.notices()] == [
+        ("HOOK_URL", "held-update"), ("SLACK_URL", "held-update"), ("SLACK_URL", "sync-failure"),
+    ]
+
+
+def test_a_forgotten_notice_is_notified_again(store: StateStore, harness: Harness) -> None:
+    digest = "sha256:" + "d" * 64
+    store.mark_notified("app", "1", digest, now=NOW, kind="sync-failure", target="HOOK")
+    store.mark_notified("app", "2", digest, now=NOW, kind="sync-failure", target="HOOK")
+    first = store.notified("app", "1", digest, kind="sync-failure", target="HOOK")
+    assert first is not None
+    assert store.forget_notices([first]) == 1
+    assert store.forget_notices([first]) == 0  # already gone
+    assert store.forget_notices([]) == 0
+    reopened = harness.reopen(store)
+    assert reopened.notified("app", "1", digest, kind="sync-failure", target="HOOK") is None
+    assert reopened.notified("app", "2", digest, kind="sync-failure", target="HOOK") is not None
+    assert reopened.mark_notified("app", "1", digest, now=NOW + timedelta(days=1), kind="sync-failure",
+                                  target="HOOK") is True
+
+
+def test_an_old_notified_file_reads_and_is_written_back_as_it_was(tmp_path: Path) -> None:
+    """``notified.json`` from before kinds and targets: its records read with kind and target
+    ``""``, and a write that adds a new-style record leaves the old records' bytes alone."""
+    directory = tmp_path / ".imagevet"
+    directory.mkdir()
+    old = {"version": 1, "notified": [
+        {"entry": "redis", "tag": "7.2", "digest": "sha256:" + "a" * 64, "at": "2026-11-01T00:00:00Z"},
+    ]}
+    (directory / "notified.json").write_text(json.dumps(old, indent=2) + "\n")
+    store = FileStateStore(directory)
+    notice = store.notified("redis", "7.2", "sha256:" + "a" * 64)
+    assert notice is not None and (notice.kind, notice.target) == ("", "")
+    assert store.mark_notified("redis", "7.2", "sha256:" + "a" * 64, now=NOW) is False
+    store.mark_notified("redis", "7.2", "sha256:" + "a" * 64, now=NOW, kind="held-update", target="HOOK")
+    doc = json.loads((directory / "notified.json").read_text())
+    assert doc["notified"][0] == old["notified"][0]  # no kind/target keys added to the old record
+    assert doc["notified"][1]["kind"] == "held-update" and doc["notified"][1]["target"] == "HOOK"
+
+
 def _mark_many(harness_name: str, directory: str, writer: int, n: int) -> None:
     harness = next(h for h in HARNESSES if h.name == harness_name)
     store = harness.make(Path(directory))
@@ -303,6 +354,7 @@ def test_a_read_only_store_is_a_typed_error_and_loses_nothing(
         lambda: store.hold(HeldUpdate("nginx", "1", "sha256:" + "b" * 64, "held", NOW)),
         lambda: store.release("redis", "7.2"),
         lambda: store.mark_notified("nginx", "1", "sha256:" + "b" * 64, now=NOW),
+        lambda: store.forget_notices(store.notices()),
     ]
     with harness.read_only(store, monkeypatch):
         for attempt in attempts:
@@ -314,4 +366,5 @@ def test_a_read_only_store_is_a_typed_error_and_loses_nothing(
     assert store.read_run_summary() == {"version": 1, "ok": True}
     assert store.held() == [held]
     assert store.notified("nginx", "1", "sha256:" + "b" * 64) is None
+    assert store.notified("redis", "7.2", held.digest) is not None  # not forgotten either
     assert store.ledger.read_checkpoint() == b"note\n"

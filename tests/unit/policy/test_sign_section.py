@@ -35,8 +35,8 @@ def test_a_key_from_the_environment() -> None:
     [
         ("sign: {}\n", "exactly one of key"),
         ("sign: {key: org.key, key_env: ORG_KEY}\n", "exactly one of key"),
-        ("sign: {key_env: 'not a name'}\n", "not an environment variable name"),
-        ("sign: {key: org.key, password_env: '$X'}\n", "not an environment variable name"),
+        ("sign: {key_env: 'not a name'}\n", "expected the name of an environment variable"),
+        ("sign: {key: org.key, password_env: '$X'}\n", "expected the name of an environment variable"),
         ("sign: {key: org.key, password: hunter22}\n", "looks like a secret"),
         ("sign: {key: '-----BEGIN PRIVATE KEY-----'}\n", "looks like a private key"),
         ("sign: {kye: org.key}\n", "kye"),

@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import tempfile
+import threading
 from collections.abc import AsyncIterable, Callable
 from typing import Any
 
@@ -72,6 +73,61 @@ def _write_atomic(root: str, final: str, data: bytes) -> None:
         raise
 
 
+class _ThreadedFile:
+    """A temporary file that worker threads write: its descriptor is closed only when no thread
+    uses it.
+
+    A copy cancelled while a thread writes (``imagevet watch`` stopping after its grace period)
+    must not close the descriptor under that thread: the number would be reused by the next file
+    opened, and the thread's remaining bytes would land there.  So each use holds a lock and
+    first checks that the file is still open, and :meth:`discard` (from the event loop) closes
+    and removes the file at once when no thread holds it, else in a worker once the thread is
+    done; the event loop never waits for a disk write.
+    """
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def use(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(fd, *args)`` in the calling (worker) thread, unless the file was discarded."""
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.EBADF, "the temporary file was discarded")
+            fn(self.fd, *args)
+
+    def _close_locked(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self.fd)
+
+    def close(self) -> None:
+        """Close after the last use (no thread uses it: each use was awaited)."""
+        with self._lock:
+            self._close_locked()
+
+    def _discard_locked(self) -> None:
+        self._close_locked()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def _discard_waiting(self) -> None:
+        with self._lock:
+            self._discard_locked()
+
+    def discard(self) -> None:
+        """Close and remove the file: now, or (a thread still writes) once that thread is done."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._discard_locked()
+            finally:
+                self._lock.release()
+            return
+        asyncio.get_running_loop().run_in_executor(None, self._discard_waiting)
+
+
 class DirLayout(Layout):
     """A layout directory that can be written."""
 
@@ -116,7 +172,9 @@ class DirLayout(Layout):
         what = f"blob {desc.digest} for {self.label}"
         verifier = desc.digest.verifier()
 
-        def write(buf: list[bytes]) -> None:
+        temp = _ThreadedFile(fd, tmp)
+
+        def write(fd: int, buf: list[bytes]) -> None:
             for b in buf:
                 verifier.update(b)
                 view = memoryview(b)
@@ -134,20 +192,16 @@ class DirLayout(Layout):
                 buf.append(chunk)
                 pending += len(chunk)
                 if pending >= CHUNK_SIZE:
-                    await asyncio.to_thread(write, buf)
+                    await asyncio.to_thread(temp.use, write, buf)
                     buf, pending = [], 0
             if buf:
-                await asyncio.to_thread(write, buf)
+                await asyncio.to_thread(temp.use, write, buf)
             verifier.verify(what, desc.size)
-            await asyncio.to_thread(os.fsync, fd)
-            os.close(fd)
-            fd = -1
+            await asyncio.to_thread(temp.use, os.fsync)
+            temp.close()
             await asyncio.to_thread(os.replace, tmp, final)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            temp.discard()
             raise
 
     async def put_blob_bytes(self, digest: Digest, data: bytes) -> None:
