@@ -85,6 +85,7 @@ __all__ = [
     "Records",
     "att_manifest",
     "attestation_layer",
+    "lock_records",
     "lock_sha256",
     "mirror_statement",
     "referrer_manifest",
@@ -117,6 +118,32 @@ def lock_sha256(lock: Lock) -> str:
 Records = Callable[[str, str | None], tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]
 """``(entry name, tag) -> (signature record, scan record)``: what the lock says about how the
 upstream digest was verified and scanned, for the predicate (None: nothing recorded)."""
+
+
+def lock_records(policy: Policy, lock: Lock, source_digest: Digest) -> Records:
+    """The default :data:`Records`: what ``lock`` says about the digest an entry's tag is locked
+    at (``verified``: the signature that verified it; ``evidence``: the evidence file, whose
+    scan counts and upstream items it names by digest), when it is ``source_digest``."""
+
+    def records(entry_name: str, tag: str | None) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+        try:
+            locked = lock.entry(policy.entry(entry_name).key)
+        except KeyError:
+            return None, None
+        image = None
+        if locked is not None:
+            image = locked.tags.get(tag) if tag is not None else locked.digests.get(source_digest)
+        if image is None or image.digest != source_digest:
+            return None, None
+        signature: dict[str, Any] | None = None
+        if image.verified is not None:
+            v = image.verified
+            signature = {"signature": str(v.signature)}
+            signature.update({k: x for k, x in (("key", v.key), ("identity", v.identity), ("issuer", v.issuer)) if x})
+        scan = {"evidence": str(image.evidence)} if image.evidence is not None else None
+        return signature, scan
+
+    return records
 
 
 def mirror_statement(
@@ -635,7 +662,8 @@ async def sign_mirrors(
 
     Only ``done`` copies and updates are signed (a no-op, a hold, a failure: nothing).  The
     subject is the digest the target now holds (``CopyResult.digest``); ``lock`` is the lock
-    as the run writes it (its hash goes in the predicate).  An image that cannot be signed
+    as the run writes it (its hash goes in the predicate; ``records``, by default
+    :func:`lock_records`, its ``verified`` and ``evidence`` records).  An image that cannot be signed
     becomes ``failed`` with ``copied, but not signed: <why>`` (the copy stands; the run is not
     ok); the others are unaffected.  ``retry`` (:func:`unsigned_last_run` of the last run):
     an image the last run copied but could not sign is signed now even when it is up to date
@@ -650,7 +678,8 @@ async def sign_mirrors(
     async def one(i: int, outcome: ActionOutcome, action: Copy | Update, mirrored: Digest, retried: bool) -> None:
         async with gate:
             try:
-                signature, scan = records(action.entry, action.target.tag) if records else (None, None)
+                look = records or lock_records(policy, lock, action.digest)
+                signature, scan = look(action.entry, action.target.tag)
                 statement = mirror_statement(
                     policy, action, mirrored, lock_hash=lock_hash, now=now, signature=signature, scan=scan
                 )

@@ -245,9 +245,10 @@ async def run_sync(
     not written; the caller has ``RunReport.lock``).  ``summary_file``: the run summary goes
     there (its directory followed as the user named it) instead of into ``state``.
     With ``options.sign_key`` every image copied or updated is signed after the copies, over
-    the lock as this run writes it (``attest_records`` gives each predicate the lock's
-    signature and scan records); an image that cannot be signed is a failed outcome, and the
-    next run signs it even when it is then up to date (from ``state``'s run summary).
+    the lock as this run writes it (each predicate carries the lock's ``verified`` and
+    ``evidence`` records of the digest; ``attest_records`` replaces how they are found); an
+    image that cannot be signed is a failed outcome, and the next run signs it even when it is
+    then up to date (from ``state``'s run summary).
 
     Records are written in this order, each whatever happened to the one before: the run
     summary, the lock, the held updates (:func:`imagevet.engine.holds.record_holds`; what was

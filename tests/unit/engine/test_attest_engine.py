@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from imagevet.digest import Digest
-from imagevet.engine.attest import Attester, unsigned_last_run, verify_attestation
+from imagevet.engine.attest import Attester, lock_records, unsigned_last_run, verify_attestation
+from imagevet.lock import Lock, LockedImage, LockEntry, Verified
+from imagevet.policy import parse_policy
 from imagevet.reference import Reference
 from imagevet.signature.intoto import MirrorPredicate, Statement
 from imagevet.signature.keys import PrivateKey, load_private_key
@@ -144,3 +146,24 @@ def test_the_last_runs_unsigned_copies_are_read_from_its_summary_and_nothing_els
     ]}
     assert unsigned_last_run(summary) == {("r.example/acme/app:1", mirrored): source}
     assert unsigned_last_run(None) == {} and unsigned_last_run({"actions": "x"}) == {}
+
+
+def test_by_default_the_predicate_carries_the_locks_verified_and_evidence_records() -> None:
+    policy = parse_policy(
+        "version: 1\ntarget:\n  registry: registry.example.com\n  namespace: acme\n"
+        "images:\n  - source: docker.io/bitnami/redis\n    name: redis\n    tags: {tags: ['7.4']}\n"
+        "    approval: {approved_by: sec}\n", env={},
+    )
+    entry = policy.entry("redis")
+    source = Digest.parse("sha256:" + "1" * 64)
+    signature, evidence = Digest.parse("sha256:" + "2" * 64), Digest.parse("sha256:" + "3" * 64)
+    image = LockedImage(source, "application/vnd.oci.image.index.v1+json", WHEN,
+                        evidence=evidence, verified=Verified(signature, key="sha256:" + "4" * 64))
+    lock = Lock().with_entry(LockEntry(entry.source, entry.target, {"7.4": image}, {}))
+    records = lock_records(policy, lock, source)
+    assert records("redis", "7.4") == (
+        {"signature": str(signature), "key": "sha256:" + "4" * 64}, {"evidence": str(evidence)}
+    )
+    assert records("redis", "7.2") == (None, None)  # not locked
+    assert lock_records(policy, lock, signature)("redis", "7.4") == (None, None)  # another digest
+    assert records("nope", "7.4") == (None, None)
