@@ -30,6 +30,7 @@ from imagevet.cli.common import (
     terminal_safe,
 )
 from imagevet.cli.progress import TransferProgress
+from imagevet.cli.signing import read_sign_key
 from imagevet.cli.verify import policy_verifiers
 from imagevet.engine.copy import DEFAULT_JOBS
 from imagevet.engine.run import RunOptions, RunReport, run_sync
@@ -67,9 +68,11 @@ def sync_command(
     """Mirror every vetted image as the plan says; go on past failures; exit 1 if any failed."""
     loaded = load(policy)
     audit = None if dry_run else sync_setup(loaded.policy)  # a bad signing key stops before any work
+    sign_key = None if dry_run else read_sign_key(loaded.policy)  # sign: the same, for mirrors
     verifiers = policy_verifiers(loaded.policy)  # a verify: key that cannot be read too (exit 2)
     options = RunOptions(
-        dry_run=dry_run, prune=prune, jobs=jobs, images=images, budget_reserve=budget_reserve
+        dry_run=dry_run, prune=prune, jobs=jobs, images=images, budget_reserve=budget_reserve,
+        sign_key=sign_key,
     )
     show_progress = not as_json and not dry_run and err_console.is_terminal
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagevet.engine.copy import DEFAULT_JOBS, CopyProgress
 from imagevet.engine.holds import HoldChanges, record_holds
@@ -53,6 +53,10 @@ from imagevet.sync import (
     summarize_requests,
 )
 
+if TYPE_CHECKING:
+    from imagevet.engine.attest import AttestResult, Records
+    from imagevet.signature.keys import PrivateKey
+
 __all__ = ["PlannedRun", "RunOptions", "RunReport", "plan_run", "run_sync", "utc_now"]
 
 
@@ -74,6 +78,9 @@ class RunOptions:
     """Images copied at once."""
     budget_reserve: int = 0
     """Docker Hub pulls to leave unspent."""
+    sign_key: PrivateKey | None = None
+    """The organization's key (policy ``sign:``): each image copied or updated gets a signed
+    attestation (``imagevet.engine.attest``); None: nothing is signed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +157,8 @@ class RunReport:
     pull_budget: Mapping[str, Any] = field(default_factory=dict)
     """``{"remaining": {registry: pulls}, "reserve": n, "deferred": n}`` as the run ended: pulls
     left per registry that reports them, the reserve asked for, copies deferred for the budget."""
+    attestations: tuple[AttestResult, ...] = field(default=())
+    """The attestations signed (or found already there) for this run's copies (``sign:``)."""
 
     @property
     def newly_held(self) -> tuple[HeldUpdate, ...]:
@@ -225,6 +234,7 @@ async def run_sync(
     lock_path: Path | None = None,
     summary_file: Path | None = None,
     verifiers: Mapping[VerifyRule, Verifier] | None = None,
+    attest_records: Records | None = None,
 ) -> RunReport:
     """One whole sync: plan, apply, bring follow entries' lock along, record; see the module doc.
 
@@ -234,6 +244,11 @@ async def run_sync(
     pushed to ``target``.  ``lock_path``: where to write the new lock when it changed (None:
     not written; the caller has ``RunReport.lock``).  ``summary_file``: the run summary goes
     there (its directory followed as the user named it) instead of into ``state``.
+    With ``options.sign_key`` every image copied or updated is signed after the copies, over
+    the lock as this run writes it (each predicate carries the lock's ``verified`` and
+    ``evidence`` records of the digest; ``attest_records`` replaces how they are found); an
+    image that cannot be signed is a failed outcome, and the next run signs it even when it is
+    then up to date (from ``state``'s run summary).
 
     Records are written in this order, each whatever happened to the one before: the run
     summary, the lock, the held updates (:func:`imagevet.engine.holds.record_holds`; what was
@@ -258,6 +273,18 @@ async def run_sync(
         progress=progress, cache=state.manifests,
     )
     new_lock = _with_verified(policy, follow_lock(policy, lock, applied, planned.observed), planned.observed)
+    attested: tuple[AttestResult, ...] = ()
+    if options.sign_key is not None:
+        from imagevet.engine.attest import sign_mirrors, unsigned_last_run
+
+        try:  # what the last run copied but could not sign is signed now, even if up to date
+            last = await asyncio.to_thread(state.read_run_summary)
+        except ImagevetError:
+            last = None
+        applied, attested = await sign_mirrors(
+            policy, applied, target=target, key=options.sign_key, lock=new_lock, now=clock(),
+            records=attest_records, concurrency=options.images, retry=unsigned_last_run(last),
+        )
     report = SyncReport(
         planned.plan, applied.outcomes, problems, applied.seconds, summarize_requests(source, target)
     )
@@ -313,6 +340,7 @@ async def run_sync(
         lock_written=lock_written, recorded=recorded, summary_error=summary_error,
         lock_error=lock_error, ledger_error=ledger_error, errors=tuple(errors),
         holds=holds, holds_error=holds_error, pull_budget=budget,
+        attestations=attested,
     )
 
 

@@ -45,6 +45,7 @@ from imagevet.policy.model import (
     NotifyTarget,
     Policy,
     Scan,
+    Sign,
     TagRules,
     Target,
     VerifyRule,
@@ -59,6 +60,7 @@ from imagevet.policy.schema import (
     PolicyModel,
     ScanModel,
     SettingsModel,
+    SignModel,
     TagRulesModel,
     TargetModel,
     VerifyModel,
@@ -304,6 +306,7 @@ class _Builder:
         return Policy(
             path=self.path, target=target, entries=entries, version=self.pieces.version,
             audit=_audit(self.located.data.get("audit")),
+            sign=_sign(self.located.data.get("sign"), self.path.parent),
             notify=self._notify(errors),
         )
 
@@ -582,3 +585,15 @@ def _audit(value: Any) -> Audit:
         ref = Reference.parse(model.checkpoint)
         checkpoint = ref if ref.tag is not None else ref.with_tag("checkpoint")
     return Audit(checkpoint=checkpoint, public_key=model.public_key)
+
+
+def _sign(value: Any, base: Path) -> Sign | None:
+    """The ``sign`` section (its errors were reported with the whole model); None when absent."""
+    if value is None:
+        return None
+    try:
+        model = SignModel.model_validate(value)
+    except ValidationError:
+        return None
+    key_file = Path(os.path.normpath(os.path.join(str(base), model.key))) if model.key is not None else None
+    return Sign(key_file=key_file, key_env=model.key_env, password_env=model.password_env)

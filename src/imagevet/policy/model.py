@@ -42,6 +42,7 @@ __all__ = [
     "NotifyTarget",
     "Policy",
     "Scan",
+    "Sign",
     "TagRules",
     "Target",
     "VerifyRule",
@@ -338,6 +339,19 @@ class NotifyTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class Sign:
+    """``sign:``: where the organization's signing key comes from (the CLI reads it; the key
+    never appears in the policy).  Exactly one of ``key_file`` and ``key_env``."""
+
+    key_file: Path | None = None
+    """The PEM private key file (made absolute against the policy file's directory)."""
+    key_env: str | None = None
+    """The environment variable holding the PEM private key."""
+    password_env: str | None = None
+    """The environment variable holding the key's password, for an encrypted key."""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A loaded, valid policy file."""
 
@@ -346,6 +360,8 @@ class Policy:
     entries: tuple[Entry, ...]
     version: int = 1
     audit: Audit = field(default_factory=Audit)
+    sign: Sign | None = None
+    """The organization's signing key (``sign:``); None: mirrors are not signed."""
     notify: tuple[NotifyTarget, ...] = ()
     """Where notifications go (none by default: nothing is sent)."""
 

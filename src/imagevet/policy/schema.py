@@ -45,6 +45,7 @@ __all__ = [
     "PolicyModel",
     "ScanModel",
     "SettingsModel",
+    "SignModel",
     "TagRulesModel",
     "TargetModel",
     "VerifyModel",
@@ -94,6 +95,10 @@ HINTS: dict[str, str] = {
     "scan.timeout": "a duration such as 90s, 10m or 1h (at most 24h)",
     "policy.audit.checkpoint": "a repository[:tag] for the ledger checkpoint, e.g. registry.example.com/acme/imagevet-audit:checkpoint",
     "policy.audit.public_key": "the public key printed by imagevet audit keygen: <name>+<8 hex>+<base64>",
+    "policy.sign": "a mapping with key (a PEM file) or key_env (a variable holding the PEM), and optionally password_env",
+    "policy.sign.key": "the organization's private key file (PEM), relative to the policy file, e.g. org.key",
+    "policy.sign.key_env": "the name of an environment variable holding the private key (PEM), e.g. IMAGEVET_SIGN_KEY",
+    "policy.sign.password_env": "the name of an environment variable holding the key's password",
     "policy.notify": "a list of targets, each a mapping with type, url_env (docs/notifications.md)",
     "policy.notify.type": "webhook or slack",
     "policy.notify.url_env": "the name of the environment variable holding the webhook URL, e.g. SLACK_WEBHOOK_URL",
@@ -493,10 +498,28 @@ class NotifyModel(_Model):
     """Never valid: here to refuse a literal URL with a message that says what to do instead."""
 
 
+EnvName = Annotated[StrictStr, AfterValidator(_env_name)]
+
+
+class SignModel(_Model):
+    """``sign:``: the organization's key, which signs an attestation for every mirror."""
+
+    key: NonEmpty | None = None
+    key_env: EnvName | None = None
+    password_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SignModel:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key (a PEM file) or key_env (a variable holding the PEM)")
+        return self
+
+
 class PolicyModel(_Model):
     version: Literal[1]
     target: TargetModel
     defaults: SettingsModel | None = None
     images: list[EntryModel]
     audit: AuditModel | None = None
+    sign: SignModel | None = None
     notify: list[NotifyModel] | None = None

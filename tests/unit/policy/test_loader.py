@@ -261,7 +261,7 @@ MALFORMED: list[tuple[str, str, list[tuple[int, int, str | None, str]]]] = [
                 3,
                 1,
                 "image",
-                "unknown key 'image' (did you mean 'images'?); allowed keys: audit, defaults, images, notify, target, version",
+                "unknown key 'image' (did you mean 'images'?); allowed keys: audit, defaults, images, notify, sign, target, version",
             )
         ],
     ),
