@@ -497,3 +497,45 @@ async def test_run_sync_signs_with_the_lock_records_and_reports_each_attestation
     assert check.latest.predicate.scan == {"scanner": "trivy", "counts": {"critical": 0}}
     assert check.latest.predicate.lock_sha256 == hashlib.sha256(policy_path.with_suffix(".lock").read_bytes()).hexdigest()
     assert state.read_run_summary()["actions"][0]["message"].startswith("attestation signed (referrer sha256:")
+
+
+async def test_imagevet_verify_checks_a_mirrors_attestation_with_the_org_key(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path
+) -> None:
+    """``imagevet verify MIRROR --attestation-key org.pub``: what anyone in the org runs to tell an
+    imagevet mirror of a vetted upstream digest from any other push."""
+    image, other = make_image(seed="attest-cli"), make_image(seed="attest-cli-unsigned")
+    await push_image(plain_registry, f"{unique_repo}/cli", image, "1")
+    await push_image(target, "acme/elsewhere", other, "1")  # pushed by someone else: no attestation
+    _, public, _ = org_key(tmp_path)
+    (tmp_path / "org.pub").write_bytes(public.pem())
+    policy = write_policy(tmp_path, target.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/cli\n    name: cli\n    tags: {{tags: ['1']}}\n"
+    ))
+    assert imagevet("lock", policy=policy).returncode == 0
+    assert imagevet("sync", policy=policy).returncode == 0
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imagevet.cli", "verify", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    ok = verify(f"{target.host}/acme/cli:1", "--attestation-key", str(tmp_path / "org.pub"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"mirror of {plain_registry.host}/{unique_repo}/cli:1@{image.digest} (entry cli)" in ok.stdout
+    lock_hash = hashlib.sha256(policy.with_suffix(".lock").read_bytes()).hexdigest()
+    assert "approved by security@acme.example until 2099-12-31" in ok.stdout and lock_hash in ok.stdout
+    shown = json.loads(verify(f"{target.host}/acme/cli:1", "--attestation-key", str(tmp_path / "org.pub"),
+                              "--json").stdout)
+    assert shown["ok"] and shown["digest"] == str(image.digest)
+    assert shown["attestations"][0]["predicate"]["entry"] == "cli"
+
+    stranger = verify(f"{target.host}/acme/elsewhere:1", "--attestation-key", str(tmp_path / "org.pub"))
+    assert stranger.returncode == 1 and "no imagevet attestation" in stranger.stderr, stranger.stderr
+    (tmp_path / "other").mkdir()
+    _, wrong, _ = org_key(tmp_path / "other")
+    (tmp_path / "wrong.pub").write_bytes(wrong.pem())
+    refused = verify(f"{target.host}/acme/cli:1", "--attestation-key", str(tmp_path / "wrong.pub"))
+    assert refused.returncode == 1 and "not attested:" in refused.stderr, refused.stderr
+    both = verify(f"{target.host}/acme/cli:1", "--attestation-key", str(tmp_path / "org.pub"),
+                  "--key", str(tmp_path / "org.pub"))
+    assert both.returncode == 2 and "give it alone" in both.stderr

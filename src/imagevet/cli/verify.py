@@ -32,6 +32,7 @@ from imagevet.errors import ImagevetError, SignatureError
 from imagevet.reference import Reference
 
 if TYPE_CHECKING:
+    from imagevet.engine.attest import AttestationCheck
     from imagevet.engine.verify import Keyless, Verifier, VerifyResult
     from imagevet.policy.model import KeylessRule, KeySource, Policy, VerifyRule
     from imagevet.signature.keys import PublicKey
@@ -226,6 +227,9 @@ def verify_command(
     policy: Path | None = typer.Option(
         None, "--policy", "-p", help="Without --key: the verify: rule of the policy entry whose source or target is REF."
     ),
+    attestation_key: Path | None = typer.Option(
+        None, "--attestation-key", help="Instead: check REF's imagevet attestation (an org mirror) with this public key (PEM)."
+    ),
     insecure: list[str] = typer.Option([], "--insecure", help="Plain-HTTP registry host (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="The result as JSON."),
 ) -> None:
@@ -235,6 +239,11 @@ def verify_command(
     except ImagevetError as e:
         fail(str(e), EXIT_USAGE)
     keyless = [identity, identity_regexp, issuer, issuer_regexp, trust_root]
+    if attestation_key is not None:
+        if key is not None or key_env is not None or policy is not None or any(v is not None for v in keyless):
+            fail("--attestation-key checks an org mirror's attestation: give it alone", EXIT_USAGE)
+        _verify_attestation(image, attestation_key, insecure=insecure, as_json=as_json)
+        return
     if key is not None and key_env is not None:
         fail("give --key or --key-env, not both", EXIT_USAGE)
     if (key is not None or key_env is not None) and any(v is not None for v in keyless):
@@ -268,6 +277,45 @@ def verify_command(
         fail(f"{target}: no such image", EXIT_FAILURE)
     _report(target, result, chosen, as_json=as_json)
     if not result.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _verify_attestation(image: Reference, key_file: Path, *, insecure: list[str], as_json: bool) -> None:
+    """``verify --attestation-key``: that an org mirror carries imagevet's attestation, signed
+    by the organization's key, about this very digest; exit 0 when one verifies, 1 when none."""
+    from imagevet.policy.model import KeySource
+
+    try:
+        public = read_public_key(KeySource(path=str(key_file)), os.environ)
+    except SignatureError as e:
+        fail(str(e), EXIT_USAGE)
+
+    async def _go() -> AttestationCheck:
+        from imagevet.engine.attest import verify_attestation
+
+        async with make_store(insecure=insecure) as store:
+            ref = image if image.tag or image.digest else image.with_tag("latest")
+            return await verify_attestation(store, ref, public)
+
+    check = run(_go)
+    if as_json:
+        print_json(check.to_json())
+    elif check.latest is not None:
+        found = check.latest
+        predicate = found.predicate
+        console.print(terminal_safe(f"attested: {image.repo().with_digest(check.digest) if check.digest else image}"),
+                      highlight=False)
+        console.print(terminal_safe(f"  mirror of {predicate.source}@{predicate.source_digest} (entry {predicate.entry})"),
+                      highlight=False)
+        console.print(terminal_safe(
+            f"  approved by {predicate.approved_by}"
+            + (f" until {predicate.expires}" if predicate.expires else "")
+            + f"; lock sha256:{predicate.lock_sha256}; signed {predicate.time:%Y-%m-%dT%H:%M:%SZ} ({found.where})"
+        ), highlight=False)
+    else:
+        for problem in check.problems or ("no imagevet attestation",):
+            err_console.print(f"[red]not attested:[/] {terminal_safe(problem)}", highlight=False)
+    if not check.ok:
         raise typer.Exit(EXIT_FAILURE)
 
 
