@@ -539,3 +539,23 @@ async def test_imagevet_verify_checks_a_mirrors_attestation_with_the_org_key(
     both = verify(f"{target.host}/acme/cli:1", "--attestation-key", str(tmp_path / "org.pub"),
                   "--key", str(tmp_path / "org.pub"))
     assert both.returncode == 2 and "give it alone" in both.stderr
+
+
+async def test_watch_signs_what_it_copies_and_refuses_a_bad_key_at_start(
+    plain_registry: RunningRegistry, target: RunningRegistry, unique_repo: str, tmp_path: Path
+) -> None:
+    image = make_image(seed="attest-watch")
+    await push_image(plain_registry, f"{unique_repo}/w", image, "1")
+    _, public, _ = org_key(tmp_path)
+    policy = write_policy(tmp_path, target.host, (
+        f"  - source: {plain_registry.host}/{unique_repo}/w\n    name: w\n    tags: {{tags: ['1']}}\n"
+    ))
+    assert imagevet("lock", policy=policy).returncode == 0
+    once = imagevet("watch", "--once", policy=policy)
+    assert once.returncode == 0, once.stdout + once.stderr
+    async with RegistryClient() as client:
+        check = await verify_attestation(client, Reference.parse(f"{target.host}/acme/w:1"), public)
+    assert check.ok and check.latest is not None and check.latest.predicate.entry == "w", check.problems
+    (tmp_path / "org.key").write_text("not a key\n")
+    bad = imagevet("watch", "--once", policy=policy)
+    assert bad.returncode == 2 and "sign" in bad.stderr and "not a key" not in bad.stderr, bad.stderr

@@ -134,6 +134,9 @@ def watch_command(
     from imagevet.cli.verify import policy_verifiers, read_verifiers
 
     policy_verifiers(first)  # so is a verify: key that cannot be read (each run reads them again)
+    from imagevet.cli.signing import read_sign_key
+
+    read_sign_key(first)  # and the sign: key of the mirrors' attestations (read again each run)
     _show_info_lines()
 
     from imagevet.engine.run import RunOptions, run_sync
@@ -153,12 +156,13 @@ def watch_command(
         problems = lock_problems(current, lock)
         usable = replace(current, entries=tuple(e for e in current.entries if not lock.problems(e.key)))
         audit = audit_setup(usable, signer=load_signer(os.environ))
+        run_options = replace(options, sign_key=read_sign_key(usable))  # sign: as sync does
         # the keys of verify: rules, read again each run (a key unreadable now skips this run)
         verifiers = read_verifiers(usable, os.environ) if any(e.verify for e in usable.entries) else {}
         async with make_store(insecure=insecure) as store, hub_manager(usable) as manager:
             report = await run_sync(
                 usable, lock, source=store, target=store, state=state_store(usable), manager=manager,
-                audit=audit, options=options, clock=now_utc, lock_problems=problems, lock_path=lock_path,
+                audit=audit, options=run_options, clock=now_utc, lock_problems=problems, lock_path=lock_path,
                 verifiers=verifiers,
             )
             return CycleResult(report, dict(store.ratelimits))
