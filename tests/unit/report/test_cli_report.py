@@ -87,7 +87,7 @@ def test_the_evidence_the_lock_names_shows_on_the_page_and_in_the_comment(tmp_pa
     from imagevet.digest import Digest
     from imagevet.engine.evidence import evidence_dir, write_evidence
     from imagevet.evidence import Evidence, EvidenceItem
-    from imagevet.lock import Lock
+    from imagevet.lock import Lock, Verified
     from imagevet.scanreport import ScanReport
 
     (tmp_path / "imagevet.yaml").write_text(POLICY)
@@ -101,7 +101,11 @@ def test_the_evidence_the_lock_names_shows_on_the_page_and_in_the_comment(tmp_pa
     )
     named = write_evidence(evidence_dir(tmp_path / "imagevet.lock"), kept.to_bytes())
     gone = Digest.of(b"an evidence file nobody kept")
-    redis = replace(redis, tags={**redis.tags, "7.4.1": replace(redis.tags["7.4.1"], evidence=named)})
+    signature = Digest.of(b"signature manifest")
+    redis = replace(redis, tags={**redis.tags, "7.4.1": replace(
+        redis.tags["7.4.1"], evidence=named,
+        verified=Verified(signature, identity="release@example.org", issuer="https://accounts.example.org"),
+    )})
     mailhog = replace(mailhog, tags={"v1.0.1": replace(mailhog.tags["v1.0.1"], evidence=gone)})
     (tmp_path / "imagevet.lock").write_text(render_lock(Lock((redis, mailhog))))
 
@@ -110,6 +114,8 @@ def test_the_evidence_the_lock_names_shows_on_the_page_and_in_the_comment(tmp_pa
     page = (tmp_path / "site" / "redis.html").read_text()
     assert "https://spdx.dev/Document (found by referrer)" in page and str(sbom) in page
     assert "trivy 0.58.0: 2 high" in page
+    assert "verified: cosign signature by keyless: release@example.org from https://accounts.example.org" in page
+    assert str(signature) in page
     assert "https://spdx.dev/Document (found by referrer)" in done.stdout
     missing = (tmp_path / "site" / "mailhog.html").read_text()
     assert "evidence file unreadable" in missing and "missing (the lock names it)" in missing
