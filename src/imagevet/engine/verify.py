@@ -299,10 +299,8 @@ class _Search:
             if layer.problem is not None:
                 self.reasons.append(f"{found_by} {_short(manifest.digest)} {layer.problem}")
                 continue
-            if self.full():
-                self.reasons.append(f"{where}: not examined (at most {self.limits.candidates} signatures are)")
+            if not self._admit(where):
                 return None
-            self.examined += 1
             try:
                 payload = await _read_bounded(self.store, self.repo, layer.payload, MAX_PAYLOAD_BYTES, where)
             except (SignatureError, ImagevetError) as e:
@@ -324,10 +322,8 @@ class _Search:
             where = f"{found_by} {_short(manifest.digest)} layer {i}"
             if not isinstance(item, dict) or item.get("mediaType") not in BUNDLE_MEDIA_TYPES:
                 continue
-            if self.full():
-                self.reasons.append(f"{where}: not examined (at most {self.limits.candidates} signatures are)")
+            if not self._admit(where):
                 return None
-            self.examined += 1
             try:
                 data = await _read_bounded(self.store, self.repo, Descriptor.from_json(item), MAX_BUNDLE_BYTES, where)
                 content = parse_bundle(data, what=where)
@@ -342,6 +338,14 @@ class _Search:
             if result is not None:
                 return result
         return None
+
+    def _admit(self, where: str) -> bool:
+        """Count one more signature examined; False (the reason noted) once the bound is reached."""
+        if self.full():
+            self.reasons.append(f"{where}: not examined (at most {self.limits.candidates} signatures are)")
+            return False
+        self.examined += 1
+        return True
 
     def _check(self, candidate: Candidate) -> VerifyResult | None:
         try:
