@@ -78,15 +78,7 @@ class CreateRepo:
         return f"create {self.target.name} ({'private' if self.spec.private else 'public'})"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": str(self.kind),
-            "entry": self.entry,
-            "target": self.target.name,
-            "spec": _spec_json(self.spec),
-            "changes": [
-                {"kind": str(c.kind), "detail": c.detail, "team": c.team} for c in self.changes
-            ],
-        }
+        return _repo_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,15 +95,20 @@ class UpdateRepo:
         return f"update {self.target.name}: " + "; ".join(c.detail for c in self.changes)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": str(self.kind),
-            "entry": self.entry,
-            "target": self.target.name,
-            "spec": _spec_json(self.spec),
-            "changes": [
-                {"kind": str(c.kind), "detail": c.detail, "team": c.team} for c in self.changes
-            ],
-        }
+        return _repo_json(self)
+
+
+def _repo_json(action: CreateRepo | UpdateRepo) -> dict[str, Any]:
+    """The JSON both repository actions share."""
+    return {
+        "kind": str(action.kind),
+        "entry": action.entry,
+        "target": action.target.name,
+        "spec": _spec_json(action.spec),
+        "changes": [
+            {"kind": str(c.kind), "detail": c.detail, "team": c.team} for c in action.changes
+        ],
+    }
 
 
 @dataclass(frozen=True, slots=True)
